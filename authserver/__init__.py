@@ -1,0 +1,66 @@
+"""authserver: an OAuth 2.1 authorization server for AI connectors (MCP), with hub and scope consent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import Defaults, finalize
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: the only place that wires configuration, extensions, blueprints and OAuth."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+    )
+    app.config.from_object(Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("AUTHSERVER")
+    if test_config:
+        app.config.from_mapping(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    finalize(app.config, app.instance_path)
+
+    from . import accounts, scopes
+
+    catalog = scopes.build_catalog(app.config["SCOPE_CATALOG"])
+    app.extensions["authserver.scopes"] = catalog
+    app.extensions["authserver.roles"] = accounts.build_roles(app.config["ROLES"], catalog)
+
+    from .extensions import csrf, db, limiter, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
+
+    if app.config["PROXY_FIX_HOPS"]:
+        hops = int(app.config["PROXY_FIX_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    from . import errors, web
+
+    errors.init_app(app)
+    web.init_app(app)
+
+    from .views import auth
+
+    app.register_blueprint(auth.bp)
+
+    from .oauth.server import init_oauth
+
+    init_oauth(app)
+
+    from . import cli
+
+    cli.init_app(app)
+    return app

@@ -1,0 +1,234 @@
+"""Users, hubs and memberships, and the one answer to "what may this user do in this hub"."""
+
+from __future__ import annotations
+
+import secrets as _secrets
+
+from flask import current_app
+from sqlalchemy import select
+
+from . import scopes
+from .extensions import db
+from .models import Hub, Membership, User
+from .secrets import hash_secret, verify_password
+
+#: Role presets: role name -> scopes ("*" means every scope in the catalog).
+DEFAULT_ROLES: dict[str, list[str]] = {
+    "admin": ["*"],
+    "sales": [
+        "crm.objects.contacts.read",
+        "crm.objects.contacts.write",
+        "crm.objects.companies.read",
+        "crm.objects.companies.write",
+        "crm.objects.deals.read",
+        "crm.objects.deals.write",
+        "crm.objects.notes.read",
+        "crm.objects.notes.write",
+        "crm.objects.owners.read",
+    ],
+    "viewer": [
+        "crm.objects.contacts.read",
+        "crm.objects.companies.read",
+        "crm.objects.deals.read",
+        "crm.objects.tickets.read",
+        "crm.objects.notes.read",
+        "crm.objects.owners.read",
+    ],
+}
+
+
+class AccountError(ValueError):
+    """A request about users, hubs or memberships that cannot be carried out (message is public)."""
+
+
+def build_roles(raw: dict | None, catalog: dict) -> dict[str, frozenset[str]]:
+    """Validate role presets against the scope catalog; '*' expands to every scope."""
+    raw = DEFAULT_ROLES if raw is None else raw
+    roles: dict[str, frozenset[str]] = {}
+    for role, names in raw.items():
+        if names == ["*"]:
+            roles[role] = frozenset(catalog)
+            continue
+        unknown = [n for n in names if n not in catalog]
+        if unknown:
+            raise ValueError(f"Role {role!r} names unknown scopes: {', '.join(unknown)}.")
+        roles[role] = frozenset(names)
+    return roles
+
+
+def roles() -> dict[str, frozenset[str]]:
+    return current_app.extensions["authserver.roles"]
+
+
+# --- permissions ---------------------------------------------------------------------------------
+def membership_permissions(user: User | None, membership: Membership | None) -> frozenset[str]:
+    """Role preset + explicit grants − explicit denials; empty for a disabled user or no membership.
+
+    Every permission decision in authserver goes through this function (via ``permissions`` or,
+    on the hot path, with rows already loaded by the introspection query)."""
+    if user is None or membership is None or user.disabled:
+        return frozenset()
+    base = roles().get(membership.role, frozenset())
+    known = scopes.catalog()
+    granted = {s for s in (membership.granted or []) if s in known}
+    denied = set(membership.denied or [])
+    return frozenset((base | granted) - denied)
+
+
+def permissions(user: User, hub: Hub) -> frozenset[str]:
+    """What this user may do in this hub, right now."""
+    membership = get_membership(user, hub)
+    return membership_permissions(user, membership)
+
+
+# --- users ---------------------------------------------------------------------------------------
+def normalize_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def get_user_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+def get_user(user_id: int) -> User | None:
+    return db.session.get(User, user_id)
+
+
+def create_user(email: str, password: str, display_name: str | None = None) -> User:
+    email = normalize_email(email)
+    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
+        raise AccountError(f"Not a valid email address: {email!r}.")
+    if len(password or "") < 8:
+        raise AccountError("The password must be at least 8 characters long.")
+    if get_user_by_email(email) is not None:
+        raise AccountError(f"A user with email {email} already exists.")
+    user = User(
+        email=email,
+        display_name=(display_name or email.split("@")[0]).strip()[:200],
+        password_hash=hash_secret(password),
+        disabled=False,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    if len(password or "") < 8:
+        raise AccountError("The password must be at least 8 characters long.")
+    user.password_hash = hash_secret(password)
+    db.session.flush()
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user if the email and password match an enabled account, else None (same cost either way)."""
+    user = get_user_by_email(email)
+    ok = verify_password(user.password_hash if user else None, password or "")
+    if not ok or user is None or user.disabled:
+        return None
+    return user
+
+
+def find_users() -> list[User]:
+    return list(db.session.scalars(select(User).order_by(User.id)))
+
+
+# --- hubs ----------------------------------------------------------------------------------------
+def get_hub(public_id: int | str) -> Hub | None:
+    try:
+        public_id = int(public_id)
+    except (TypeError, ValueError):
+        return None
+    return db.session.scalar(select(Hub).where(Hub.public_id == public_id))
+
+
+def create_hub(name: str, public_id: int | None = None) -> Hub:
+    name = (name or "").strip()
+    if not name:
+        raise AccountError("A hub needs a name.")
+    if public_id is None:
+        while True:
+            public_id = 10_000_000 + _secrets.randbelow(90_000_000)  # 8 digits
+            if get_hub(public_id) is None:
+                break
+    elif get_hub(public_id) is not None:
+        raise AccountError(f"Hub {public_id} already exists.")
+    hub = Hub(public_id=public_id, name=name[:200])
+    db.session.add(hub)
+    db.session.flush()
+    return hub
+
+
+def find_hubs() -> list[Hub]:
+    return list(db.session.scalars(select(Hub).order_by(Hub.id)))
+
+
+def find_user_hubs(user: User) -> list[Hub]:
+    """Hubs the user is a member of, by name."""
+    return list(
+        db.session.scalars(
+            select(Hub).join(Membership).where(Membership.user_id == user.id).order_by(Hub.name, Hub.id)
+        )
+    )
+
+
+# --- memberships ---------------------------------------------------------------------------------
+def get_membership(user: User, hub: Hub) -> Membership | None:
+    return db.session.scalar(
+        select(Membership).where(Membership.user_id == user.id, Membership.hub_id == hub.id)
+    )
+
+
+def _check_role(role: str) -> str:
+    if role not in roles():
+        raise AccountError(f"Unknown role {role!r}. Known roles: {', '.join(roles())}.")
+    return role
+
+
+def add_member(user: User, hub: Hub, role: str) -> Membership:
+    _check_role(role)
+    if get_membership(user, hub) is not None:
+        raise AccountError(f"{user.email} is already a member of hub {hub.public_id}.")
+    membership = Membership(user_id=user.id, hub_id=hub.id, role=role, granted=[], denied=[])
+    db.session.add(membership)
+    db.session.flush()
+    return membership
+
+
+def _require_membership(user: User, hub: Hub) -> Membership:
+    membership = get_membership(user, hub)
+    if membership is None:
+        raise AccountError(f"{user.email} is not a member of hub {hub.public_id}.")
+    return membership
+
+
+def remove_member(user: User, hub: Hub) -> None:
+    db.session.delete(_require_membership(user, hub))
+    db.session.flush()
+
+
+def set_role(user: User, hub: Hub, role: str) -> Membership:
+    membership = _require_membership(user, hub)
+    membership.role = _check_role(role)
+    db.session.flush()
+    return membership
+
+
+def grant_permission(user: User, hub: Hub, scope: str) -> Membership:
+    """Explicitly allow a scope (and lift an explicit denial of it)."""
+    scopes.validate_names([scope])
+    membership = _require_membership(user, hub)
+    membership.granted = sorted(set(membership.granted or []) | {scope})
+    membership.denied = sorted(set(membership.denied or []) - {scope})
+    db.session.flush()
+    return membership
+
+
+def deny_permission(user: User, hub: Hub, scope: str) -> Membership:
+    """Explicitly deny a scope, whatever the role allows (and drop an explicit grant of it)."""
+    scopes.validate_names([scope])
+    membership = _require_membership(user, hub)
+    membership.denied = sorted(set(membership.denied or []) | {scope})
+    membership.granted = sorted(set(membership.granted or []) - {scope})
+    db.session.flush()
+    return membership

@@ -1,0 +1,122 @@
+"""Configuration defaults, load order, and the fail-fast check for unsafe production settings.
+
+Load order (later wins): these defaults, ``instance/config.py`` if present, ``AUTHSERVER_*``
+environment variables (``AUTHSERVER_DATABASE_URL`` sets ``DATABASE_URL``; values are parsed as
+JSON when they parse), then the ``test_config`` mapping given to ``create_app``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+#: Placeholder secret; the app refuses to start with it outside debug/testing.
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"
+
+
+class Defaults:
+    """Every setting authserver reads, with its default. Override with AUTHSERVER_<NAME>."""
+
+    # Signs the session cookie and CSRF tokens. Must be set (long and random) in production.
+    SECRET_KEY = DEFAULT_SECRET_KEY
+    # The issuer identifier (RFC 8414 §2): scheme://host[:port], no path, no trailing slash.
+    # Used byte-identically in metadata, `iss` response parameters and introspection.
+    ISSUER = "http://127.0.0.1:5000"
+    # SQLAlchemy URL. None means a SQLite file in the instance folder.
+    DATABASE_URL: str | None = None
+    # Redis URL for rate limits and shared short-lived state. None means in-process memory.
+    REDIS_URL: str | None = None
+
+    # Lifetimes, in seconds.
+    AUTHORIZATION_CODE_LIFETIME = 60
+    ACCESS_TOKEN_LIFETIME = 3600
+    REFRESH_TOKEN_LIFETIME = 30 * 24 * 3600
+    # An identical retry of a code redemption or a refresh within this many seconds gets the same
+    # answer again instead of an error; after it, a replay revokes the token family / grant.
+    REPLAY_GRACE_SECONDS = 10
+
+    # Dynamic client registration (RFC 7591): "open" lets anyone register a client;
+    # "closed" refuses every request to the registration endpoint.
+    REGISTRATION_MODE = "open"
+    # Canonical URI of the resource server used when an authorization request has no `resource`.
+    # None: if exactly one resource server is registered, that one; otherwise `invalid_target`.
+    DEFAULT_RESOURCE: str | None = None
+
+    # Scope catalog override: a mapping name -> {"description": ..., "group": ...}
+    # replacing the built-in CRM catalog (authserver.scopes.DEFAULT_CATALOG). None keeps it.
+    SCOPE_CATALOG: dict | None = None
+    # Role presets override: a mapping role -> list of scope names (or ["*"] for every scope).
+    # None keeps authserver.accounts.DEFAULT_ROLES.
+    ROLES: dict | None = None
+
+    # Login throttling (Flask-Limiter syntax). Failed attempts count against both limits.
+    LOGIN_FAILURES_PER_ACCOUNT = "5 per 5 minutes"
+    LOGIN_FAILURES_PER_IP = "20 per 5 minutes"
+    # Trust this many X-Forwarded-For hops when finding the client IP (set behind a proxy).
+    PROXY_FIX_HOPS = 0
+
+    # Documentation URL advertised as `service_documentation` in the metadata document.
+    SERVICE_DOCUMENTATION = "https://github.com/authserver/authserver#readme"
+
+    # Largest request body accepted, in bytes (larger bodies get 413).
+    MAX_CONTENT_LENGTH = 64 * 1024
+
+    # Session cookie: HttpOnly and SameSite=Lax always; Secure is set when ISSUER is https.
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_NAME = "authserver_session"
+    # CSRF tokens live as long as the session; the consent page may be left open a while.
+    WTF_CSRF_TIME_LIMIT = None
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+
+
+class ConfigError(RuntimeError):
+    """Raised at start-up when the configuration is unsafe or malformed."""
+
+
+def finalize(config, instance_path: str) -> None:
+    """Derive settings from the loaded ones and refuse unsafe production configuration."""
+    issuer = str(config["ISSUER"])
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"AUTHSERVER_ISSUER must be an absolute URL, got {issuer!r}.")
+    if parts.path not in ("",) or parts.query or parts.fragment:
+        raise ConfigError(
+            "AUTHSERVER_ISSUER must have no path, query or fragment "
+            f"(for example https://auth.example.com), got {issuer!r}."
+        )
+    config["ISSUER"] = issuer
+    config["SESSION_COOKIE_SECURE"] = parts.scheme == "https"
+
+    if not config.get("DATABASE_URL"):
+        config["DATABASE_URL"] = f"sqlite:///{instance_path}/authserver.sqlite3"
+    config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(config["DATABASE_URL"])
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+    else:
+        config.setdefault(
+            "SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        )
+
+    if config["REGISTRATION_MODE"] not in ("open", "closed"):
+        raise ConfigError("AUTHSERVER_REGISTRATION_MODE must be 'open' or 'closed'.")
+
+    if not (config.get("DEBUG") or config.get("TESTING")):
+        if config["SECRET_KEY"] == DEFAULT_SECRET_KEY or len(str(config["SECRET_KEY"])) < 32:
+            raise ConfigError(
+                "Refusing to start: set AUTHSERVER_SECRET_KEY to a long random value "
+                "(at least 32 characters, for example the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
+            )
+        if parts.scheme != "https":
+            raise ConfigError(
+                "Refusing to start: AUTHSERVER_ISSUER must be an https URL in production "
+                f"(got {issuer!r}). Use `flask --debug` or `make run` for local http."
+            )
+
+
+def normalize_database_url(url: str) -> str:
+    """Make plain postgres URLs use the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url

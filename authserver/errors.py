@@ -1,0 +1,100 @@
+"""Errors: RFC 6749-shaped JSON for machine endpoints, a readable HTML page for people."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Paths answered to programs rather than people.
+MACHINE_PATHS = ("/oauth/token", "/oauth/register", "/oauth/introspect", "/oauth/revoke", "/.well-known/")
+
+# Short, stable public wording per status; detail stays in the log.
+PAGE_TEXT = {
+    400: ("This request can't be handled", "Something in the request was missing or not valid."),
+    403: ("Not allowed", "You don't have permission to do that."),
+    404: ("Page not found", "There is nothing at this address."),
+    405: ("Not allowed here", "This address doesn't accept that kind of request."),
+    413: ("Too much data", "The request was larger than this server accepts."),
+    429: ("Too many attempts", "Please wait a little and try again."),
+    500: ("Something went wrong", "The server hit an unexpected problem. Please try again."),
+}
+JSON_ERROR = {
+    400: "invalid_request",
+    401: "invalid_client",
+    404: "invalid_request",
+    405: "invalid_request",
+    413: "invalid_request",
+    415: "invalid_request",
+    429: "slow_down",
+    500: "server_error",
+}
+
+
+def is_machine_request() -> bool:
+    return request.path.startswith(MACHINE_PATHS)
+
+
+def oauth_json_error(status: int, error: str, description: str, headers=None):
+    """An RFC 6749 §5.2-shaped JSON error response."""
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def error_page(status: int, title: str | None = None, message: str | None = None):
+    """The HTML error page for people."""
+    default_title, default_message = PAGE_TEXT.get(status, PAGE_TEXT[400 if status < 500 else 500])
+    return (
+        render_template(
+            "errors/error.html",
+            status=status,
+            title=title or default_title,
+            message=message or default_message,
+            request_id=g.get("request_id"),
+        ),
+        status,
+    )
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        log.info("csrf rejected: %s", exc.description)
+        return error_page(
+            400,
+            "This form has expired",
+            "The form was missing its security token or was not sent from this site. "
+            "Go back, reload the page and try again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        headers = dict(exc.get_response().headers) if status in (405, 429) else {}
+        headers.pop("Content-Type", None)
+        headers.pop("Content-Length", None)
+        if is_machine_request():
+            description = {
+                413: "The request body is too large.",
+                429: "Too many requests; retry after the time in Retry-After.",
+                404: "Unknown endpoint.",
+                405: "Method not allowed on this endpoint.",
+            }.get(status, PAGE_TEXT.get(status, PAGE_TEXT[400])[1])
+            return oauth_json_error(status, JSON_ERROR.get(status, "invalid_request"), description, headers)
+        body, status = error_page(status)
+        return body, status, headers
+
+    @app.errorhandler(Exception)
+    def unexpected_error(exc: Exception):
+        log.exception("unhandled error (request id %s)", g.get("request_id"))
+        if is_machine_request():
+            return oauth_json_error(500, "server_error", "Unexpected server error.")
+        return error_page(500)

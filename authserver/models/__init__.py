@@ -1,0 +1,19 @@
+"""Typed SQLAlchemy models, one module per table family."""
+
+from .accounts import Hub, Membership, User
+from .clients import Client
+from .grants import AuthorizationCode, Grant
+from .resources import ResourceServer
+from .tokens import ReplayCache, Token
+
+__all__ = [
+    "AuthorizationCode",
+    "Client",
+    "Grant",
+    "Hub",
+    "Membership",
+    "ReplayCache",
+    "ResourceServer",
+    "Token",
+    "User",
+]

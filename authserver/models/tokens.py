@@ -1,0 +1,81 @@
+"""Access/refresh token pairs (stored as hashes) and the encrypted replay cache."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from authlib.oauth2.rfc6749 import TokenMixin
+from sqlalchemy import DateTime, ForeignKey, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ..timeutil import to_epoch, utcnow
+from .grants import Grant
+
+
+class Token(db.Model, TokenMixin):
+    """One access token and (optionally) its refresh token. Rows are marked, never deleted
+    before expiry, so replays of rotated refresh tokens can be recognised."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
+    # The code this token family descends from (every refresh keeps it): a code replay revokes it.
+    code_id: Mapped[int | None] = mapped_column(
+        ForeignKey("authorization_codes.id", ondelete="SET NULL"), index=True
+    )
+    # The token whose refresh token was rotated into this one.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id", ondelete="SET NULL"))
+    client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(Text)
+    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    access_expires_at: Mapped[datetime] = mapped_column(DateTime)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Set once by a conditional UPDATE when the refresh token is exchanged.
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    grant: Mapped[Grant] = relationship()
+
+    # --- Authlib TokenMixin -------------------------------------------------------------------
+    def check_client(self, client) -> bool:
+        return self.client_pk == client.id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return max(0, to_epoch(self.access_expires_at) - to_epoch(self.issued_at))
+
+    def is_expired(self) -> bool:
+        return self.access_expires_at <= utcnow()
+
+    def is_refresh_expired(self) -> bool:
+        return self.refresh_expires_at is None or self.refresh_expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def get_user(self):
+        return self.grant.user
+
+    def get_client(self):
+        return self.grant.client
+
+
+class ReplayCache(db.Model):
+    """A token response kept for the replay grace window, AES-GCM encrypted under a key derived
+    from the presented code or refresh token: only that credential's holder can read it."""
+
+    __tablename__ = "replay_cache"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # SHA-256 of the presented credential (the same value as its stored hash).
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    # What produced it: "code" or "refresh".
+    kind: Mapped[str] = mapped_column(String(10))
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)

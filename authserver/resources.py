@@ -1,0 +1,122 @@
+"""Resource servers: canonical resource URIs (RFC 8707), registration and credentials."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from . import scopes
+from .extensions import db
+from .models import ResourceServer
+from .secrets import RESOURCE_SECRET_PREFIX, hash_secret, new_credential, verify_secret
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ResourceError(ValueError):
+    """A resource URI or resource-server request that cannot be accepted (message is public)."""
+
+
+def canonicalize(uri: str) -> str:
+    """The canonical form of a resource URI, so one server never becomes two audiences.
+
+    Lower-case scheme and host, default port dropped, no trailing slash, no fragment (RFC 8707 §2:
+    a resource MUST be absolute and MUST NOT have a fragment). Raises ResourceError."""
+    if not isinstance(uri, str) or not uri or len(uri) > 2000:
+        raise ResourceError("The resource must be an absolute URI.")
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in uri):
+        raise ResourceError("The resource must not contain spaces or control characters.")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as exc:
+        raise ResourceError("The resource is not a valid URI.") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise ResourceError("The resource must be an absolute http(s) URI.")
+    if "#" in uri:
+        raise ResourceError("The resource must not contain a fragment.")
+    if parts.username is not None or parts.password is not None:
+        raise ResourceError("The resource must not contain user information.")
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    path = parts.path.rstrip("/")
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def get_by_uri(uri: str) -> ResourceServer | None:
+    """The resource server for a (possibly non-canonical) URI, or None."""
+    try:
+        canonical = canonicalize(uri)
+    except ResourceError:
+        return None
+    return db.session.scalar(select(ResourceServer).where(ResourceServer.uri == canonical))
+
+
+def get_by_credential_id(credential_id: str) -> ResourceServer | None:
+    return db.session.scalar(
+        select(ResourceServer).where(ResourceServer.credential_id == credential_id)
+    )
+
+
+def find_all() -> list[ResourceServer]:
+    return list(db.session.scalars(select(ResourceServer).order_by(ResourceServer.id)))
+
+
+def get_default() -> ResourceServer | None:
+    """The resource used when a request has no `resource`: the configured DEFAULT_RESOURCE, or the
+    only registered resource server; None when that is ambiguous."""
+    configured = current_app.config.get("DEFAULT_RESOURCE")
+    if configured:
+        return get_by_uri(configured)
+    if db.session.scalar(select(func.count()).select_from(ResourceServer)) == 1:
+        return db.session.scalar(select(ResourceServer))
+    return None
+
+
+def authenticate(credential_id: str | None, secret: str | None) -> ResourceServer | None:
+    """The resource server whose introspection credentials these are, or None."""
+    if not credential_id or not secret:
+        return None
+    resource = get_by_credential_id(credential_id)
+    if resource is None:
+        return None
+    return resource if verify_secret(resource.credential_secret_hash, secret) else None
+
+
+def create(
+    uri: str, name: str, scope_names: list[str] | None = None, default_scope_names: list[str] | None = None
+) -> tuple[ResourceServer, str]:
+    """Register a resource server; returns it and its introspection secret (shown once)."""
+    canonical = canonicalize(uri)
+    if get_by_uri(canonical) is not None:
+        raise ResourceError(f"A resource server for {canonical} already exists.")
+    accepted = scopes.validate_names(scope_names or scopes.all_names())
+    defaults = scopes.validate_names(default_scope_names or accepted, what="default scope")
+    outside = [s for s in defaults if s not in accepted]
+    if outside:
+        raise ResourceError(f"Default scopes must be accepted scopes; not accepted: {', '.join(outside)}.")
+    secret = new_credential(RESOURCE_SECRET_PREFIX)
+    resource = ResourceServer(
+        uri=canonical,
+        name=(name or canonical).strip()[:200],
+        credential_id="rs_" + new_credential("", 12),
+        credential_secret_hash=hash_secret(secret),
+        scopes=scopes.to_string(accepted),
+        default_scopes=scopes.to_string(defaults),
+    )
+    db.session.add(resource)
+    db.session.flush()
+    return resource, secret
+
+
+def rotate_secret(resource: ResourceServer) -> str:
+    """Replace the introspection secret; the old one stops working at once."""
+    secret = new_credential(RESOURCE_SECRET_PREFIX)
+    resource.credential_secret_hash = hash_secret(secret)
+    db.session.flush()
+    return secret

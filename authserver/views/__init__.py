@@ -1,0 +1,1 @@
+"""Thin blueprints: each view validates, calls into the core, commits once, and renders."""

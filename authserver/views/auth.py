@@ -1,0 +1,133 @@
+"""Login and logout pages, the signed-in user, and the local-only `next` rule."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import wraps
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask_limiter.util import get_remote_address
+
+from .. import accounts
+from ..extensions import db, limiter
+from ..models import User
+from ..timeutil import utcnow, to_epoch
+
+bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+
+LOGIN_ERROR = "That email and password don't match an account. Check them and try again."
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """`target` if it is a path on this server, else `default` (no open redirects).
+
+    Refuses absolute and scheme-relative URLs (`//evil`), backslashes (browsers treat `/\\evil`
+    as `//evil`), and control characters."""
+    if not target or not isinstance(target, str) or len(target) > 4000:
+        return default
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    return target
+
+
+def current_user() -> User | None:
+    """The signed-in, enabled user, or None."""
+    if "user" not in g:
+        user = None
+        user_id = session.get("user_id")
+        if isinstance(user_id, int):
+            user = db.session.get(User, user_id)
+            if user is not None and user.disabled:
+                user = None
+        g.user = user
+    return g.user
+
+
+def login_url(next_path: str) -> str:
+    return url_for("auth.login") + "?" + urlencode({"next": next_path})
+
+
+def login_required(view):
+    """Send people who are not signed in to the login page, coming back here afterwards."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if current_user() is None:
+            return redirect(login_url(request.full_path if request.query_string else request.path))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _account_key() -> str:
+    return "login-account:" + accounts.normalize_email(request.form.get("email", ""))[:320]
+
+
+def _failed(response) -> bool:
+    return response.status_code != 302
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["LOGIN_FAILURES_PER_IP"],
+    methods=["POST"],
+    key_func=get_remote_address,
+    scope="login-ip",
+    deduct_when=_failed,
+)
+@limiter.limit(
+    lambda: current_app.config["LOGIN_FAILURES_PER_ACCOUNT"],
+    methods=["POST"],
+    key_func=_account_key,
+    scope="login-account",
+    deduct_when=_failed,
+)
+def login():
+    next_path = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        return render_template("auth/login.html", next=next_path, email="", error=None)
+
+    email = request.form.get("email", "")
+    user = accounts.authenticate(email, request.form.get("password", ""))
+    if user is None:
+        log.info("login failed")
+        return render_template("auth/login.html", next=next_path, email=email[:320], error=LOGIN_ERROR), 200
+
+    # A fresh session on every login: nothing set before authentication survives it
+    # (session fixation), and the CSRF token is renewed.
+    session.clear()
+    session["user_id"] = user.id
+    session["auth_time"] = to_epoch(utcnow())
+    session["sid"] = secrets.token_urlsafe(16)
+    log.info("login succeeded for user %s", user.id)
+    return redirect(next_path)
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    if request.method == "GET":
+        return render_template("auth/logout.html", user=current_user())
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/")
+def index():
+    user = current_user()
+    if user is None:
+        return redirect(url_for("auth.login"))
+    hubs = accounts.find_user_hubs(user)
+    return render_template("auth/index.html", user=user, hubs=hubs)
+
+
+@bp.app_context_processor
+def inject_current_user():
+    return {"current_user": current_user()}

@@ -1,0 +1,38 @@
+"""Per-request plumbing shared by every page: request ids and security headers."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from flask import Flask, g, request
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+# No scripts at all; styles from our own origin; never framed (clickjacking).
+# No form-action directive: browsers apply it to the redirect that follows the consent POST,
+# which must be allowed to reach the client's registered redirect URI.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id():
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        # Codes and tokens never leak to third parties through the Referer header.
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        if response.mimetype == "text/html":
+            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+            response.headers["X-Frame-Options"] = "DENY"
+            response.headers["Cache-Control"] = "no-store"
+            response.headers["Pragma"] = "no-cache"
+        return response
