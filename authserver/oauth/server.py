@@ -1,9 +1,148 @@
-"""The Authlib AuthorizationServer, wired with our grants, extensions and endpoints."""
+"""The Authlib AuthorizationServer with our storage, policy, grants, extensions and endpoints."""
 
 from __future__ import annotations
 
-from flask import Flask
+from datetime import timedelta
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
+from authlib.oauth2.rfc6749 import InvalidScopeError, OAuth2Payload
+from authlib.oauth2.rfc9207 import IssuerParameter
+from flask import Flask, current_app
+from flask import request as flask_request
+
+from .. import scopes, store
+from ..models import Token
+from ..secrets import sha256_hex
+from ..timeutil import utcnow
+from .errors import safe_description
+from .grants import AuthorizationCodeGrant, RefreshTokenGrant, validate_no_duplicate_parameters
+from .introspection import Introspection
+from .pkce import S256CodeChallenge
+from .registration import ClientConfiguration, ClientRegistration
+from .resource import ResourceIndicator
+from .revocation import Revocation
+from .tokens import generate_bearer_token
+
+AUTHORIZE_ENDPOINT = "authorize.authorize"
+
+
+class Payload(OAuth2Payload):
+    """OAuth parameters from exactly one source. Parameters sent without a value are treated as
+    omitted (OAuth 2.1 §3.1)."""
+
+    def __init__(self, source):
+        self._data = {k: v for k, v in source.items() if v != ""}
+        self._datalist = {k: [v for v in source.getlist(k) if v != ""] for k in source}
+        self._datalist = {k: v for k, v in self._datalist.items() if v}
+
+    @property
+    def data(self):
+        return self._data
+
+    @property
+    def datalist(self):
+        return self._datalist
+
+
+class Issuer(IssuerParameter):
+    """RFC 9207: `iss` on every authorization response, success and error."""
+
+    def get_issuer(self) -> str:
+        return current_app.config["ISSUER"]
+
+
+class AuthorizationServer(FlaskAuthorizationServer):
+    def __init__(self):
+        super().__init__()
+        self.issuer = Issuer()
+        self.register_extension(self.issuer)
+        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(), ResourceIndicator()])
+        self.register_grant(RefreshTokenGrant)
+        self.register_endpoint(ClientRegistration)
+        self.register_endpoint(ClientConfiguration)
+        self.register_endpoint(Introspection)
+        self.register_endpoint(Revocation)
+
+    def load_config(self, config):
+        self.register_token_generator("default", generate_bearer_token)
+
+    def query_client(self, client_id):
+        return store.get_client(client_id)
+
+    def create_oauth2_request(self, request):
+        """Authorization requests read the URL query only (so the consent form's own fields never
+        mix in); every other endpoint reads the form body only, never the query string."""
+        oauth_request = FlaskOAuth2Request(flask_request)
+        is_authorize = flask_request.endpoint == AUTHORIZE_ENDPOINT
+        oauth_request.payload = Payload(flask_request.args if is_authorize else flask_request.form)
+        return oauth_request
+
+    def validate_requested_scope(self, scope):
+        """RFC 6749 §3.3: unknown scopes are `invalid_scope`; offline_access is accepted and ignored."""
+        if not scope:
+            return
+        known = scopes.catalog()
+        unknown = [s for s in scope.split() if s not in known and s not in scopes.IGNORED_SCOPES]
+        if unknown:
+            raise InvalidScopeError(safe_description(f"Unknown scope: {' '.join(unknown)}."))
+
+    def create_token_response(self, request=None):
+        oauth_request = self.create_oauth2_request(request)
+        try:
+            validate_no_duplicate_parameters(oauth_request.payload.datalist)
+        except Exception as error:  # an OAuth2Error
+            return self.handle_error_response(oauth_request, error)
+        return super().create_token_response(request)
+
+    def save_token(self, token: dict, request) -> None:
+        """Store the token pair as SHA-256 hashes, stamped with the grant and its code lineage."""
+        now = utcnow()
+        if request.payload.grant_type == RefreshTokenGrant.GRANT_TYPE:
+            previous = request.refresh_token
+            grant, code_id, parent_id = previous.grant, previous.code_id, previous.id
+        else:
+            code = request.authorization_code
+            grant, code_id, parent_id = code.grant, code.id, None
+        refresh = token.get("refresh_token")
+        store.save_token(
+            Token(
+                grant_id=grant.id,
+                code_id=code_id,
+                parent_id=parent_id,
+                client_pk=request.client.id,
+                access_token_hash=sha256_hex(token["access_token"]),
+                refresh_token_hash=sha256_hex(refresh) if refresh else None,
+                scope=token["scope"],
+                issued_at=now,
+                access_expires_at=now + timedelta(seconds=token["expires_in"]),
+                refresh_expires_at=(
+                    now + timedelta(seconds=int(current_app.config["REFRESH_TOKEN_LIFETIME"])) if refresh else None
+                ),
+            )
+        )
+
+    def authorization_error_response(self, error):
+        """Redirect an authorization error to the client with `iss`, but only when Authlib has
+        verified the client and redirect URI (it sets error.redirect_uri only then); None means
+        the caller must render an error page instead (never redirect to an unverified URI)."""
+        if not error.redirect_uri:
+            return None
+        response = self.handle_error_response(None, error)
+        self.issuer.add_issuer_parameter(self, response)
+        return response
+
+
+server = AuthorizationServer()
 
 
 def init_oauth(app: Flask) -> None:
-    """Register grants, endpoints and the OAuth blueprints on the app."""
+    """Bind the OAuth server and register the protocol blueprints."""
+    server.init_app(app)
+    app.extensions["authserver.oauth"] = server
+
+    from ..views import authorize, oauth, well_known
+
+    app.register_blueprint(authorize.bp)
+    app.register_blueprint(oauth.bp)
+    app.register_blueprint(well_known.bp)

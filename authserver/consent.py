@@ -1,0 +1,111 @@
+"""Consent policy: which scopes each hub can grant, remembered consent, and recording a decision.
+
+Granted scopes = requested ∩ resource's scopes ∩ client's allowed scopes (already applied while
+validating the request) ∩ the user's permissions in the chosen hub ∩ the boxes left ticked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from . import accounts, scopes, store
+from .models import Client, Hub, ResourceServer, User
+from .oauth.grants import Decision
+from .oauth.registration import is_loopback_redirect
+
+
+class ConsentError(ValueError):
+    """A consent submission that cannot be accepted (message is shown to the person)."""
+
+
+@dataclass
+class ScopeChoice:
+    scope: scopes.Scope
+    available: bool
+    checked: bool
+
+
+@dataclass
+class ConsentPage:
+    client: Client
+    resource: ResourceServer
+    redirect_uri: str
+    hubs: list[Hub]
+    selected: Hub | None
+    choices: list[ScopeChoice] = field(default_factory=list)
+
+    @property
+    def redirect_host(self) -> str:
+        parts = urlsplit(self.redirect_uri)
+        return parts.netloc or f"{parts.scheme}:"
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback_redirect(self.redirect_uri)
+
+    @property
+    def name_unverified(self) -> bool:
+        """Dynamically registered clients chose their own name; nobody checked it."""
+        return self.client.registration != "cli"
+
+    @property
+    def can_approve(self) -> bool:
+        return any(c.available for c in self.choices)
+
+
+def requested_scopes(oauth_grant) -> list[str]:
+    return oauth_grant.request.scope.split()
+
+
+def build_page(user: User, oauth_grant, hub_param: str | None, ticked: set[str] | None = None) -> ConsentPage:
+    """What the consent page shows for the hub the user picked (or their first hub)."""
+    hubs = accounts.find_user_hubs(user)
+    selected = next((h for h in hubs if str(h.public_id) == str(hub_param)), hubs[0] if hubs else None)
+    page = ConsentPage(
+        client=oauth_grant.request.client,
+        resource=oauth_grant.request.resource,
+        redirect_uri=oauth_grant.redirect_uri,
+        hubs=hubs,
+        selected=selected,
+    )
+    allowed = accounts.permissions(user, selected) if selected else frozenset()
+    for scope in scopes.describe(requested_scopes(oauth_grant)):
+        available = scope.name in allowed
+        checked = available and (ticked is None or scope.name in ticked)
+        page.choices.append(ScopeChoice(scope, available, checked))
+    return page
+
+
+def remembered_decision(user: User, oauth_grant) -> Decision | None:
+    """Skip the page when the user already granted this client, for this resource, at least the
+    requested scopes (in the hub they used most recently)."""
+    client, resource = oauth_grant.request.client, oauth_grant.request.resource
+    requested = set(requested_scopes(oauth_grant))
+    for grant in store.find_live_grants(user, client, resource):
+        if not requested <= grant.scope_set:
+            continue
+        allowed = accounts.permissions(user, grant.hub)
+        scope = [s for s in requested_scopes(oauth_grant) if s in allowed]
+        if not scope:
+            continue
+        store.record_grant(user, grant.hub, client, resource, grant.scope, oauth_grant.redirect_uri)
+        return Decision(user=user, hub=grant.hub, grant=grant, scope=scopes.to_string(scope))
+    return None
+
+
+def decide(user: User, oauth_grant, hub_param: str | None, ticked: list[str]) -> Decision:
+    """Record the user's approval and return what to put in the authorization code."""
+    hub = accounts.get_hub(hub_param) if hub_param else None
+    if hub is None or accounts.get_membership(user, hub) is None:
+        # A hand-edited form naming a hub the user does not belong to.
+        raise ConsentError("Choose one of your hubs.")
+    allowed = accounts.permissions(user, hub)
+    requested = requested_scopes(oauth_grant)
+    granted = [s for s in requested if s in allowed and s in set(ticked)]
+    if not granted:
+        raise ConsentError("Leave at least one permission ticked, or choose Deny.")
+    scope = scopes.to_string(granted)
+    client, resource = oauth_grant.request.client, oauth_grant.request.resource
+    grant = store.record_grant(user, hub, client, resource, scope, oauth_grant.redirect_uri)
+    return Decision(user=user, hub=hub, grant=grant, scope=scope)

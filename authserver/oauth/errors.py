@@ -1,0 +1,23 @@
+"""OAuth error codes Authlib does not ship, in the shape of its OAuth2Error classes."""
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+
+
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707 §2: the requested resource is invalid, unknown or malformed."""
+
+    error = "invalid_target"
+    status_code = 400
+
+
+class RegistrationClosedError(OAuth2Error):
+    """RFC 7591 §3.2.2 leaves the code open; `access_denied` with 403 is the common choice."""
+
+    error = "access_denied"
+    status_code = 403
+
+
+def safe_description(text: str, limit: int = 200) -> str:
+    """Fit text into RFC 6749's error_description alphabet (%x20-21 / %x23-5B / %x5D-7E)."""
+    cleaned = "".join(c if (0x20 <= ord(c) <= 0x7E and c not in '"\\') else "?" for c in text)
+    return cleaned[:limit]

@@ -1,0 +1,264 @@
+"""Authorization-code and refresh-token grants: hashed storage, atomic single use, idempotent
+retries inside a grace window, reuse detection, and live re-intersection with permissions."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749 import grants
+from flask import current_app
+
+from .. import accounts, store
+from ..models import AuthorizationCode, Grant, Hub, Token, User
+from ..scopes import IGNORED_SCOPES
+from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex
+from ..timeutil import utcnow
+from .errors import safe_description
+from .resource import check_refresh_resource
+from .tokens import seal, unseal
+
+log = logging.getLogger(__name__)
+
+#: Client authentication accepted at the token endpoint (also advertised in the metadata).
+TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+@dataclass
+class Decision:
+    """What the user approved on the consent page (passed to Authlib as `grant_user`)."""
+
+    user: User
+    hub: Hub
+    grant: Grant
+    scope: str
+
+
+def live_scope(grant: Grant, wanted: str) -> str:
+    """`wanted` ∩ the grant's consented scopes ∩ what the user may do in the hub right now.
+
+    Raises invalid_grant when the user has left the hub (or is disabled) or nothing is left."""
+    allowed = accounts.permissions(grant.user, grant.hub)
+    if not allowed:
+        raise InvalidGrantError("The user no longer has access to this hub.")
+    scopes = [s for s in wanted.split() if s in grant.scope_set and s in allowed]
+    if not scopes:
+        raise InvalidGrantError("The user no longer has any of the granted permissions in this hub.")
+    return " ".join(scopes)
+
+
+class ReplayMixin:
+    """Shared by both grants: answers an identical retry from the encrypted replay cache."""
+
+    REPLAY_KIND: str
+
+    def replay_context(self) -> list[str]:
+        raise NotImplementedError
+
+    def cached_response(self, credential: str, key_hash: str) -> dict | None:
+        entry = store.get_replay(key_hash)
+        if entry is None:
+            return None
+        return unseal(credential, self.replay_context(), entry.ciphertext)
+
+    def remember_response(self, credential: str, key_hash: str, token: dict) -> None:
+        grace = int(current_app.config["REPLAY_GRACE_SECONDS"])
+        if grace <= 0:
+            return
+        store.save_replay(
+            key_hash,
+            self.REPLAY_KIND,
+            seal(credential, self.replay_context(), token),
+            utcnow() + timedelta(seconds=grace),
+        )
+
+    def issue(self, grant: Grant, scope: str, *, include_refresh_token: bool) -> dict:
+        token = self.generate_token(
+            user=grant.user, scope=scope, include_refresh_token=include_refresh_token
+        )
+        self.request.user = grant.user
+        self.save_token(token)
+        store.touch_usage(self.request.client, grant)
+        return token
+
+
+class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
+    """RFC 6749 §4.1 with OAuth 2.1 rules; PKCE and resource are extensions registered with it."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
+    REPLAY_KIND = "code"
+
+    def replay_context(self) -> list[str]:
+        form = self.request.form
+        return [
+            "authorization_code",
+            self.request.client.client_id,
+            form.get("redirect_uri", ""),
+            form.get("code_verifier", ""),
+            form.get("resource", ""),
+        ]
+
+    # --- authorization endpoint ---------------------------------------------------------------
+    def generate_authorization_code(self) -> str:
+        return new_credential(AUTHORIZATION_CODE_PREFIX)
+
+    def save_authorization_code(self, code: str, request) -> None:
+        decision: Decision = request.user
+        lifetime = int(current_app.config["AUTHORIZATION_CODE_LIFETIME"])
+        store.save_authorization_code(
+            AuthorizationCode(
+                code_hash=sha256_hex(code),
+                grant_id=decision.grant.id,
+                client_pk=request.client.id,
+                redirect_uri=self.redirect_uri,
+                redirect_uri_sent=bool(request.payload.redirect_uri),
+                scope=decision.scope,
+                code_challenge=request.payload.data["code_challenge"],
+                code_challenge_method=request.payload.data["code_challenge_method"],
+                expires_at=utcnow() + timedelta(seconds=lifetime),
+            )
+        )
+
+    # --- token endpoint -----------------------------------------------------------------------
+    def query_authorization_code(self, code: str, client) -> AuthorizationCode | None:
+        """Find the code by hash; it must belong to this client (RFC 6749 §4.1.3)."""
+        self.request.client = client
+        row = store.get_authorization_code(sha256_hex(code))
+        if row is None or row.client_pk != client.id:
+            return None
+        self.request.replayed_response = None
+        if row.consumed_at is not None:
+            cached = self.cached_response(code, row.code_hash)
+            if cached is not None:
+                # An identical retry inside the grace window: the same answer again.
+                self.request.replayed_response = cached
+                return row
+            revoked = store.revoke_code_family(row)
+            log.warning("authorization code replayed; revoked %d token(s) from it", revoked)
+            return None
+        if row.expires_at <= utcnow():
+            return None
+        return row
+
+    def validate_token_request(self):
+        super().validate_token_request()
+        code = self.request.authorization_code
+        # RFC 6749 §4.1.3: redirect_uri is required when the authorization request carried it;
+        # Authlib checks equality, we also refuse a redirect_uri the request did not have.
+        sent = self.request.payload.redirect_uri
+        if not code.redirect_uri_sent and sent and sent != code.redirect_uri:
+            raise InvalidGrantError("Invalid 'redirect_uri' in request.")
+
+    def create_token_response(self):
+        code: AuthorizationCode = self.request.authorization_code
+        presented = self.request.form["code"]
+        if self.request.replayed_response is not None:
+            return 200, self.request.replayed_response, self.TOKEN_RESPONSE_HEADER
+        if not store.consume_authorization_code(code):
+            # Lost a race with a concurrent redemption of the same code (now committed).
+            cached = self.cached_response(presented, code.code_hash)
+            if cached is not None:
+                return 200, cached, self.TOKEN_RESPONSE_HEADER
+            store.revoke_code_family(code)
+            raise InvalidGrantError("The authorization code has already been used.")
+        grant = code.grant
+        if grant.revoked_at is not None:
+            raise InvalidGrantError("The authorization has been revoked.")
+        scope = live_scope(grant, code.scope)
+        token = self.issue(
+            grant, scope, include_refresh_token=self.request.client.check_grant_type("refresh_token")
+        )
+        self.remember_response(presented, code.code_hash, token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    def authenticate_user(self, authorization_code: AuthorizationCode) -> User:
+        return authorization_code.grant.user
+
+    def delete_authorization_code(self, authorization_code):
+        """Used codes are kept (marked consumed), never deleted, so that replay is detected."""
+
+
+class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
+    """RFC 6749 §6 with rotation on every use (OAuth 2.1 §4.3.1) and reuse detection."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+    REPLAY_KIND = "refresh"
+
+    def replay_context(self) -> list[str]:
+        form = self.request.form
+        return [
+            "refresh_token",
+            self.request.client.client_id,
+            form.get("scope", ""),
+            form.get("resource", ""),
+        ]
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        row = store.get_token_by_refresh_hash(sha256_hex(refresh_token))
+        self.request.replayed_response = None
+        if row is None or row.client_pk != self.request.client.id:
+            return None
+        if row.rotated_at is not None:
+            cached = self.cached_response(refresh_token, row.refresh_token_hash)
+            if cached is not None:
+                self.request.replayed_response = cached
+                return row
+            grace = timedelta(seconds=int(current_app.config["REPLAY_GRACE_SECONDS"]))
+            if utcnow() - row.rotated_at > grace:
+                # Reuse of a rotated refresh token: assume it was stolen and end the grant.
+                store.revoke_grant(row.grant)
+                log.warning("refresh token reuse detected; grant %s revoked", row.grant_id)
+            return None
+        if row.revoked_at is not None or row.is_refresh_expired() or row.grant.revoked_at is not None:
+            return None
+        return row
+
+    def _validate_token_scope(self, token: Token):
+        """A requested scope may only narrow what the user consented to (RFC 6749 §6)."""
+        scope = self.request.payload.scope
+        if not scope:
+            return
+        requested = set(scope.split()) - IGNORED_SCOPES
+        if not requested or not requested <= token.grant.scope_set:
+            raise InvalidScopeError("The requested scope exceeds the scope originally granted.")
+
+    def validate_token_request(self):
+        super().validate_token_request()
+        token = self.request.refresh_token
+        if self.request.replayed_response is None:
+            check_refresh_resource(self.request.payload.datalist, token)
+
+    def create_token_response(self):
+        old: Token = self.request.refresh_token
+        presented = self.request.form["refresh_token"]
+        if self.request.replayed_response is not None:
+            return 200, self.request.replayed_response, self.TOKEN_RESPONSE_HEADER
+        if not store.consume_refresh_token(old):
+            cached = self.cached_response(presented, old.refresh_token_hash)
+            if cached is not None:
+                return 200, cached, self.TOKEN_RESPONSE_HEADER
+            raise InvalidGrantError("The refresh token has already been used.")
+        grant = old.grant
+        wanted = " ".join(s for s in (self.request.payload.scope or grant.scope).split() if s not in IGNORED_SCOPES)
+        scope = live_scope(grant, wanted)
+        token = self.issue(grant, scope, include_refresh_token=True)
+        # One live access token per family: the one the rotated refresh token came with ends.
+        store.revoke_access_token(old)
+        self.remember_response(presented, old.refresh_token_hash, token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+    def authenticate_user(self, refresh_token: Token) -> User:
+        return refresh_token.grant.user
+
+    def revoke_old_credential(self, refresh_token):
+        """Done atomically by store.consume_refresh_token in create_token_response."""
+
+
+def validate_no_duplicate_parameters(datalist) -> None:
+    """RFC 6749 §3.1/§3.2: request parameters MUST NOT be included more than once."""
+    for key, values in datalist.items():
+        if len(values) > 1:
+            raise InvalidRequestError(safe_description(f"Parameter '{key}' is repeated."))

@@ -1,0 +1,36 @@
+"""The RFC 8414 metadata document, built from the same constants that enforce behaviour."""
+
+from __future__ import annotations
+
+from flask import current_app
+
+from .. import scopes
+from .grants import AuthorizationCodeGrant
+from .introspection import Introspection
+from .pkce import S256CodeChallenge
+from .registration import GRANT_TYPES, RESPONSE_TYPES
+from .revocation import Revocation
+
+
+def build_metadata() -> dict:
+    issuer = current_app.config["ISSUER"]
+    metadata = {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth/authorize",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "response_types_supported": list(RESPONSE_TYPES),
+        "response_modes_supported": ["query"],
+        "grant_types_supported": list(GRANT_TYPES),
+        "code_challenge_methods_supported": list(S256CodeChallenge.SUPPORTED_CODE_CHALLENGE_METHOD),
+        "token_endpoint_auth_methods_supported": list(AuthorizationCodeGrant.TOKEN_ENDPOINT_AUTH_METHODS),
+        "introspection_endpoint_auth_methods_supported": list(Introspection.CLIENT_AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(Revocation.CLIENT_AUTH_METHODS),
+        "scopes_supported": scopes.all_names(),
+        "authorization_response_iss_parameter_supported": True,
+        "service_documentation": current_app.config["SERVICE_DOCUMENTATION"],
+    }
+    if current_app.config["REGISTRATION_MODE"] == "open":
+        metadata["registration_endpoint"] = f"{issuer}/oauth/register"
+    return metadata

@@ -1,0 +1,267 @@
+"""Dynamic client registration (RFC 7591), client management (RFC 7592), redirect-URI policy."""
+
+from __future__ import annotations
+
+import re
+import secrets as _secrets
+import time
+from urllib.parse import urlsplit
+
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
+from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
+from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError, InvalidRedirectURIError
+from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint
+from flask import current_app
+
+from .. import store
+from ..models import Client
+from ..models.clients import LOOPBACK_HOSTS
+from ..secrets import (
+    CLIENT_SECRET_PREFIX,
+    REGISTRATION_TOKEN_PREFIX,
+    hash_secret,
+    new_credential,
+    sha256_hex,
+)
+from .errors import RegistrationClosedError
+from .grants import TOKEN_ENDPOINT_AUTH_METHODS, AuthorizationCodeGrant, RefreshTokenGrant
+
+#: What a client may register (and what the metadata document advertises).
+GRANT_TYPES = [AuthorizationCodeGrant.GRANT_TYPE, RefreshTokenGrant.GRANT_TYPE]
+RESPONSE_TYPES = sorted(AuthorizationCodeGrant.RESPONSE_TYPES)
+
+# Schemes that can never be a redirect target: script execution or local resources.
+FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "about", "blob", "filesystem"})
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*$")
+
+_STRING_MEMBERS = (
+    "client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri",
+    "software_id", "software_version", "scope", "token_endpoint_auth_method",
+)
+_STRING_LIST_MEMBERS = ("redirect_uris", "grant_types", "response_types", "contacts")
+
+
+def redirect_uri_problem(uri) -> str | None:
+    """Why `uri` may not be registered as a redirect URI, or None if it may.
+
+    https anywhere; http only on loopback (RFC 8252 §7.3, any port matches later); private-use
+    schemes for native apps (RFC 8252 §7.1); never script/local schemes, fragments (RFC 6749
+    §3.1.2), user information, wildcards, whitespace or control characters."""
+    if not isinstance(uri, str) or not uri:
+        return "Each redirect URI must be a non-empty string."
+    if len(uri) > 2000:
+        return "A redirect URI is too long."
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in uri):
+        return "A redirect URI must not contain spaces or control characters."
+    if "#" in uri:
+        return "A redirect URI must not contain a fragment."
+    if "*" in uri:
+        return "A redirect URI must not contain wildcards."
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return "A redirect URI is not a valid URI."
+    scheme = parts.scheme.lower()
+    if not scheme or not _SCHEME.match(parts.scheme):
+        return "A redirect URI must be an absolute URI."
+    if scheme in FORBIDDEN_SCHEMES:
+        return f"The {scheme}: scheme is not allowed for redirect URIs."
+    if "@" in parts.netloc:
+        return "A redirect URI must not contain user information."
+    if scheme == "https":
+        if not parts.hostname:
+            return "An https redirect URI needs a host."
+        return None
+    if scheme == "http":
+        if (parts.hostname or "").lower() not in {"127.0.0.1", "::1", "localhost"}:
+            return "http redirect URIs are only allowed on loopback (127.0.0.1, [::1], localhost); use https."
+        return None
+    if scheme in ("ws", "wss", "ftp"):
+        return f"The {scheme}: scheme is not allowed for redirect URIs."
+    # A private-use scheme for a native app (RFC 8252 §7.1).
+    return None
+
+
+def is_loopback_redirect(uri: str) -> bool:
+    parts = urlsplit(uri)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "http" and (host in LOOPBACK_HOSTS or host == "::1")
+
+
+class MetadataValidation:
+    """Validation shared by registration and update (RFC 7591 §2 and our policy)."""
+
+    def get_server_metadata(self):
+        # Only used by Authlib to build claim options; we validate scope ourselves (registered
+        # scope does not limit later requests), so give it nothing to restrict.
+        return {}
+
+    def check_members(self, data) -> None:
+        if not isinstance(data, dict) or not data:
+            raise InvalidClientMetadataError("The request body must be a JSON object of client metadata.")
+        for key in _STRING_MEMBERS:
+            if key in data and not isinstance(data[key], str):
+                raise InvalidClientMetadataError(f"'{key}' must be a string.")
+        for key in _STRING_LIST_MEMBERS:
+            if key in data and (
+                not isinstance(data[key], list) or not all(isinstance(v, str) for v in data[key])
+            ):
+                raise InvalidClientMetadataError(f"'{key}' must be an array of strings.")
+        if "jwks" in data and not isinstance(data["jwks"], dict):
+            raise InvalidClientMetadataError("'jwks' must be a JSON object.")
+        uris = data.get("redirect_uris")
+        if not uris:
+            raise InvalidRedirectURIError("At least one redirect URI is required.")
+        if len(uris) > 20:
+            raise InvalidRedirectURIError("Too many redirect URIs (at most 20).")
+        for uri in uris:
+            problem = redirect_uri_problem(uri)
+            if problem:
+                raise InvalidRedirectURIError(problem)
+        method = data.get("token_endpoint_auth_method", "client_secret_basic")
+        if method not in TOKEN_ENDPOINT_AUTH_METHODS:
+            raise InvalidClientMetadataError(
+                f"token_endpoint_auth_method must be one of: {', '.join(TOKEN_ENDPOINT_AUTH_METHODS)}."
+            )
+        grant_types = data.get("grant_types", ["authorization_code"])
+        if "authorization_code" not in grant_types or not set(grant_types) <= set(GRANT_TYPES):
+            raise InvalidClientMetadataError(
+                "grant_types must include authorization_code and may add refresh_token only."
+            )
+        if not set(data.get("response_types", ["code"])) <= set(RESPONSE_TYPES):
+            raise InvalidClientMetadataError("response_types may only contain code.")
+
+    def extract_client_metadata(self, request):
+        data = request.payload.data
+        self.check_members(data)
+        metadata = super().extract_client_metadata(request)
+        metadata.setdefault("grant_types", ["authorization_code"])
+        metadata.setdefault("response_types", ["code"])
+        return {k: v for k, v in metadata.items() if v is not None}
+
+
+class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
+    """RFC 7591 §3 at /oauth/register. Open by default; REGISTRATION_MODE=closed refuses it."""
+
+    claims_classes = [ClientMetadataClaims]
+
+    def __init__(self, server=None):
+        super().__init__(server, claims_classes=[ClientMetadataClaims])
+
+    def authenticate_token(self, request):
+        if current_app.config["REGISTRATION_MODE"] != "open":
+            raise RegistrationClosedError("Dynamic client registration is disabled on this server.")
+        return True
+
+    def create_registration_response(self, request):
+        status, body, headers = super().create_registration_response(request)
+        if body.get("client_secret") is None:
+            body.pop("client_secret", None)
+            body.pop("client_secret_expires_at", None)
+        return status, {k: v for k, v in body.items() if v is not None}, headers
+
+    def generate_client_id(self, request) -> str:
+        return _secrets.token_urlsafe(24)
+
+    def generate_client_secret(self, request) -> str | None:
+        if request.payload.data.get("token_endpoint_auth_method") == "none":
+            return None
+        return new_credential(CLIENT_SECRET_PREFIX)
+
+    def save_client(self, client_info, client_metadata, request) -> Client:
+        registration_token = new_credential(REGISTRATION_TOKEN_PREFIX)
+        request.registration_access_token = registration_token
+        secret = client_info.get("client_secret")
+        return store.save_client(
+            Client(
+                client_id=client_info["client_id"],
+                client_secret_hash=hash_secret(secret) if secret else None,
+                registration_access_token_hash=sha256_hex(registration_token),
+                client_metadata=client_metadata,
+                registration="dynamic",
+                client_id_issued_at=client_info["client_id_issued_at"],
+            )
+        )
+
+    def generate_client_registration_info(self, client, request) -> dict:
+        return {
+            "registration_client_uri": registration_client_uri(client),
+            "registration_access_token": request.registration_access_token,
+        }
+
+
+def registration_client_uri(client: Client) -> str:
+    return f"{current_app.config['ISSUER']}/oauth/register/{client.client_id}"
+
+
+class RegistrationToken:
+    """The registration access token presented to the RFC 7592 endpoint."""
+
+    def __init__(self, client: Client, value: str):
+        self.client = client
+        self.value = value
+
+    def check_client(self, client) -> bool:
+        return client is not None and client.id == self.client.id
+
+
+class ClientConfiguration(MetadataValidation, ClientConfigurationEndpoint):
+    """RFC 7592 GET/PUT/DELETE at the registration_client_uri, with the registration token."""
+
+    def __init__(self, server=None):
+        super().__init__(server, claims_classes=[ClientMetadataClaims])
+
+    def authenticate_token(self, request):
+        auth = request.headers.get("Authorization", "")
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise InvalidClientError(status_code=401, description="Send the registration access token as a Bearer token.")
+        client = store.get_client_by_registration_token(sha256_hex(value.strip()))
+        if client is None:
+            raise InvalidClientError(status_code=401, description="The registration access token is not valid.")
+        return RegistrationToken(client, value.strip())
+
+    def authenticate_client(self, request):
+        client_id = urlsplit(request.uri).path.rstrip("/").rsplit("/", 1)[-1]
+        return store.get_client(client_id)
+
+    def revoke_access_token(self, *args):
+        """Nothing to do: an unknown client has no registration token left to revoke."""
+
+    def check_permission(self, client, request) -> bool:
+        return client.registration == "dynamic"
+
+    def introspect_client(self, client: Client) -> dict:
+        info = {"client_id": client.client_id, "client_id_issued_at": client.client_id_issued_at}
+        if client.client_secret_hash:
+            info["client_secret_expires_at"] = 0
+        return {**info, **client.client_metadata}
+
+    def generate_client_registration_info(self, client, request) -> dict:
+        return {
+            "registration_client_uri": registration_client_uri(client),
+            "registration_access_token": request.credential.value,
+        }
+
+    def create_update_client_response(self, client, request):
+        if not isinstance(request.payload.data, dict):
+            raise InvalidClientMetadataError("The request body must be a JSON object of client metadata.")
+        if "client_secret" in request.payload.data and not client.client_secret_hash:
+            raise InvalidRequestError("This client has no secret.")
+        return super().create_update_client_response(client, request)
+
+    def update_client(self, client: Client, client_metadata: dict, request) -> Client:
+        """RFC 7592 §2.2: the new metadata replaces the old; the auth method may not change
+        between public and confidential (a secret can't be issued or taken back here)."""
+        old_public = client.is_public
+        new_public = client_metadata.get("token_endpoint_auth_method") == "none"
+        if old_public != new_public:
+            raise InvalidClientMetadataError("token_endpoint_auth_method cannot change between none and a secret method.")
+        client.client_metadata = client_metadata
+        client.client_id_issued_at = client.client_id_issued_at or int(time.time())
+        store.save_client(client)
+        return client
+
+    def delete_client(self, client: Client, request) -> None:
+        store.delete_client(client)

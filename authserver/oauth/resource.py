@@ -1,0 +1,80 @@
+"""RFC 8707 resource indicators: validate `resource`, resolve default scopes, bind the audience."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749 import InvalidScopeError
+
+from .. import resources
+from ..scopes import IGNORED_SCOPES
+from .errors import InvalidTargetError
+
+
+def resolve_resource(datalist):
+    """The ResourceServer named by the request's `resource` (or the default one).
+
+    Exactly one resource per request: each token has a single audience (RFC 8707 §2.2 lets the
+    server refuse several)."""
+    values = [v for v in datalist.get("resource", []) if v]
+    if len(values) > 1:
+        raise InvalidTargetError("Send one resource per request.")
+    if values:
+        resource = resources.get_by_uri(values[0])
+        if resource is None:
+            raise InvalidTargetError("The resource is not a resource server known to this authorization server.")
+        return resource
+    resource = resources.get_default()
+    if resource is None:
+        raise InvalidTargetError("The resource parameter is required (RFC 8707).")
+    return resource
+
+
+class ResourceIndicator:
+    """Authorization-grant extension: sets ``request.resource`` and narrows ``request.scope`` to
+    the scopes that resource accepts (its default scopes when the request has no `scope`)."""
+
+    def __call__(self, grant):
+        grant.register_hook("after_validate_authorization_request_payload", self.validate_resource)
+        grant.register_hook("after_validate_token_request", self.validate_token_resource)
+
+    def validate_resource(self, grant, redirect_uri):
+        request = grant.request
+        resource = resolve_resource(request.payload.datalist)
+        request.resource = resource
+        client = request.client
+        if request.payload.scope:
+            requested = [s for s in request.scope.split() if s not in IGNORED_SCOPES]
+        else:
+            # No scope: the resource's defaults (ChatGPT reconnects without one).
+            requested = client.get_allowed_scope(resource.default_scopes).split()
+        accepted = resource.scope_set
+        scopes = [s for s in requested if s in accepted]
+        if not scopes:
+            raise InvalidScopeError("None of the requested scopes is available for this resource.")
+        request.scope = " ".join(scopes)
+
+    def validate_token_resource(self, grant, result=None):
+        """At the token endpoint `resource` is optional but, if sent, must name the audience
+        already bound to the code."""
+        request = grant.request
+        values = [v for v in request.payload.datalist.get("resource", []) if v]
+        if not values:
+            return
+        if len(values) > 1:
+            raise InvalidTargetError("Send one resource per request.")
+        code = request.authorization_code
+        bound = code.grant.resource if code is not None else None
+        target = resources.get_by_uri(values[0])
+        if bound is None or target is None or target.id != bound.id:
+            raise InvalidTargetError("The resource does not match the one the code was issued for.")
+
+
+def check_refresh_resource(datalist, token) -> None:
+    """At refresh, a `resource` parameter must name the token's own audience."""
+    values = [v for v in datalist.get("resource", []) if v]
+    if not values:
+        return
+    if len(values) > 1:
+        raise InvalidTargetError("Send one resource per request.")
+    target = resources.get_by_uri(values[0])
+    if target is None or target.id != token.grant.resource_id:
+        raise InvalidTargetError("The resource does not match the one the refresh token was issued for.")

@@ -1,0 +1,297 @@
+"""Every query and mutation the protocol core needs. Functions flush, never commit: the view does.
+
+Single use is enforced by conditional UPDATEs checked by rowcount (``consume_*``), which are
+atomic on PostgreSQL under concurrency: the losing transaction blocks on the row lock, then
+re-evaluates the WHERE clause against the committed row and updates nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+
+from .extensions import db
+from .models import (
+    AuthorizationCode,
+    Client,
+    Grant,
+    Hub,
+    Membership,
+    ReplayCache,
+    ResourceServer,
+    Token,
+    User,
+)
+from .timeutil import utcnow
+
+# Don't rewrite last-used timestamps more often than this (they are for display, not security).
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+# --- clients -------------------------------------------------------------------------------------
+def get_client(client_id: str | None) -> Client | None:
+    if not client_id or not isinstance(client_id, str) or len(client_id) > 2000:
+        return None
+    return db.session.scalar(select(Client).where(Client.client_id == client_id))
+
+
+def get_client_by_registration_token(token_hash: str) -> Client | None:
+    return db.session.scalar(select(Client).where(Client.registration_access_token_hash == token_hash))
+
+
+def save_client(client: Client) -> Client:
+    db.session.add(client)
+    db.session.flush()
+    return client
+
+
+def delete_client(client: Client) -> None:
+    """Delete a client and, by cascade, its grants, codes and tokens."""
+    revoke_client_grants(client)
+    db.session.delete(client)
+    db.session.flush()
+
+
+def find_clients() -> list[Client]:
+    return list(db.session.scalars(select(Client).order_by(Client.id)))
+
+
+def _touch(row, now: datetime) -> None:
+    if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:
+        row.last_used_at = now
+
+
+# --- grants --------------------------------------------------------------------------------------
+def get_live_grant(user: User, hub: Hub, client: Client, resource: ResourceServer) -> Grant | None:
+    return db.session.scalar(
+        select(Grant).where(
+            Grant.user_id == user.id,
+            Grant.hub_id == hub.id,
+            Grant.client_pk == client.id,
+            Grant.resource_id == resource.id,
+            Grant.revoked_at.is_(None),
+        )
+    )
+
+
+def find_live_grants(user: User, client: Client, resource: ResourceServer) -> list[Grant]:
+    """The user's live grants to this client for this resource, most recently used first."""
+    rows = db.session.scalars(
+        select(Grant).where(
+            Grant.user_id == user.id,
+            Grant.client_pk == client.id,
+            Grant.resource_id == resource.id,
+            Grant.revoked_at.is_(None),
+        )
+    )
+    return sorted(rows, key=lambda g: g.last_used_at or g.created_at, reverse=True)
+
+
+def find_user_grants(user: User) -> list[Grant]:
+    """Every live grant of the user (for the connected-apps page)."""
+    return list(
+        db.session.scalars(
+            select(Grant)
+            .where(Grant.user_id == user.id, Grant.revoked_at.is_(None))
+            .order_by(Grant.created_at.desc(), Grant.id.desc())
+        )
+    )
+
+
+def get_user_grant(user: User, grant_id: int) -> Grant | None:
+    return db.session.scalar(select(Grant).where(Grant.id == grant_id, Grant.user_id == user.id))
+
+
+def record_grant(
+    user: User, hub: Hub, client: Client, resource: ResourceServer, scope: str, redirect_uri: str
+) -> Grant:
+    """Record consent. Re-authorizing the same (user, hub, client, resource) replaces the scopes
+    of the existing grant; its earlier tokens keep their own (narrower or equal) scopes."""
+    now = utcnow()
+    grant = get_live_grant(user, hub, client, resource)
+    if grant is None:
+        grant = Grant(
+            user_id=user.id,
+            hub_id=hub.id,
+            client_pk=client.id,
+            resource_id=resource.id,
+            scope=scope,
+            redirect_uri=redirect_uri,
+            created_at=now,
+            last_used_at=now,
+        )
+        db.session.add(grant)
+    else:
+        grant.scope = scope
+        grant.redirect_uri = redirect_uri
+        grant.last_used_at = now
+    db.session.flush()
+    return grant
+
+
+def revoke_grant(grant: Grant) -> None:
+    """Revoke a grant and every token issued under it, at once."""
+    now = utcnow()
+    db.session.execute(
+        update(Grant).where(Grant.id == grant.id, Grant.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    db.session.execute(
+        update(Token).where(Token.grant_id == grant.id, Token.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    db.session.flush()
+    db.session.expire(grant)
+
+
+def revoke_client_grants(client: Client) -> None:
+    now = utcnow()
+    db.session.execute(
+        update(Grant).where(Grant.client_pk == client.id, Grant.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    db.session.execute(
+        update(Token).where(Token.client_pk == client.id, Token.revoked_at.is_(None)).values(revoked_at=now)
+    )
+
+
+# --- authorization codes -------------------------------------------------------------------------
+def save_authorization_code(code: AuthorizationCode) -> AuthorizationCode:
+    db.session.add(code)
+    db.session.flush()
+    return code
+
+
+def get_authorization_code(code_hash: str) -> AuthorizationCode | None:
+    return db.session.scalar(select(AuthorizationCode).where(AuthorizationCode.code_hash == code_hash))
+
+
+def consume_authorization_code(code: AuthorizationCode) -> bool:
+    """Mark the code used. True for exactly one caller, however many race."""
+    now = utcnow()
+    result = db.session.execute(
+        update(AuthorizationCode)
+        .where(
+            AuthorizationCode.id == code.id,
+            AuthorizationCode.consumed_at.is_(None),
+            AuthorizationCode.expires_at > now,
+        )
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def revoke_code_family(code: AuthorizationCode) -> int:
+    """Revoke every token descended from this code (RFC 6749 §4.1.2: a replayed code)."""
+    result = db.session.execute(
+        update(Token)
+        .where(Token.code_id == code.id, Token.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+# --- tokens --------------------------------------------------------------------------------------
+def save_token(token: Token) -> Token:
+    db.session.add(token)
+    db.session.flush()
+    return token
+
+
+def get_token_by_access_hash(token_hash: str) -> Token | None:
+    return db.session.scalar(select(Token).where(Token.access_token_hash == token_hash))
+
+
+def get_token_by_refresh_hash(token_hash: str) -> Token | None:
+    return db.session.scalar(select(Token).where(Token.refresh_token_hash == token_hash))
+
+
+def consume_refresh_token(token: Token) -> bool:
+    """Mark a refresh token rotated. True for exactly one caller, however many race."""
+    now = utcnow()
+    result = db.session.execute(
+        update(Token)
+        .where(Token.id == token.id, Token.rotated_at.is_(None), Token.revoked_at.is_(None))
+        .values(rotated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def revoke_access_token(token: Token) -> None:
+    db.session.execute(
+        update(Token)
+        .where(Token.id == token.id, Token.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def touch_usage(client: Client, grant: Grant) -> None:
+    now = utcnow()
+    _touch(client, now)
+    _touch(grant, now)
+
+
+def get_token_for_introspection(token_hash: str):
+    """One indexed lookup by access-token hash, joined with everything the answer needs:
+    (Token, Grant, User, Hub, Membership|None, client_id, resource URI), or None."""
+    row = db.session.execute(
+        select(Token, Grant, User, Hub, Membership, Client.client_id, ResourceServer.uri)
+        .join(Grant, Grant.id == Token.grant_id)
+        .join(ResourceServer, ResourceServer.id == Grant.resource_id)
+        .join(User, User.id == Grant.user_id)
+        .join(Hub, Hub.id == Grant.hub_id)
+        .join(Client, Client.id == Token.client_pk)
+        .outerjoin(
+            Membership, (Membership.user_id == Grant.user_id) & (Membership.hub_id == Grant.hub_id)
+        )
+        .where(Token.access_token_hash == token_hash)
+    ).first()
+    return row
+
+
+# --- replay cache --------------------------------------------------------------------------------
+def save_replay(key_hash: str, kind: str, ciphertext: bytes, expires_at: datetime) -> None:
+    db.session.add(ReplayCache(key_hash=key_hash, kind=kind, ciphertext=ciphertext, expires_at=expires_at))
+    db.session.flush()
+    # Expired entries are deleted now and then rather than on every write, so concurrent
+    # writers rarely contend on the same rows; `flask purge` removes the rest.
+    if random.random() < 0.05:
+        purge_replay_cache()
+
+
+def get_replay(key_hash: str) -> ReplayCache | None:
+    return db.session.scalar(
+        select(ReplayCache).where(ReplayCache.key_hash == key_hash, ReplayCache.expires_at > utcnow())
+    )
+
+
+def purge_replay_cache() -> int:
+    result = db.session.execute(
+        delete(ReplayCache)
+        .where(ReplayCache.expires_at <= utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def purge_expired(before: datetime | None = None) -> dict[str, int]:
+    """Delete rows no longer needed: expired replay entries, codes and token rows past expiry."""
+    now = before or utcnow()
+    counts = {"replay_cache": purge_replay_cache()}
+    counts["authorization_codes"] = db.session.execute(
+        delete(AuthorizationCode)
+        .where(AuthorizationCode.expires_at <= now - timedelta(days=1))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    counts["tokens"] = db.session.execute(
+        delete(Token)
+        .where(
+            Token.access_expires_at <= now,
+            (Token.refresh_expires_at.is_(None)) | (Token.refresh_expires_at <= now),
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return counts

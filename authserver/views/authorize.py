@@ -1,0 +1,70 @@
+"""The authorization endpoint: validate with Authlib first, then log in, then consent."""
+
+from __future__ import annotations
+
+import logging
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+from flask import Blueprint, render_template, request
+
+from .. import consent
+from ..errors import error_page
+from ..extensions import db
+from ..oauth.server import server
+from .auth import current_user, login_url
+
+bp = Blueprint("authorize", __name__)
+log = logging.getLogger(__name__)
+
+
+def _invalid_request_page(error: OAuth2Error):
+    """An error that may not be redirected (unverified client or redirect URI): a page, 400."""
+    log.info("authorization request refused: %s %s", error.error, error.description)
+    return error_page(
+        400,
+        "This app's sign-in request isn't valid",
+        f"{error.description or error.error} Please contact the app's developer.",
+    )
+
+
+@bp.route("/oauth/authorize", methods=["GET", "POST"])
+def authorize():
+    user = current_user()
+    try:
+        grant = server.get_consent_grant(end_user=user)
+    except OAuth2Error as error:
+        response = server.authorization_error_response(error)
+        return response if response is not None else _invalid_request_page(error)
+
+    if user is None:
+        return _redirect_to_login()
+
+    if request.method == "GET":
+        decision = consent.remembered_decision(user, grant)
+        if decision is not None:
+            response = server.create_authorization_response(grant_user=decision, grant=grant)
+            db.session.commit()
+            return response
+        page = consent.build_page(user, grant, request.args.get("hub"))
+        return render_template("oauth/consent.html", page=page, error=None, args=request.args)
+
+    # POST: the user's decision. Flask-WTF has already checked the CSRF token.
+    if request.form.get("decision") != "allow":
+        response = server.create_authorization_response(grant_user=None, grant=grant)
+        db.session.commit()
+        return response
+    try:
+        decision = consent.decide(user, grant, request.form.get("hub"), request.form.getlist("scope"))
+    except consent.ConsentError as error:
+        db.session.rollback()
+        page = consent.build_page(user, grant, request.form.get("hub"), set(request.form.getlist("scope")))
+        return render_template("oauth/consent.html", page=page, error=str(error), args=request.args), 400
+    response = server.create_authorization_response(grant_user=decision, grant=grant)
+    db.session.commit()
+    return response
+
+
+def _redirect_to_login():
+    from flask import redirect
+
+    return redirect(login_url(request.full_path))

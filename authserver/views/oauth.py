@@ -1,0 +1,72 @@
+"""Machine endpoints: token, registration (RFC 7591/7592), introspection, revocation."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749 import OAuth2Error
+from flask import Blueprint, request
+
+from ..errors import oauth_json_error
+from ..extensions import csrf, db
+from ..oauth.server import server
+
+bp = Blueprint("oauth", __name__, url_prefix="/oauth")
+csrf.exempt(bp)
+
+# Browser-based MCP clients call these cross-origin; they carry no cookies, so any origin may.
+CORS_ENDPOINTS = {"oauth.token", "oauth.register", "oauth.revoke", "oauth.client_configuration"}
+
+
+@bp.after_request
+def cors(response):
+    if request.endpoint in CORS_ENDPOINTS:
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
+        response.headers["Access-Control-Max-Age"] = "86400"
+    return response
+
+
+@bp.errorhandler(OAuth2Error)
+def oauth_error(error: OAuth2Error):
+    status, body, headers = error()
+    return oauth_json_error(status, body["error"], body.get("error_description", ""), {k: v for k, v in headers if k.lower() != "content-type"})
+
+
+def _committed(response):
+    """One transaction per request: what the endpoint did (including revocations made while
+    refusing a replay) is committed at the view boundary."""
+    db.session.commit()
+    return response
+
+
+@bp.route("/token", methods=["POST", "OPTIONS"])
+def token():
+    if request.method == "OPTIONS":
+        return "", 204
+    return _committed(server.create_token_response())
+
+
+@bp.route("/register", methods=["POST", "OPTIONS"])
+def register():
+    if request.method == "OPTIONS":
+        return "", 204
+    return _committed(server.create_endpoint_response("client_registration"))
+
+
+@bp.route("/register/<path:client_id>", methods=["GET", "PUT", "DELETE", "OPTIONS"])
+def client_configuration(client_id):
+    if request.method == "OPTIONS":
+        return "", 204
+    return _committed(server.create_endpoint_response("client_configuration"))
+
+
+@bp.route("/introspect", methods=["POST"])
+def introspect():
+    return _committed(server.create_endpoint_response("introspection"))
+
+
+@bp.route("/revoke", methods=["POST", "OPTIONS"])
+def revoke():
+    if request.method == "OPTIONS":
+        return "", 204
+    return _committed(server.create_endpoint_response("revocation"))
