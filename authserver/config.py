@@ -66,6 +66,10 @@ class Defaults:
     SESSION_COOKIE_NAME = "authserver_session"
     # CSRF tokens live as long as the session; the consent page may be left open a while.
     WTF_CSRF_TIME_LIMIT = None
+    # Flask-WTF's extra https Referer check is off: every page sends Referrer-Policy: no-referrer
+    # (codes and tokens never leak through Referer), so browsers send none. The per-session CSRF
+    # token plus SameSite=Lax cookies are the CSRF defence.
+    WTF_CSRF_SSL_STRICT = False
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
 

@@ -17,8 +17,10 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
 
 def without_loopback_port(uri: str) -> str | None:
     """For an http loopback URI, the same URI with the port removed; otherwise None."""
+    if "#" in uri or "@" in uri:
+        return None
     parts = urlsplit(uri)
-    host = parts.netloc.rsplit("@", 1)[-1]
+    host = parts.netloc
     hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if parts.scheme != "http" or hostname.lower() not in LOOPBACK_HOSTS:
         return None

@@ -217,13 +217,16 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
         return row
 
     def _validate_token_scope(self, token: Token):
-        """A requested scope may only narrow what the user consented to (RFC 6749 §6)."""
+        """A requested scope can only narrow what the user consented to (RFC 6749 §6): it is
+        intersected with the grant, never widened. Deliberately lenient: clients (Authlib's
+        among them) resend their original request scope at refresh, including scopes the user
+        unticked, and must not be logged out for it. Nothing in common is `invalid_scope`."""
         scope = self.request.payload.scope
         if not scope:
             return
         requested = set(scope.split()) - IGNORED_SCOPES
-        if not requested or not requested <= token.grant.scope_set:
-            raise InvalidScopeError("The requested scope exceeds the scope originally granted.")
+        if not requested & token.grant.scope_set:
+            raise InvalidScopeError("None of the requested scopes was granted.")
 
     def validate_token_request(self):
         super().validate_token_request()
