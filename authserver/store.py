@@ -220,10 +220,11 @@ def consume_refresh_token(token: Token) -> bool:
 
 
 def revoke_access_token(token: Token) -> None:
+    """End the access token only; its refresh token (if any) keeps working."""
     db.session.execute(
         update(Token)
-        .where(Token.id == token.id, Token.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+        .where(Token.id == token.id, Token.access_revoked_at.is_(None))
+        .values(access_revoked_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 

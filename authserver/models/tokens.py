@@ -36,7 +36,10 @@ class Token(db.Model, TokenMixin):
     refresh_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Set once by a conditional UPDATE when the refresh token is exchanged.
     rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Revokes the pair (refresh reuse, grant revoked, refresh token revoked).
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Revokes only the access token (RFC 7009 revocation of an access token, or rotation).
+    access_revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     grant: Mapped[Grant] = relationship()
 
@@ -57,7 +60,7 @@ class Token(db.Model, TokenMixin):
         return self.refresh_expires_at is None or self.refresh_expires_at <= utcnow()
 
     def is_revoked(self) -> bool:
-        return self.revoked_at is not None
+        return self.revoked_at is not None or self.access_revoked_at is not None
 
     def get_user(self):
         return self.grant.user

@@ -56,7 +56,7 @@ class Introspection(IntrospectionEndpoint):
             return dict(INACTIVE)
         token, grant, user, hub, membership, client_id, audience = row
         now = utcnow()
-        if token.revoked_at is not None or grant.revoked_at is not None or token.access_expires_at <= now:
+        if token.is_revoked() or grant.revoked_at is not None or token.access_expires_at <= now:
             return dict(INACTIVE)
         allowed = accounts.membership_permissions(user, membership)
         scope = [s for s in token.scope.split() if s in allowed]

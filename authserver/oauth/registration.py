@@ -89,6 +89,17 @@ def is_loopback_redirect(uri: str) -> bool:
     return parts.scheme == "http" and (host in LOOPBACK_HOSTS or host == "::1")
 
 
+class ClientMetadata(ClientMetadataClaims):
+    """Authlib's RFC 7591 claims, with redirect URIs checked by our policy instead (Authlib's URL
+    check refuses the private-use schemes native apps need)."""
+
+    def validate_redirect_uris(self):
+        for uri in self.get("redirect_uris") or []:
+            problem = redirect_uri_problem(uri)
+            if problem:
+                raise InvalidRedirectURIError(problem)
+
+
 class MetadataValidation:
     """Validation shared by registration and update (RFC 7591 §2 and our policy)."""
 
@@ -144,10 +155,8 @@ class MetadataValidation:
 class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
     """RFC 7591 §3 at /oauth/register. Open by default; REGISTRATION_MODE=closed refuses it."""
 
-    claims_classes = [ClientMetadataClaims]
-
     def __init__(self, server=None):
-        super().__init__(server, claims_classes=[ClientMetadataClaims])
+        super().__init__(server, claims_classes=[ClientMetadata])
 
     def authenticate_token(self, request):
         if current_app.config["REGISTRATION_MODE"] != "open":
@@ -210,7 +219,7 @@ class ClientConfiguration(MetadataValidation, ClientConfigurationEndpoint):
     """RFC 7592 GET/PUT/DELETE at the registration_client_uri, with the registration token."""
 
     def __init__(self, server=None):
-        super().__init__(server, claims_classes=[ClientMetadataClaims])
+        super().__init__(server, claims_classes=[ClientMetadata])
 
     def authenticate_token(self, request):
         auth = request.headers.get("Authorization", "")

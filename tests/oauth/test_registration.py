@@ -1,0 +1,162 @@
+"""Dynamic client registration (RFC 7591), management (RFC 7592) and the redirect-URI policy."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from authserver.extensions import db
+from authserver.models import Client
+
+from .support import PKCE, REDIRECT_URI, assert_oauth_error
+
+GOOD_REDIRECTS = [
+    "https://chatgpt.com/connector_platform_oauth_redirect",
+    "https://app.example.com/cb?x=1",
+    "http://127.0.0.1/callback",
+    "http://127.0.0.1:33418/callback",
+    "http://[::1]:8080/cb",
+    "http://localhost:6274/oauth/callback",
+    "com.example.app:/oauth2redirect",
+    "cursor://anysphere.cursor-retrieval/oauth/callback",
+]
+BAD_REDIRECTS = [
+    "javascript:alert(1)",
+    "data:text/html,hi",
+    "file:///etc/passwd",
+    "https://app.example.com/cb#frag",
+    "https://user:pw@app.example.com/cb",
+    "https://*.example.com/cb",
+    "http://app.example.com/cb",
+    "http://192.168.1.10/cb",
+    "/relative/callback",
+    "https:///nohost",
+    "https://app.example.com/c b",
+    "",
+]
+
+
+def test_public_client_gets_no_secret_and_no_null_members(client):
+    body = client.post(
+        "/oauth/register",
+        json={
+            "client_name": "MCP Inspector",
+            "redirect_uris": ["http://localhost:6274/oauth/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "application_type": "native",
+            "software_id": "inspector",
+            "unknown_member": {"nested": True},
+        },
+    )
+    assert body.status_code == 201
+    assert body.headers["Cache-Control"] == "no-store"
+    data = body.get_json()
+    assert "client_secret" not in data and "client_secret_expires_at" not in data
+    assert None not in data.values()
+    assert data["client_name"] == "MCP Inspector" and data["token_endpoint_auth_method"] == "none"
+    assert data["redirect_uris"] == ["http://localhost:6274/oauth/callback"]
+    assert data["registration_client_uri"].endswith("/oauth/register/" + data["client_id"])
+    assert data["registration_access_token"].startswith("asg_")
+
+
+def test_confidential_client_secret_is_shown_once_and_stored_hashed(app, client):
+    data = client.post("/oauth/register", json={"redirect_uris": ["https://app.example.com/cb"]}).get_json()
+    assert data["token_endpoint_auth_method"] == "client_secret_basic"
+    assert data["client_secret"].startswith("ass_") and data["client_secret_expires_at"] == 0
+    with app.app_context():
+        row = db.session.scalar(select(Client).where(Client.client_id == data["client_id"]))
+        assert row.client_secret_hash.startswith("$argon2id$")
+        assert data["client_secret"] not in str(row.client_metadata)
+        assert data["registration_access_token"] not in (row.registration_access_token_hash or "")
+
+
+@pytest.mark.parametrize("uri", GOOD_REDIRECTS)
+def test_allowed_redirect_uris(client, uri):
+    response = client.post("/oauth/register", json={"redirect_uris": [uri], "token_endpoint_auth_method": "none"})
+    assert response.status_code == 201, response.get_json()
+
+
+@pytest.mark.parametrize("uri", BAD_REDIRECTS)
+def test_refused_redirect_uris(client, uri):
+    response = client.post("/oauth/register", json={"redirect_uris": [uri], "token_endpoint_auth_method": "none"})
+    assert_oauth_error(response, "invalid_redirect_uri")
+
+
+BAD_METADATA = {
+    "not an object": ([1, 2], "invalid_client_metadata"),
+    "no redirect uris": ({"client_name": "x"}, "invalid_redirect_uri"),
+    "redirect uris not a list": ({"redirect_uris": "https://a.example/cb"}, "invalid_client_metadata"),
+    "name not a string": ({"redirect_uris": ["https://a.example/cb"], "client_name": 5}, "invalid_client_metadata"),
+    "unknown auth method": ({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "tls_client_auth"}, "invalid_client_metadata"),
+    "implicit grant": ({"redirect_uris": ["https://a.example/cb"], "grant_types": ["implicit"]}, "invalid_client_metadata"),
+    "token response type": ({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}, "invalid_client_metadata"),
+    "too many redirect uris": ({"redirect_uris": [f"https://a.example/cb{i}" for i in range(21)]}, "invalid_redirect_uri"),
+}
+
+
+@pytest.mark.parametrize(("body", "error"), BAD_METADATA.values(), ids=BAD_METADATA.keys())
+def test_bad_client_metadata(client, body, error):
+    assert_oauth_error(client.post("/oauth/register", json=body), error)
+
+
+def test_non_json_body_is_a_4xx_json_error(client):
+    response = client.post("/oauth/register", data="redirect_uris=x", content_type="application/x-www-form-urlencoded")
+    assert 400 <= response.status_code < 500 and response.get_json()["error"] == "invalid_request"
+    response = client.post("/oauth/register", data="{not json", content_type="application/json")
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_request"
+
+
+def test_registration_scope_does_not_limit_later_requests(flow, register):
+    client_id = register(scope="crm.objects.contacts.read")["client_id"]
+    tokens = flow.tokens(client_id, scope="crm.objects.deals.read", scopes=["crm.objects.deals.read"])
+    assert tokens["scope"] == "crm.objects.deals.read"
+
+
+def test_closed_registration(app, client):
+    app.config["REGISTRATION_MODE"] = "closed"
+    response = client.post("/oauth/register", json={"redirect_uris": ["https://a.example/cb"]})
+    assert_oauth_error(response, "access_denied", 403)
+    assert "registration_endpoint" not in client.get("/.well-known/oauth-authorization-server").get_json()
+
+
+def test_rfc7592_read_update_delete(client):
+    data = client.post(
+        "/oauth/register", json={"client_name": "One", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
+    ).get_json()
+    uri = data["registration_client_uri"].replace("https://auth.test", "")
+    auth = {"Authorization": f"Bearer {data['registration_access_token']}"}
+
+    read = client.get(uri, headers=auth)
+    assert read.status_code == 200 and read.get_json()["client_name"] == "One"
+    assert client.get(uri).status_code == 401
+    assert client.get(uri, headers={"Authorization": "Bearer asg_wrong"}).status_code == 401
+
+    updated = client.put(
+        uri, headers=auth,
+        json={"client_id": data["client_id"], "client_name": "Two", "redirect_uris": [REDIRECT_URI],
+              "token_endpoint_auth_method": "none"},
+    )
+    assert updated.status_code == 200 and updated.get_json()["client_name"] == "Two"
+    bad = client.put(uri, headers=auth, json={"client_id": data["client_id"], "redirect_uris": ["javascript:x"],
+                                              "token_endpoint_auth_method": "none"})
+    assert_oauth_error(bad, "invalid_redirect_uri")
+
+    other = client.post("/oauth/register", json={"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}).get_json()
+    other_uri = other["registration_client_uri"].replace("https://auth.test", "")
+    assert client.get(other_uri, headers=auth).status_code in (400, 403)
+
+    assert client.delete(uri, headers=auth).status_code == 204
+    assert client.get(uri, headers=auth).status_code == 401
+    params = {"response_type": "code", "client_id": data["client_id"], "redirect_uri": REDIRECT_URI,
+              "code_challenge": PKCE().challenge, "code_challenge_method": "S256"}
+    assert client.get("/oauth/authorize", query_string=params).status_code == 400
+
+
+def test_cors_on_registration_and_token_but_not_pages(client):
+    preflight = client.options("/oauth/register", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert client.options("/oauth/token").headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Origin" not in client.get("/login").headers
+    assert "Access-Control-Allow-Origin" not in client.post("/oauth/introspect").headers
