@@ -47,14 +47,17 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = int(app.config["PROXY_FIX_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    from . import errors, web
+    from . import errors, logs, metrics, web
 
+    logs.init_app(app)
     errors.init_app(app)
     web.init_app(app)
+    metrics.init_app(app)
 
-    from .views import auth
+    from .views import auth, health
 
     app.register_blueprint(auth.bp)
+    app.register_blueprint(health.bp)
 
     from .oauth.server import init_oauth
 

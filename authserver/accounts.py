@@ -7,7 +7,7 @@ import secrets as _secrets
 from flask import current_app
 from sqlalchemy import select
 
-from . import scopes
+from . import audit, scopes
 from .extensions import db
 from .models import Hub, Membership, User
 from .secrets import hash_secret, verify_password
@@ -192,6 +192,7 @@ def add_member(user: User, hub: Hub, role: str) -> Membership:
     membership = Membership(user_id=user.id, hub_id=hub.id, role=role, granted=[], denied=[])
     db.session.add(membership)
     db.session.flush()
+    audit.record("membership.added", user=user, hub=hub, role=role)
     return membership
 
 
@@ -204,6 +205,7 @@ def _require_membership(user: User, hub: Hub) -> Membership:
 
 def remove_member(user: User, hub: Hub) -> None:
     db.session.delete(_require_membership(user, hub))
+    audit.record("membership.removed", user=user, hub=hub)
     db.session.flush()
 
 
@@ -211,6 +213,7 @@ def set_role(user: User, hub: Hub, role: str) -> Membership:
     membership = _require_membership(user, hub)
     membership.role = _check_role(role)
     db.session.flush()
+    audit.record("membership.role_changed", user=user, hub=hub, role=role)
     return membership
 
 
@@ -221,6 +224,7 @@ def grant_permission(user: User, hub: Hub, scope: str) -> Membership:
     membership.granted = sorted(set(membership.granted or []) | {scope})
     membership.denied = sorted(set(membership.denied or []) - {scope})
     db.session.flush()
+    audit.record("membership.permission_granted", user=user, hub=hub, scope=scope)
     return membership
 
 
@@ -231,4 +235,5 @@ def deny_permission(user: User, hub: Hub, scope: str) -> Membership:
     membership.denied = sorted(set(membership.denied or []) | {scope})
     membership.granted = sorted(set(membership.granted or []) - {scope})
     db.session.flush()
+    audit.record("membership.permission_denied", user=user, hub=hub, scope=scope)
     return membership

@@ -34,9 +34,16 @@ class Defaults:
     # answer again instead of an error; after it, a replay revokes the token family / grant.
     REPLAY_GRACE_SECONDS = 10
 
-    # Dynamic client registration (RFC 7591): "open" lets anyone register a client;
-    # "closed" refuses every request to the registration endpoint.
+    # Dynamic client registration (RFC 7591): "open" lets anyone register a client; "token"
+    # requires an initial access token (below); "closed" refuses every registration request.
     REGISTRATION_MODE = "open"
+    # With REGISTRATION_MODE "token": SHA-256 hex digests of the initial access tokens that may
+    # register clients (RFC 7591 §3); `flask clients initial-token` makes one.
+    REGISTRATION_INITIAL_ACCESS_TOKEN_HASHES: list[str] = []
+    # Largest registration request body, in bytes.
+    REGISTRATION_MAX_BYTES = 8192
+    # Redirect hosts refused at registration (a host or any subdomain of it).
+    REDIRECT_HOST_DENYLIST: list[str] = []
     # Canonical URI of the resource server used when an authorization request has no `resource`.
     # None: if exactly one resource server is registered, that one; otherwise `invalid_target`.
     DEFAULT_RESOURCE: str | None = None
@@ -56,6 +63,21 @@ class Defaults:
 
     # Documentation URL advertised as `service_documentation` in the metadata document.
     SERVICE_DOCUMENTATION = "https://github.com/authserver/authserver#readme"
+
+    # Logging: "json" (one object per line, with request_id) or "text"; and the level.
+    LOG_FORMAT = "json"
+    LOG_LEVEL = "INFO"
+    # Expose Prometheus metrics at /metrics. Off by default: enable it where only your
+    # monitoring can reach it.
+    METRICS_ENABLED = False
+
+    # Rate limits (Flask-Limiter syntax), shared across instances when REDIS_URL is set.
+    # Hosted AI clients register and refresh from a few shared IP addresses, so per-IP limits
+    # are generous; the global registration limit is a ceiling against floods.
+    TOKEN_RATE_LIMIT = "1200 per minute"
+    REGISTRATION_RATE_LIMIT_PER_IP = "30 per minute"
+    REGISTRATION_RATE_LIMIT_GLOBAL = "1200 per minute"
+    INTROSPECTION_RATE_LIMIT = "12000 per minute"
 
     # Largest request body accepted, in bytes (larger bodies get 413).
     MAX_CONTENT_LENGTH = 64 * 1024
@@ -101,8 +123,8 @@ def finalize(config, instance_path: str) -> None:
             "SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
         )
 
-    if config["REGISTRATION_MODE"] not in ("open", "closed"):
-        raise ConfigError("AUTHSERVER_REGISTRATION_MODE must be 'open' or 'closed'.")
+    if config["REGISTRATION_MODE"] not in ("open", "token", "closed"):
+        raise ConfigError("AUTHSERVER_REGISTRATION_MODE must be 'open', 'token' or 'closed'.")
 
     if not (config.get("DEBUG") or config.get("TESTING")):
         if config["SECRET_KEY"] == DEFAULT_SECRET_KEY or len(str(config["SECRET_KEY"])) < 32:

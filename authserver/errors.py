@@ -30,7 +30,7 @@ JSON_ERROR = {
     405: "invalid_request",
     413: "invalid_request",
     415: "invalid_request",
-    429: "slow_down",
+    429: "temporarily_unavailable",
     500: "server_error",
 }
 

@@ -41,6 +41,24 @@ def get_client_by_registration_token(token_hash: str) -> Client | None:
     return db.session.scalar(select(Client).where(Client.registration_access_token_hash == token_hash))
 
 
+def get_client_by_dedupe_key(key: str) -> Client | None:
+    return db.session.scalar(
+        select(Client).where(Client.dedupe_key == key, Client.registration == "dynamic").order_by(Client.id).limit(1)
+    )
+
+
+def find_unused_clients(cutoff: datetime) -> list[Client]:
+    """Dynamically registered clients not used since `cutoff` (or never, and created before it)."""
+    return list(
+        db.session.scalars(
+            select(Client).where(
+                Client.registration == "dynamic",
+                ((Client.last_used_at.is_(None)) & (Client.created_at < cutoff)) | (Client.last_used_at < cutoff),
+            )
+        )
+    )
+
+
 def save_client(client: Client) -> Client:
     db.session.add(client)
     db.session.flush()
@@ -131,8 +149,11 @@ def record_grant(
     return grant
 
 
-def revoke_grant(grant: Grant) -> None:
+def revoke_grant(grant: Grant, reason: str = "user") -> None:
     """Revoke a grant and every token issued under it, at once."""
+    from . import audit
+
+    audit.record("grant.revoked", user=grant.user_id, hub=grant.hub, client=grant.client, reason=reason)
     now = utcnow()
     db.session.execute(
         update(Grant).where(Grant.id == grant.id, Grant.revoked_at.is_(None)).values(revoked_at=now)

@@ -1,12 +1,14 @@
 """Typed SQLAlchemy models, one module per table family."""
 
 from .accounts import Hub, Membership, User
+from .audit import AuditEvent
 from .clients import Client
 from .grants import AuthorizationCode, Grant
 from .resources import ResourceServer
 from .tokens import ReplayCache, Token
 
 __all__ = [
+    "AuditEvent",
     "AuthorizationCode",
     "Client",
     "Grant",

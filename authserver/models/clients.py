@@ -43,6 +43,9 @@ class Client(db.Model, ClientMixin):
     # Space-separated scopes a pre-registered client may receive; None means no client limit.
     allowed_scopes: Mapped[str | None] = mapped_column(Text)
     client_id_issued_at: Mapped[int] = mapped_column(default=0)
+    # For public dynamic clients: a digest of the identifying metadata, so that re-registering
+    # an identical client returns the existing one instead of a new row.
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -11,7 +11,8 @@ from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, Inval
 from authlib.oauth2.rfc6749 import grants
 from flask import current_app
 
-from .. import accounts, store
+from .. import accounts, audit, store
+from ..metrics import TOKENS_ISSUED
 from ..models import AuthorizationCode, Grant, Hub, Token, User
 from ..scopes import IGNORED_SCOPES
 from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex
@@ -81,6 +82,9 @@ class ReplayMixin:
         self.request.user = grant.user
         self.save_token(token)
         store.touch_usage(self.request.client, grant)
+        TOKENS_ISSUED.labels(self.GRANT_TYPE).inc()
+        audit.record("token.issued", user=grant.user_id, hub=grant.hub, client=self.request.client,
+                     grant_type=self.GRANT_TYPE, scope=scope)
         return token
 
 
@@ -136,7 +140,7 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
                 self.request.replayed_response = cached
                 return row
             revoked = store.revoke_code_family(row)
-            log.warning("authorization code replayed; revoked %d token(s) from it", revoked)
+            audit.record("code.replayed", user=row.grant.user_id, hub=row.grant.hub, client=client, revoked=revoked)
             return None
         if row.expires_at <= utcnow():
             return None
@@ -209,8 +213,8 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
             grace = timedelta(seconds=int(current_app.config["REPLAY_GRACE_SECONDS"]))
             if utcnow() - row.rotated_at > grace:
                 # Reuse of a rotated refresh token: assume it was stolen and end the grant.
-                store.revoke_grant(row.grant)
-                log.warning("refresh token reuse detected; grant %s revoked", row.grant_id)
+                audit.record("token.refresh_reuse", user=row.grant.user_id, hub=row.grant.hub, client=row.grant.client)
+                store.revoke_grant(row.grant, reason="refresh_token_reuse")
             return None
         if row.revoked_at is not None or row.is_refresh_expired() or row.grant.revoked_at is not None:
             return None

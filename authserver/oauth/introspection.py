@@ -8,6 +8,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
 
 from .. import accounts, resources
+from ..metrics import INTROSPECTIONS
 from ..secrets import sha256_hex
 from ..timeutil import to_epoch, utcnow
 
@@ -52,6 +53,11 @@ class Introspection(IntrospectionEndpoint):
         return grant.resource_id == resource.id
 
     def create_introspection_payload(self, row):
+        payload = self._payload(row)
+        INTROSPECTIONS.labels("active" if payload["active"] else "inactive").inc()
+        return payload
+
+    def _payload(self, row):
         if not row:
             return dict(INACTIVE)
         token, grant, user, hub, membership, client_id, audience = row

@@ -31,6 +31,6 @@ def build_metadata() -> dict:
         "authorization_response_iss_parameter_supported": True,
         "service_documentation": current_app.config["SERVICE_DOCUMENTATION"],
     }
-    if current_app.config["REGISTRATION_MODE"] == "open":
+    if current_app.config["REGISTRATION_MODE"] in ("open", "token"):
         metadata["registration_endpoint"] = f"{issuer}/oauth/register"
     return metadata

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import secrets as _secrets
 import time
@@ -10,10 +13,13 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
 from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError, InvalidRedirectURIError
+from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint
-from flask import current_app
+from authlib.consts import default_json_headers
+from flask import current_app, has_app_context
+from flask import request as flask_request
 
-from .. import store
+from .. import audit, store
 from ..models import Client
 from ..models.clients import LOOPBACK_HOSTS
 from ..secrets import (
@@ -72,6 +78,8 @@ def redirect_uri_problem(uri) -> str | None:
     if scheme == "https":
         if not parts.hostname:
             return "An https redirect URI needs a host."
+        if _denied_host(parts.hostname):
+            return "This redirect host is not allowed on this server."
         return None
     if scheme == "http":
         if (parts.hostname or "").lower() not in {"127.0.0.1", "::1", "localhost"}:
@@ -81,6 +89,29 @@ def redirect_uri_problem(uri) -> str | None:
         return f"The {scheme}: scheme is not allowed for redirect URIs."
     # A private-use scheme for a native app (RFC 8252 §7.1).
     return None
+
+
+def _denied_host(hostname: str) -> bool:
+    if not has_app_context():
+        return False
+    host = hostname.lower().rstrip(".")
+    for denied in current_app.config["REDIRECT_HOST_DENYLIST"]:
+        denied = denied.lower().strip(".")
+        if host == denied or host.endswith("." + denied):
+            return True
+    return False
+
+
+def dedupe_key(metadata: dict) -> str:
+    """Digest of what identifies a public client: same redirect URIs, name and software id."""
+    identity = {
+        "redirect_uris": sorted(metadata.get("redirect_uris") or []),
+        "client_name": metadata.get("client_name"),
+        "software_id": metadata.get("software_id"),
+        "grant_types": sorted(metadata.get("grant_types") or []),
+        "token_endpoint_auth_method": metadata.get("token_endpoint_auth_method"),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def is_loopback_redirect(uri: str) -> bool:
@@ -109,6 +140,8 @@ class MetadataValidation:
         return {}
 
     def check_members(self, data) -> None:
+        if len(flask_request.get_data(cache=True)) > current_app.config["REGISTRATION_MAX_BYTES"]:
+            raise InvalidClientMetadataError("The client metadata is too large.")
         if not isinstance(data, dict) or not data:
             raise InvalidClientMetadataError("The request body must be a JSON object of client metadata.")
         for key in _STRING_MEMBERS:
@@ -144,6 +177,8 @@ class MetadataValidation:
             raise InvalidClientMetadataError("response_types may only contain code.")
 
     def extract_client_metadata(self, request):
+        if getattr(request, "validated_metadata", None) is not None:
+            return request.validated_metadata
         data = request.payload.data
         self.check_members(data)
         metadata = super().extract_client_metadata(request)
@@ -159,11 +194,33 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         super().__init__(server, claims_classes=[ClientMetadata])
 
     def authenticate_token(self, request):
-        if current_app.config["REGISTRATION_MODE"] != "open":
-            raise RegistrationClosedError("Dynamic client registration is disabled on this server.")
-        return True
+        mode = current_app.config["REGISTRATION_MODE"]
+        if mode == "open":
+            return True
+        if mode == "token":
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            digest = hashlib.sha256(value.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
+            allowed = current_app.config["REGISTRATION_INITIAL_ACCESS_TOKEN_HASHES"]
+            # Compare against every configured digest, in constant time each.
+            if digest and any(hmac.compare_digest(digest, h) for h in allowed):
+                return True
+            raise InvalidTokenError("An initial access token is required to register a client.")
+        raise RegistrationClosedError("Dynamic client registration is disabled on this server.")
 
     def create_registration_response(self, request):
+        request.credential = self.authenticate_token(request)
+        metadata = self.extract_client_metadata(request)
+        if metadata.get("token_endpoint_auth_method") == "none":
+            existing = store.get_client_by_dedupe_key(dedupe_key(metadata))
+            if existing is not None:
+                # An identical public client (hosted AI clients register again and again from
+                # the same few addresses): answer with the existing one, no new row. No new
+                # registration access token: the first registrant keeps management of it.
+                audit.record("client.reused", client=existing)
+                body = {"client_id": existing.client_id, "client_id_issued_at": existing.client_id_issued_at,
+                        **existing.client_metadata}
+                return 201, body, default_json_headers
+        request.validated_metadata = metadata
         status, body, headers = super().create_registration_response(request)
         if body.get("client_secret") is None:
             body.pop("client_secret", None)
@@ -182,7 +239,7 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         registration_token = new_credential(REGISTRATION_TOKEN_PREFIX)
         request.registration_access_token = registration_token
         secret = client_info.get("client_secret")
-        return store.save_client(
+        client = store.save_client(
             Client(
                 client_id=client_info["client_id"],
                 client_secret_hash=hash_secret(secret) if secret else None,
@@ -190,8 +247,12 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
                 client_metadata=client_metadata,
                 registration="dynamic",
                 client_id_issued_at=client_info["client_id_issued_at"],
+                dedupe_key=None if secret else dedupe_key(client_metadata),
             )
         )
+        audit.record("client.registered", client=client, client_name=client.client_name,
+                     redirect_uris=client.redirect_uris)
+        return client
 
     def generate_client_registration_info(self, client, request) -> dict:
         return {
@@ -270,7 +331,9 @@ class ClientConfiguration(MetadataValidation, ClientConfigurationEndpoint):
         client.client_metadata = client_metadata
         client.client_id_issued_at = client.client_id_issued_at or int(time.time())
         store.save_client(client)
+        audit.record("client.updated", client=client, redirect_uris=client.redirect_uris)
         return client
 
     def delete_client(self, client: Client, request) -> None:
+        audit.record("client.deleted", client=client)
         store.delete_client(client)

@@ -44,6 +44,6 @@ class Revocation(RevocationEndpoint):
         if token.matched_as == "refresh_token":
             # RFC 7009 §2.1: revoking a refresh token also invalidates the access tokens of the
             # same grant; we end the grant itself, which is what "disconnect" means to a user.
-            store.revoke_grant(token.grant)
+            store.revoke_grant(token.grant, reason="client_revoked_refresh_token")
         else:
             store.revoke_access_token(token)

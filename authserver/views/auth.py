@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask_limiter.util import get_remote_address
 
-from .. import accounts
+from .. import accounts, audit
 from ..extensions import db, limiter
 from ..models import User
 from ..timeutil import utcnow, to_epoch
@@ -98,7 +98,8 @@ def login():
     email = request.form.get("email", "")
     user = accounts.authenticate(email, request.form.get("password", ""))
     if user is None:
-        log.info("login failed")
+        audit.record("login.failure", email=accounts.normalize_email(email)[:320])
+        db.session.commit()
         return render_template("auth/login.html", next=next_path, email=email[:320], error=LOGIN_ERROR), 200
 
     # A fresh session on every login: nothing set before authentication survives it
@@ -107,7 +108,8 @@ def login():
     session["user_id"] = user.id
     session["auth_time"] = to_epoch(utcnow())
     session["sid"] = secrets.token_urlsafe(16)
-    log.info("login succeeded for user %s", user.id)
+    audit.record("login.success", user=user)
+    db.session.commit()
     return redirect(next_path)
 
 

@@ -7,7 +7,7 @@ import logging
 from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, render_template, request
 
-from .. import consent
+from .. import audit, consent
 from ..errors import error_page
 from ..extensions import db
 from ..oauth.server import server
@@ -42,6 +42,7 @@ def authorize():
     if request.method == "GET":
         decision = consent.remembered_decision(user, grant)
         if decision is not None:
+            audit.record("consent.remembered", user=user, hub=decision.hub, client=grant.client, scope=decision.scope)
             response = server.create_authorization_response(grant_user=decision, grant=grant)
             db.session.commit()
             return response
@@ -50,6 +51,7 @@ def authorize():
 
     # POST: the user's decision. Flask-WTF has already checked the CSRF token.
     if request.form.get("decision") != "allow":
+        audit.record("consent.denied", user=user, client=grant.client)
         response = server.create_authorization_response(grant_user=None, grant=grant)
         db.session.commit()
         return response
@@ -59,6 +61,7 @@ def authorize():
         db.session.rollback()
         page = consent.build_page(user, grant, request.form.get("hub"), set(request.form.getlist("scope")))
         return render_template("oauth/consent.html", page=page, error=str(error), args=request.args), 400
+    audit.record("consent.granted", user=user, hub=decision.hub, client=grant.client, scope=decision.scope)
     response = server.create_authorization_response(grant_user=decision, grant=grant)
     db.session.commit()
     return response

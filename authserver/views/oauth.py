@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import OAuth2Error
-from flask import Blueprint, request
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from flask import Blueprint, current_app, request
+from flask_limiter.util import get_remote_address
 
 from ..errors import oauth_json_error
-from ..extensions import csrf, db
+from ..extensions import csrf, db, limiter
 from ..oauth.server import server
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
@@ -32,6 +34,20 @@ def oauth_error(error: OAuth2Error):
     return oauth_json_error(status, body["error"], body.get("error_description", ""), {k: v for k, v in headers if k.lower() != "content-type"})
 
 
+def _caller_key() -> str:
+    """Rate-limit key: the authenticating client or resource server, else the IP address."""
+    try:
+        basic_user, _ = extract_basic_authorization(request.headers)
+    except Exception:  # a malformed header is refused later by the endpoint itself
+        basic_user = None
+    caller = basic_user or request.form.get("client_id")
+    return f"caller:{caller[:200]}" if caller else f"ip:{get_remote_address()}"
+
+
+def _limit(setting: str):
+    return lambda: current_app.config[setting]
+
+
 def _committed(response):
     """One transaction per request: what the endpoint did (including revocations made while
     refusing a replay) is committed at the view boundary."""
@@ -40,6 +56,7 @@ def _committed(response):
 
 
 @bp.route("/token", methods=["POST", "OPTIONS"])
+@limiter.limit(_limit("TOKEN_RATE_LIMIT"), key_func=_caller_key, methods=["POST"], scope="token")
 def token():
     if request.method == "OPTIONS":
         return "", 204
@@ -47,6 +64,10 @@ def token():
 
 
 @bp.route("/register", methods=["POST", "OPTIONS"])
+@limiter.limit(_limit("REGISTRATION_RATE_LIMIT_PER_IP"), methods=["POST"], scope="register-ip")
+@limiter.limit(
+    _limit("REGISTRATION_RATE_LIMIT_GLOBAL"), key_func=lambda: "all", methods=["POST"], scope="register-all"
+)
 def register():
     if request.method == "OPTIONS":
         return "", 204
@@ -61,6 +82,7 @@ def client_configuration(client_id):
 
 
 @bp.route("/introspect", methods=["POST"])
+@limiter.limit(_limit("INTROSPECTION_RATE_LIMIT"), key_func=_caller_key, scope="introspect")
 def introspect():
     return _committed(server.create_endpoint_response("introspection"))
 

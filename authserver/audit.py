@@ -1,0 +1,55 @@
+"""Recording and reading the audit trail (who did what, from where, under which request id)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from flask import g, has_request_context, request
+from sqlalchemy import select
+
+from .extensions import db
+from .models import AuditEvent
+
+log = logging.getLogger("authserver.audit")
+
+# Detail keys that must never be written, whatever a caller passes.
+_FORBIDDEN = ("token", "secret", "password", "code", "assertion")
+
+
+def record(event: str, *, user=None, hub=None, client=None, **detail) -> AuditEvent:
+    """Append an event to the session (committed with the request) and log it."""
+    clean = {k: v for k, v in detail.items() if not any(f in k.lower() for f in _FORBIDDEN)}
+    entry = AuditEvent(
+        event=event,
+        user_id=getattr(user, "id", user),
+        hub_id=getattr(hub, "public_id", hub),
+        client_id=getattr(client, "client_id", client),
+        ip=request.remote_addr if has_request_context() else None,
+        request_id=g.get("request_id") if has_request_context() else None,
+        detail=clean,
+    )
+    db.session.add(entry)
+    log.info(
+        "%s user=%s hub=%s client=%s %s", event, entry.user_id, entry.hub_id, entry.client_id,
+        " ".join(f"{k}={v}" for k, v in clean.items()),
+    )
+    return entry
+
+
+def find_events(
+    *, user_id: int | None = None, event: str | None = None, client_id: str | None = None,
+    hub_id: int | None = None, since: datetime | None = None, limit: int = 100,
+) -> list[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit)
+    if user_id is not None:
+        query = query.where(AuditEvent.user_id == user_id)
+    if event:
+        query = query.where(AuditEvent.event.like(event.replace("*", "%")))
+    if client_id:
+        query = query.where(AuditEvent.client_id == client_id)
+    if hub_id is not None:
+        query = query.where(AuditEvent.hub_id == hub_id)
+    if since is not None:
+        query = query.where(AuditEvent.created_at >= since)
+    return list(db.session.scalars(query))

@@ -1,0 +1,44 @@
+"""Prometheus metrics: request counts and latencies per endpoint, tokens issued, introspection
+outcomes. Recorded always (cheap), exposed at /metrics only when METRICS_ENABLED is on.
+Under gunicorn with several workers set PROMETHEUS_MULTIPROC_DIR (prometheus_client's
+multiprocess mode) so /metrics aggregates every worker."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
+REQUESTS = Counter("authserver_requests_total", "HTTP requests", ["endpoint", "method", "status"])
+LATENCY = Histogram(
+    "authserver_request_duration_seconds", "HTTP request latency", ["endpoint"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+TOKENS_ISSUED = Counter("authserver_tokens_issued_total", "Token responses issued", ["grant_type"])
+INTROSPECTIONS = Counter("authserver_introspections_total", "Introspection answers", ["outcome"])
+
+
+def render_metrics() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def init_app(app: Flask) -> None:
+    @app.before_request
+    def start_timer():
+        g.started_at = time.perf_counter()
+
+    @app.after_request
+    def observe(response):
+        endpoint = request.endpoint or "unknown"
+        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        if "started_at" in g:
+            LATENCY.labels(endpoint).observe(time.perf_counter() - g.started_at)
+        return response
