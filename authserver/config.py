@@ -42,6 +42,9 @@ class Defaults:
     REGISTRATION_INITIAL_ACCESS_TOKEN_HASHES: list[str] = []
     # Largest registration request body, in bytes.
     REGISTRATION_MAX_BYTES = 8192
+    # Dynamically registered clients not used for this many days are deleted by
+    # `flask clients purge-unused` (with their grants and tokens).
+    UNUSED_CLIENT_DAYS = 30
     # Redirect hosts refused at registration (a host or any subdomain of it).
     REDIRECT_HOST_DENYLIST: list[str] = []
     # Canonical URI of the resource server used when an authorization request has no `resource`.

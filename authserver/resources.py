@@ -89,9 +89,11 @@ def authenticate(credential_id: str | None, secret: str | None) -> ResourceServe
 
 
 def create(
-    uri: str, name: str, scope_names: list[str] | None = None, default_scope_names: list[str] | None = None
+    uri: str, name: str, scope_names: list[str] | None = None, default_scope_names: list[str] | None = None,
+    credential_id: str | None = None,
 ) -> tuple[ResourceServer, str]:
-    """Register a resource server; returns it and its introspection secret (shown once)."""
+    """Register a resource server; returns it and its introspection secret (shown once). The
+    credential id is random unless given (the demo uses a fixed one)."""
     canonical = canonicalize(uri)
     if get_by_uri(canonical) is not None:
         raise ResourceError(f"A resource server for {canonical} already exists.")
@@ -104,7 +106,7 @@ def create(
     resource = ResourceServer(
         uri=canonical,
         name=(name or canonical).strip()[:200],
-        credential_id="rs_" + new_credential("", 12),
+        credential_id=credential_id or "rs_" + new_credential("", 12),
         credential_secret_hash=hash_secret(secret),
         scopes=scopes.to_string(accepted),
         default_scopes=scopes.to_string(defaults),
@@ -114,9 +116,10 @@ def create(
     return resource, secret
 
 
-def rotate_secret(resource: ResourceServer) -> str:
-    """Replace the introspection secret; the old one stops working at once."""
-    secret = new_credential(RESOURCE_SECRET_PREFIX)
+def rotate_secret(resource: ResourceServer, secret: str | None = None) -> str:
+    """Replace the introspection secret (a fresh random one unless given); the old one stops
+    working at once."""
+    secret = secret or new_credential(RESOURCE_SECRET_PREFIX)
     resource.credential_secret_hash = hash_secret(secret)
     db.session.flush()
     return secret

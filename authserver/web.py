@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from flask import Flask, g, request
+from flask import Flask, abort, g, request
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -23,6 +23,18 @@ def init_app(app: Flask) -> None:
     def assign_request_id():
         incoming = request.headers.get("X-Request-Id", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+
+    @app.before_request
+    def refuse_nul_bytes():
+        # No parameter has a use for NUL, and PostgreSQL cannot store it in text: refuse it
+        # here with a 400 rather than fail deep in a query.
+        sources = [request.args]
+        if request.mimetype == "application/x-www-form-urlencoded":
+            sources.append(request.form)
+        for source in sources:
+            for key, values in source.lists():
+                if "\x00" in key or any("\x00" in v for v in values):
+                    abort(400, "Parameters must not contain NUL characters.")
 
     @app.after_request
     def security_headers(response):

@@ -144,6 +144,12 @@ class MetadataValidation:
             raise InvalidClientMetadataError("The client metadata is too large.")
         if not isinstance(data, dict) or not data:
             raise InvalidClientMetadataError("The request body must be a JSON object of client metadata.")
+        try:
+            encoded = json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidClientMetadataError("The client metadata contains invalid Unicode.") from None
+        if b"\\u0000" in encoded or b"\x00" in encoded:
+            raise InvalidClientMetadataError("The client metadata must not contain NUL characters.")
         for key in _STRING_MEMBERS:
             if key in data and not isinstance(data[key], str):
                 raise InvalidClientMetadataError(f"'{key}' must be a string.")

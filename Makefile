@@ -1,0 +1,74 @@
+# Two-command start: `make run` serves a demo on http://127.0.0.1:5000, `make test` runs the suite.
+# Everything happens in .venv, created on first use; dependencies are reinstalled only when
+# pyproject.toml changes (the stamp files are named after its hash).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+HOST := 127.0.0.1
+PORT := 5000
+PYTEST_ARGS ?=
+
+DEPS_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
+RUN_STAMP := $(VENV)/.installed-$(DEPS_HASH)
+TEST_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
+MIGRATION := migrations/versions/0001_initial_schema.py
+
+.PHONY: run test migrate db-upgrade reset-db clean
+
+## run: install, migrate the SQLite database in instance/, seed the demo data and serve it.
+# --debug is what lets the http issuer (http://127.0.0.1:5000) start; the secret key is generated
+# once into instance/config.py and the demo resource server's secret into instance/demo-resource.env.
+run: $(RUN_STAMP) instance/config.py instance/demo-resource.env
+	$(FLASK) --debug db upgrade
+	set -a && . ./instance/demo-resource.env && set +a && $(FLASK) --debug demo seed
+	@echo "Serving authserver on http://$(HOST):$(PORT) (Ctrl-C to stop)."
+	$(FLASK) run --debug --no-debugger --no-reload -h $(HOST) -p $(PORT)
+
+## test: install with the dev extras and run pytest (make test PYTEST_ARGS="-k login -x").
+test: $(TEST_STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## migrate: regenerate the initial migration from the models (autogenerate on an empty SQLite
+## database), then review the diff of migrations/versions/ before committing.
+migrate: $(RUN_STAMP)
+	rm -f $(MIGRATION)
+	tmp=$$(mktemp -d) && \
+	AUTHSERVER_DATABASE_URL="sqlite:///$$tmp/schema.sqlite3" $(FLASK) --debug db migrate -m "initial schema" --rev-id 0001; \
+	status=$$?; rm -rf "$$tmp"; exit $$status
+	@echo "Regenerated $(MIGRATION). Existing development databases predate it: run 'make reset-db'."
+
+## db-upgrade: apply the migrations to the configured database (AUTHSERVER_DATABASE_URL or instance/).
+db-upgrade: $(RUN_STAMP)
+	$(FLASK) --debug db upgrade
+
+## reset-db: delete the development SQLite database (the next `make run` recreates and seeds it).
+reset-db:
+	rm -f instance/authserver.sqlite3
+
+## clean: remove the virtualenv and caches (instance/, with the dev database and secrets, stays).
+clean:
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info test-artifacts
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): | $(BIN)/python
+	$(BIN)/pip install -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+$(TEST_STAMP): | $(BIN)/python
+	$(BIN)/pip install -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@ $(RUN_STAMP)
+
+instance/config.py:
+	mkdir -p instance
+	umask 077 && $(PYTHON) -c "import secrets; print('# Written once by make run: the development secret key (sessions survive restarts).'); print('SECRET_KEY = %r' % secrets.token_urlsafe(48))" > $@
+
+instance/demo-resource.env:
+	mkdir -p instance
+	umask 077 && $(PYTHON) -c "import secrets; print('AUTHSERVER_DEMO_RESOURCE_SECRET=asrs_' + secrets.token_urlsafe(32))" > $@

@@ -1,0 +1,320 @@
+"""Shared fixtures: the app on SQLite or PostgreSQL (with Redis rate limits when asked), clients,
+factories for users, hubs and resource servers, and a login helper.
+
+Backends, chosen by environment variables:
+  AUTHSERVER_TEST_DATABASE_URL  e.g. postgresql://postgres@127.0.0.1:5432/postgres: a uniquely
+                                named database is created beside it for the run, then dropped.
+                                Unset: a SQLite file in a temporary folder.
+  AUTHSERVER_TEST_REDIS_URL     e.g. redis://127.0.0.1:6379/0: rate limits live in Redis, under a
+                                key prefix unique to the run. Unset: in-process memory.
+A variable that is set but names a service that cannot be reached stops the run with an error;
+the suite never falls back or skips silently.
+
+The schema is created once per run by the migrations; before each test every table is emptied and
+the run's rate-limit counters are dropped.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import secrets
+
+import flask_migrate
+import psycopg
+import pytest
+import redis
+from argon2 import PasswordHasher
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from authserver import accounts, create_app, resources
+from authserver import secrets as authserver_secrets
+from authserver.extensions import db
+from authserver.models import Hub
+
+DATABASE_ENV = "AUTHSERVER_TEST_DATABASE_URL"
+REDIS_ENV = "AUTHSERVER_TEST_REDIS_URL"
+RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+RATELIMIT_KEY_PREFIX = f"authserver-test-{RUN_ID}"
+
+PASSWORD = "correct horse battery"
+RESOURCE = "http://127.0.0.1:8001/mcp"
+#: What every test app gets unless a test says otherwise (see the app_config marker).
+TEST_SETTINGS = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret-key-long-enough-to-pass-the-production-check",
+    "ISSUER": "https://auth.test",
+}
+
+_CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "app_config(**settings): settings for this test's `app`, over TEST_SETTINGS"
+    )
+
+
+def pytest_sessionstart(session):
+    """Stop at once, with a non-zero status, when a requested PostgreSQL or Redis is unreachable."""
+    problems = []
+    if url := os.environ.get(DATABASE_ENV):
+        try:
+            psycopg.connect(_libpq_url(url), connect_timeout=5).close()
+        except psycopg.Error as exc:
+            problems.append(f"{DATABASE_ENV}={url}: cannot connect to PostgreSQL: {exc}")
+    if url := os.environ.get(REDIS_ENV):
+        try:
+            with redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5) as client:
+                client.ping()
+        except redis.RedisError as exc:
+            problems.append(f"{REDIS_ENV}={url}: cannot connect to Redis: {exc}")
+    if problems:
+        pytest.exit(
+            "\n".join(problems) + "\nStart the service, or unset the variable to test on SQLite "
+            "with in-memory rate limits.",
+            returncode=3,
+        )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic(tmp_path_factory):
+    """Tests never read the developer's instance/ folder or AUTHSERVER_* settings, and passwords
+    are hashed with argon2's cheapest parameters (the real cost would dominate the run)."""
+    instance = tmp_path_factory.mktemp("instance")
+    fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Flask, "auto_find_instance_path", lambda self: str(instance))
+        for name in list(os.environ):
+            if name == "FLASK_DEBUG" or (name.startswith("AUTHSERVER_") and not name.startswith("AUTHSERVER_TEST_")):
+                mp.delenv(name)
+        mp.setattr(authserver_secrets, "_hasher", fast)
+        mp.setattr(authserver_secrets, "_DUMMY_HASH", fast.hash("not a password"))
+        yield instance
+
+
+@pytest.fixture
+def instance_path(_hermetic):
+    """The instance folder every test app uses (empty unless a test writes to it)."""
+    yield _hermetic
+    for path in _hermetic.iterdir():
+        path.unlink()
+
+
+# --- databases -----------------------------------------------------------------------------------
+def _libpq_url(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _admin_execute(sql: str) -> None:
+    with psycopg.connect(_libpq_url(os.environ[DATABASE_ENV]), autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture(scope="session")
+def db_backend() -> str:
+    """The database the suite runs on: "sqlite" or "postgresql"."""
+    return "postgresql" if os.environ.get(DATABASE_ENV) else "sqlite"
+
+
+@pytest.fixture(scope="session")
+def empty_database(db_backend, tmp_path_factory):
+    """empty_database(label) -> URL of a new, empty database on the backend under test."""
+    created: list[str] = []
+
+    def make(label: str) -> str:
+        name = f"authserver_test_{RUN_ID}_{label}"
+        if db_backend == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp('db') / name}.sqlite3"
+        _admin_execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return make_url(os.environ[DATABASE_ENV]).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    for name in created:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def dispose(app: Flask) -> None:
+    """Close an app's database connections."""
+    with app.app_context():
+        db.session.remove()
+        for engine in db.engines.values():
+            engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _schema_app(empty_database):
+    """An app on the run's database, whose schema it creates by running the migrations."""
+    app = create_app({**TEST_SETTINGS, "DATABASE_URL": empty_database("session")})
+    with app.app_context():
+        flask_migrate.upgrade()
+    yield app
+    dispose(app)
+
+
+@pytest.fixture(scope="session")
+def database_url(_schema_app) -> str:
+    """The run's database, with the schema in place."""
+    return _schema_app.config["DATABASE_URL"]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    url = os.environ.get(REDIS_ENV)
+    yield url
+    if url:
+        _drop_rate_limits(url)
+
+
+def _drop_rate_limits(url: str) -> None:
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"*{RATELIMIT_KEY_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture
+def _clean_state(_schema_app, db_backend, redis_url):
+    """Empty every table (much faster than recreating the schema) and drop rate-limit counters."""
+    with _schema_app.app_context():
+        tables = db.metadata.sorted_tables
+        if db_backend == "postgresql":
+            quote = db.engine.dialect.identifier_preparer.quote
+            # A connection leaked by an earlier test would block TRUNCATE: fail instead of hanging.
+            db.session.execute(text("SET LOCAL lock_timeout = '10s'"))
+            db.session.execute(text(f"TRUNCATE {', '.join(quote(t.name) for t in tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(tables):
+                db.session.execute(table.delete())
+        db.session.commit()
+    if redis_url:
+        _drop_rate_limits(redis_url)
+
+
+# --- apps and clients ----------------------------------------------------------------------------
+@pytest.fixture
+def make_app(_clean_state, database_url, redis_url):
+    """make_app(**settings) -> a new app on the run's database, over TEST_SETTINGS."""
+    apps: list[Flask] = []
+
+    def make(**settings) -> Flask:
+        app = create_app(
+            {
+                **TEST_SETTINGS,
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+                # Flask-Limiter keeps the first prefix it sees for the whole process.
+                "RATELIMIT_KEY_PREFIX": RATELIMIT_KEY_PREFIX,
+                **settings,
+            }
+        )
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        dispose(app)
+
+
+@pytest.fixture
+def app(request, make_app) -> Flask:
+    """The app under test; `@pytest.mark.app_config(NAME=value)` changes its settings."""
+    marker = request.node.get_closest_marker("app_config")
+    return make_app(**(marker.kwargs if marker else {}))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+# --- factories -----------------------------------------------------------------------------------
+# Each factory works in its own app context, commits, and returns detached rows whose columns are
+# loaded (use their ids; query again inside `app.app_context()` for relationships). Call them
+# outside an open `app.app_context()` block that has uncommitted writes.
+def _detached(*rows):
+    db.session.commit()
+    for row in rows:
+        db.session.refresh(row)
+        db.session.expunge(row)
+    return rows if len(rows) > 1 else rows[0]
+
+
+@pytest.fixture
+def make_hub(app):
+    """make_hub(name=None, public_id=None) -> Hub."""
+    numbers = itertools.count(1)
+
+    def make(name: str | None = None, public_id: int | None = None) -> Hub:
+        with app.app_context():
+            return _detached(accounts.create_hub(name or f"Hub {next(numbers)}", public_id))
+
+    return make
+
+
+@pytest.fixture
+def make_user(app):
+    """make_user(email=None, password=PASSWORD, role="viewer", hubs=(), name=None, disabled=False)
+    -> User, a member with `role` of each hub in `hubs` (Hub rows or public ids)."""
+    numbers = itertools.count(1)
+
+    def make(email=None, password=PASSWORD, role="viewer", hubs=(), name=None, disabled=False):
+        with app.app_context():
+            user = accounts.create_user(email or f"user{next(numbers)}@example.com", password, name)
+            user.disabled = disabled
+            for hub in hubs:
+                accounts.add_member(user, accounts.get_hub(hub.public_id if isinstance(hub, Hub) else hub), role)
+            return _detached(user)
+
+    return make
+
+
+@pytest.fixture
+def make_resource(app):
+    """make_resource(uri=RESOURCE, scopes=None, default_scopes=None, name=...) -> (resource, secret).
+    None means every catalog scope (and, for defaults, every accepted scope)."""
+
+    def make(uri=RESOURCE, scopes=None, default_scopes=None, name="Test MCP server"):
+        with app.app_context():
+            resource, secret = resources.create(uri, name, scopes, default_scopes)
+            return _detached(resource), secret
+
+    return make
+
+
+# --- browser helpers -----------------------------------------------------------------------------
+def csrf_from(html: str) -> str:
+    match = _CSRF_FIELD.search(html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+@pytest.fixture
+def csrf_token():
+    """csrf_token(client, path="/login") -> the CSRF token of a form page in the client's session."""
+
+    def fetch(client, path: str = "/login") -> str:
+        return csrf_from(client.get(path).get_data(as_text=True))
+
+    return fetch
+
+
+@pytest.fixture
+def login(csrf_token):
+    """login(client, email, password=PASSWORD, ip="127.0.0.1", **fields) -> the response to the
+    login form POST (extra fields, such as `next`, go into the form)."""
+
+    def login(client, email: str, password: str = PASSWORD, ip: str = "127.0.0.1", **fields):
+        data = {"csrf_token": csrf_token(client), "email": email, "password": password, **fields}
+        return client.post("/login", data=data, environ_base={"REMOTE_ADDR": ip})
+
+    return login

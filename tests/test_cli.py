@@ -1,0 +1,183 @@
+"""Operator commands: each does what it says, and bad input is a clear message with a non-zero
+exit status that leaves the database unchanged."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from authserver import accounts, audit, resources, store
+from authserver.extensions import db
+from authserver.models import Client
+from authserver.secrets import sha256_hex
+from authserver.timeutil import utcnow
+
+from conftest import PASSWORD
+
+
+def run(runner, *args, ok=True):
+    result = runner.invoke(args=list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code != 0, result.output
+    return result
+
+
+def test_users_create_list_disable_enable(app, runner):
+    run(runner, "users", "create", "Ann@Example.com", "--name", "Ann", "--password", PASSWORD)
+    assert "ann@example.com  Ann   enabled" in run(runner, "users", "list").output
+    run(runner, "users", "disable", "ANN@example.com")
+    assert "disabled" in run(runner, "users", "list").output
+    with app.app_context():
+        assert accounts.authenticate("ann@example.com", PASSWORD) is None
+    run(runner, "users", "enable", "ann@example.com")
+    with app.app_context():
+        assert accounts.authenticate("ann@example.com", PASSWORD) is not None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("users", "create", "not-an-email", "--password", PASSWORD), "email"),
+        (("users", "create", "b@example.com", "--password", "short"), "8 characters"),
+        (("users", "disable", "nobody@example.com"), "No user with email 'nobody@example.com'"),
+        (("hubs", "create", "X", "--id", "123"), "123"),
+        (("members", "add", "nobody@example.com", "10000001", "--role", "admin"), "No user"),
+        (("resources", "create", "ftp://x.example", "--name", "X"), "http(s)"),
+        (("resources", "create", "https://x.example/mcp", "--name", "X", "--scope", "crm.bogus.read"),
+         "crm.bogus.read"),
+        (("resources", "rotate-secret", "https://nothing.example/mcp"), "No resource server"),
+        (("clients", "create", "--name", "X", "--redirect-uri", "javascript:alert(1)"), "javascript"),
+        (("clients", "create", "--name", "X", "--redirect-uri", "https://x.example/cb", "--scope", "nope"), "nope"),
+        (("clients", "delete", "pre_missing"), "No client with id 'pre_missing'"),
+        (("audit", "list", "--user", "nobody@example.com"), "No user"),
+    ],
+)
+def test_bad_input_is_a_clear_error(runner, args, message):
+    result = run(runner, *args, ok=False)
+    assert message in result.output
+
+
+def test_hub_membership_commands_drive_permissions(app, runner, make_user):
+    user = make_user("ann@example.com")
+    run(runner, "hubs", "create", "Acme", "--id", "12345678")
+    assert "12345678  Acme" in run(runner, "hubs", "list").output
+    run(runner, "members", "add", "ann@example.com", "12345678", "--role", "viewer")
+    with app.app_context():
+        hub = accounts.get_hub(12345678)
+        assert "crm.objects.deals.write" not in accounts.permissions(accounts.get_user(user.id), hub)
+    run(runner, "members", "grant", "ann@example.com", "12345678", "crm.objects.deals.write")
+    run(runner, "members", "deny", "ann@example.com", "12345678", "crm.objects.contacts.read")
+    with app.app_context():
+        perms = accounts.permissions(accounts.get_user(user.id), accounts.get_hub(12345678))
+        assert "crm.objects.deals.write" in perms and "crm.objects.contacts.read" not in perms
+    run(runner, "members", "set-role", "ann@example.com", "12345678", "admin")
+    assert "ann@example.com" in run(runner, "members", "list", "12345678").output
+    run(runner, "members", "remove", "ann@example.com", "12345678")
+    with app.app_context():
+        assert accounts.permissions(accounts.get_user(user.id), accounts.get_hub(12345678)) == frozenset()
+    # Membership changes are audited.
+    with app.app_context():
+        assert {"membership.added", "membership.removed"} <= {e.event for e in audit.find_events(limit=50)}
+
+
+def test_resource_create_and_rotate_print_working_credentials(app, runner):
+    output = run(runner, "resources", "create", "https://MCP.example.com/mcp/", "--name", "MCP",
+                 "--scope", "crm.objects.contacts.read crm.objects.deals.read").output
+    credential_id = re.search(r"credential id: (\S+)", output).group(1)
+    secret = re.search(r"secret: +(\S+)", output).group(1)
+    with app.app_context():
+        assert resources.authenticate(credential_id, secret).uri == "https://mcp.example.com/mcp"
+    output = run(runner, "resources", "rotate-secret", "https://mcp.example.com/mcp").output
+    new_secret = re.search(r"secret: +(\S+)", output).group(1)
+    with app.app_context():
+        assert resources.authenticate(credential_id, secret) is None
+        assert resources.authenticate(credential_id, new_secret) is not None
+    assert "crm.objects.contacts.read" in run(runner, "resources", "list").output
+
+
+def test_scopes_and_roles_list(runner):
+    assert "crm.objects.contacts.read" in run(runner, "scopes", "list").output
+    assert re.search(r"^viewer: .*crm.objects.contacts.read", run(runner, "roles", "list").output, re.M)
+
+
+def test_clients_create_list_delete(app, runner):
+    output = run(runner, "clients", "create", "--name", "Back office", "--redirect-uri", "https://bo.example/cb",
+                 "--scope", "crm.objects.contacts.read").output
+    client_id = re.search(r"client_id: +(\S+)", output).group(1)
+    secret = re.search(r"client_secret: +(\S+)", output).group(1)
+    with app.app_context():
+        client = store.get_client(client_id)
+        assert client.allowed_scopes == "crm.objects.contacts.read"
+        assert client.check_client_secret(secret) and not client.check_client_secret(secret + "x")
+        assert secret not in client.client_secret_hash
+    public = run(runner, "clients", "create", "--name", "Desktop", "--redirect-uri", "http://127.0.0.1/cb",
+                 "--public").output
+    assert "client_secret" not in public
+    listing = run(runner, "clients", "list").output
+    assert client_id in listing and "Desktop" in listing and "none" in listing
+    run(runner, "clients", "delete", client_id)
+    with app.app_context():
+        assert store.get_client(client_id) is None
+        assert audit.find_events(event="client.deleted")[0].client_id == client_id
+
+
+def test_purge_unused_deletes_only_stale_dynamic_clients(app, runner):
+    now = utcnow()
+    with app.app_context():
+        def client(name, registration, created, used):
+            db.session.add(Client(client_id=name, registration=registration, client_metadata={"client_name": name},
+                                  created_at=created, last_used_at=used))
+        client("stale-never-used", "dynamic", now - timedelta(days=40), None)
+        client("stale-used-long-ago", "dynamic", now - timedelta(days=90), now - timedelta(days=31))
+        client("fresh", "dynamic", now - timedelta(days=2), None)
+        client("used-recently", "dynamic", now - timedelta(days=90), now - timedelta(hours=1))
+        client("operator", "cli", now - timedelta(days=400), None)
+        db.session.commit()
+    output = run(runner, "clients", "purge-unused").output
+    assert "Purged 2 client(s) unused for 30 day(s)." in output
+    with app.app_context():
+        assert sorted(c.client_id for c in store.find_clients()) == ["fresh", "operator", "used-recently"]
+    assert "Purged 1 client(s)" in run(runner, "clients", "purge-unused", "--days", "1").output
+
+
+def test_initial_token_prints_a_token_and_its_digest(runner):
+    output = run(runner, "clients", "initial-token").output
+    token = re.search(r"\): (\S+)", output).group(1)
+    assert sha256_hex(token) in output
+
+
+def test_audit_list_filters(app, runner, make_user):
+    make_user("ann@example.com")
+    with app.app_context():
+        audit.record("login.failure", email="x@example.com")
+        audit.record("client.registered", client="c-1")
+        db.session.commit()
+    output = run(runner, "audit", "list", "--event", "client.*").output
+    assert "client.registered" in output and "login.failure" not in output
+    lines = run(runner, "audit", "list", "--json", "--client", "c-1").output.strip().splitlines()
+    assert len(lines) == 1 and '"event": "client.registered"' in lines[0]
+
+
+def test_tokens_purge_expired_runs(runner):
+    assert "Purged 0 replay cache, 0 authorization codes, 0 tokens." in run(runner, "tokens", "purge-expired").output
+
+
+def test_demo_seed_is_idempotent_and_keeps_a_given_secret(app, runner):
+    secret = "asrs_demo-secret-for-the-test"
+    first = run(runner, "demo", "seed", "--resource-secret", secret).output
+    assert "Created user demo@example.com" in first
+    second = run(runner, "demo", "seed", "--resource-secret", secret).output
+    assert "Demo data already present." in second
+    assert "replaced" not in second
+    with app.app_context():
+        user = accounts.authenticate("demo@example.com", "demo-password")
+        hubs = {h.public_id: accounts.permissions(user, h) for h in accounts.find_user_hubs(user)}
+        assert set(hubs) == {10000001, 10000002}
+        assert "crm.objects.deals.write" in hubs[10000001]
+        assert all(s.endswith(".read") for s in hubs[10000002])
+        assert resources.authenticate("rs_demo", secret).uri == "http://127.0.0.1:8001/mcp"
+        assert len(accounts.find_users()) == 1

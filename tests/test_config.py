@@ -1,0 +1,143 @@
+"""Configuration: load order, and refusing to start with unsafe or malformed settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from authserver import create_app
+from authserver.config import ConfigError
+
+LONG_KEY = "k" * 48
+PRODUCTION = {"SECRET_KEY": LONG_KEY, "ISSUER": "https://auth.example.com", "DATABASE_URL": "sqlite://"}
+
+
+def test_production_settings_start():
+    app = create_app(PRODUCTION)
+    assert not (app.debug or app.testing)
+    assert app.config["ISSUER"] == "https://auth.example.com"
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+@pytest.mark.parametrize(
+    "secret_key",
+    [pytest.param(None, id="unset"), pytest.param("too-short", id="short")],
+)
+def test_production_refuses_missing_or_weak_secret_key(secret_key):
+    settings = {k: v for k, v in PRODUCTION.items() if k != "SECRET_KEY"}
+    if secret_key:
+        settings["SECRET_KEY"] = secret_key
+    with pytest.raises(ConfigError) as excinfo:
+        create_app(settings)
+    message = str(excinfo.value)
+    assert message.startswith("Refusing to start: set AUTHSERVER_SECRET_KEY")
+    assert "secrets.token_urlsafe" in message
+
+
+def test_production_refuses_http_issuer():
+    with pytest.raises(ConfigError, match="must be an https URL in production"):
+        create_app({**PRODUCTION, "ISSUER": "http://auth.example.com"})
+
+
+@pytest.mark.parametrize("mode", ["DEBUG", "TESTING"])
+def test_http_issuer_allowed_for_local_development(mode):
+    app = create_app({mode: True, "ISSUER": "http://127.0.0.1:5000", "DATABASE_URL": "sqlite://"})
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        pytest.param("https://auth.example.com/tenant", id="path"),
+        pytest.param("https://auth.example.com/", id="trailing slash"),
+        pytest.param("https://auth.example.com?x=1", id="query"),
+        pytest.param("https://auth.example.com#top", id="fragment"),
+        pytest.param("auth.example.com", id="not absolute"),
+        pytest.param("ftp://auth.example.com", id="scheme"),
+    ],
+)
+def test_malformed_issuer_refused_even_in_testing(issuer):
+    with pytest.raises(ConfigError, match="AUTHSERVER_ISSUER"):
+        create_app({"TESTING": True, "ISSUER": issuer})
+
+
+def test_environment_overrides_instance_file_and_test_config_overrides_environment(monkeypatch, instance_path):
+    (instance_path / "config.py").write_text(
+        "ISSUER = 'https://file.example'\nACCESS_TOKEN_LIFETIME = 600\nREFRESH_TOKEN_LIFETIME = 7200\n"
+    )
+    monkeypatch.setenv("AUTHSERVER_ISSUER", "https://env.example")
+    monkeypatch.setenv("AUTHSERVER_ACCESS_TOKEN_LIFETIME", "900")  # parsed as JSON: an int
+
+    app = create_app({"TESTING": True, "REFRESH_TOKEN_LIFETIME": 60})
+    assert app.config["ISSUER"] == "https://env.example"
+    assert app.config["ACCESS_TOKEN_LIFETIME"] == 900
+    assert app.config["REFRESH_TOKEN_LIFETIME"] == 60
+
+    assert create_app({"TESTING": True, "ISSUER": "https://test.example"}).config["ISSUER"] == "https://test.example"
+
+
+def test_environment_issuer_is_checked_too(monkeypatch):
+    monkeypatch.setenv("AUTHSERVER_ISSUER", "https://env.example/oauth")
+    with pytest.raises(ConfigError, match="no path"):
+        create_app({"TESTING": True})
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u@db:5432/auth", "postgresql+psycopg://u@db:5432/auth"),
+        ("postgres://u@db/auth", "postgresql+psycopg://u@db/auth"),
+        ("sqlite:////var/lib/authserver.sqlite3", "sqlite:////var/lib/authserver.sqlite3"),
+    ],
+)
+def test_database_url_uses_psycopg3(url, expected):
+    assert create_app({"TESTING": True, "DATABASE_URL": url}).config["SQLALCHEMY_DATABASE_URI"] == expected
+
+
+def test_default_database_is_sqlite_in_instance_folder(instance_path):
+    uri = create_app({"TESTING": True}).config["SQLALCHEMY_DATABASE_URI"]
+    assert uri == f"sqlite:///{instance_path}/authserver.sqlite3"
+
+
+def test_unknown_registration_mode_refused():
+    with pytest.raises(ConfigError, match="AUTHSERVER_REGISTRATION_MODE"):
+        create_app({"TESTING": True, "REGISTRATION_MODE": "sometimes"})
+
+
+CUSTOM_CATALOG = {
+    "tickets.read": {"description": "View your tickets", "group": "Tickets"},
+    "tickets.write": {"description": "Create and edit your tickets"},
+}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        pytest.param({"SCOPE_CATALOG": {"bad scope": {"description": "x"}}}, "Invalid scope name",
+                     id="scope name with a space"),
+        pytest.param({"SCOPE_CATALOG": {"tickets.read": {"group": "Tickets"}}}, "needs a 'description'",
+                     id="scope without description"),
+        pytest.param({"SCOPE_CATALOG": {}}, "non-empty", id="empty catalog"),
+        pytest.param({"SCOPE_CATALOG": CUSTOM_CATALOG}, "names unknown scopes",
+                     id="default roles name scopes missing from a custom catalog"),
+        pytest.param({"ROLES": {"viewer": ["crm.objects.contacts.read", "crm.objects.nope.read"]}},
+                     "crm.objects.nope.read", id="role with unknown scope"),
+    ],
+)
+def test_scope_catalog_and_roles_validated_at_start(settings, message):
+    with pytest.raises(ValueError, match=message):
+        create_app({"TESTING": True, **settings})
+
+
+def test_roles_from_environment_are_validated(monkeypatch):
+    monkeypatch.setenv("AUTHSERVER_ROLES", '{"auditor": ["crm.objects.invoices.read"]}')
+    with pytest.raises(ValueError, match="auditor"):
+        create_app({"TESTING": True})
+
+
+def test_custom_catalog_with_matching_roles():
+    app = create_app(
+        {"TESTING": True, "SCOPE_CATALOG": CUSTOM_CATALOG, "ROLES": {"agent": ["tickets.read"], "lead": ["*"]}}
+    )
+    assert set(app.extensions["authserver.scopes"]) == {"tickets.read", "tickets.write"}
+    assert app.extensions["authserver.scopes"]["tickets.write"].group == "Other"
+    assert app.extensions["authserver.roles"]["lead"] == {"tickets.read", "tickets.write"}
