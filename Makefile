@@ -15,7 +15,7 @@ RUN_STAMP := $(VENV)/.installed-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 MIGRATION := migrations/versions/0001_initial_schema.py
 
-.PHONY: run test migrate db-upgrade reset-db clean
+.PHONY: run run-mcp test migrate db-upgrade reset-db clean
 
 ## run: install, migrate the SQLite database in instance/, seed the demo data and serve it.
 # --debug is what lets the http issuer (http://127.0.0.1:5000) start; the secret key is generated
@@ -25,6 +25,15 @@ run: $(RUN_STAMP) instance/config.py instance/demo-resource.env
 	set -a && . ./instance/demo-resource.env && set +a && $(FLASK) --debug demo seed
 	@echo "Serving authserver on http://$(HOST):$(PORT) (Ctrl-C to stop)."
 	$(FLASK) run --debug --no-debugger --no-reload -h $(HOST) -p $(PORT)
+
+## run-mcp: serve the example CRM MCP server on http://127.0.0.1:8001/mcp (start `make run` first, in
+# another terminal). It introspects tokens with the demo resource server's credentials: the fixed
+# credential id rs_demo (authserver/cli.py) and the secret in instance/demo-resource.env.
+run-mcp: $(RUN_STAMP) instance/demo-resource.env
+	$(BIN)/python -c "import crm_mcp" 2>/dev/null || $(BIN)/pip install -e examples/crm_mcp
+	set -a && . ./instance/demo-resource.env && set +a && \
+	CRM_MCP_CLIENT_ID=rs_demo CRM_MCP_CLIENT_SECRET="$$AUTHSERVER_DEMO_RESOURCE_SECRET" \
+	CRM_MCP_DATABASE=instance/crm_mcp.sqlite3 $(BIN)/python -m crm_mcp
 
 ## test: install with the dev extras and run pytest (make test PYTEST_ARGS="-k login -x").
 test: $(TEST_STAMP)
@@ -62,6 +71,7 @@ $(RUN_STAMP): | $(BIN)/python
 
 $(TEST_STAMP): | $(BIN)/python
 	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e examples/crm_mcp
 	rm -f $(VENV)/.installed-*
 	touch $@ $(RUN_STAMP)
 

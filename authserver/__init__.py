@@ -54,10 +54,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     web.init_app(app)
     metrics.init_app(app)
 
-    from .views import auth, health
+    from .views import account, auth, health
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(account.bp)
 
     from .oauth.server import init_oauth
 

@@ -1,0 +1,75 @@
+"""Settings from CRM_MCP_* environment variables, read once at start-up."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+#: Longest time a positive introspection answer may be reused: a revoked token stops working
+#: within this many seconds at most.
+MAX_CACHE_SECONDS = 5.0
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used (the message names the variable)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    issuer: str
+    resource: str
+    client_id: str
+    client_secret: str
+    database: str
+    host: str
+    port: int
+    cache_seconds: float
+
+    @property
+    def mcp_path(self) -> str:
+        return urlsplit(self.resource).path or "/"
+
+    @property
+    def metadata_url(self) -> str:
+        """RFC 9728 §3.1: the well-known segment goes between the host and the resource's path."""
+        parts = urlsplit(self.resource)
+        path = parts.path if parts.path not in ("", "/") else ""
+        return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-protected-resource{path}"
+
+    @property
+    def introspection_endpoint(self) -> str:
+        return f"{self.issuer}/oauth/introspect"
+
+
+def from_env(environ=None) -> Settings:
+    env = os.environ if environ is None else environ
+    resource = env.get("CRM_MCP_RESOURCE", "http://127.0.0.1:8001/mcp")
+    parts = urlsplit(resource)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ConfigError(f"CRM_MCP_RESOURCE must be an absolute http(s) URL, got {resource!r}.")
+    issuer = env.get("CRM_MCP_ISSUER", "http://127.0.0.1:5000")
+    if urlsplit(issuer).scheme not in ("http", "https") or urlsplit(issuer).path not in ("",):
+        raise ConfigError(f"CRM_MCP_ISSUER must be authserver's issuer, e.g. http://127.0.0.1:5000, got {issuer!r}.")
+    client_id = env.get("CRM_MCP_CLIENT_ID", "")
+    client_secret = env.get("CRM_MCP_CLIENT_SECRET", "")
+    if not client_id or not client_secret:
+        raise ConfigError(
+            "Set CRM_MCP_CLIENT_ID and CRM_MCP_CLIENT_SECRET to the resource server's introspection "
+            "credentials (printed by `flask --app wsgi demo seed` or `resources create`)."
+        )
+    try:
+        port = int(env.get("CRM_MCP_PORT", parts.port or 8001))
+        cache_seconds = float(env.get("CRM_MCP_CACHE_SECONDS", MAX_CACHE_SECONDS))
+    except ValueError as exc:
+        raise ConfigError(f"CRM_MCP_PORT and CRM_MCP_CACHE_SECONDS must be numbers: {exc}") from exc
+    return Settings(
+        issuer=issuer,
+        resource=resource.rstrip("/") if parts.path not in ("", "/") else resource,
+        client_id=client_id,
+        client_secret=client_secret,
+        database=env.get("CRM_MCP_DATABASE", "crm_mcp.sqlite3"),
+        host=env.get("CRM_MCP_HOST", parts.hostname or "127.0.0.1"),
+        port=port,
+        cache_seconds=max(0.0, min(cache_seconds, MAX_CACHE_SECONDS)),
+    )

@@ -1,0 +1,53 @@
+"""Fixtures for interop tests: the protocol fixtures of tests/oauth, and a live stack (authserver
+over real HTTP in a thread, the example CRM MCP server as a subprocess), on free 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from live import crm_mcp_server, free_port, live_flask
+from oauth.conftest import flow, preregistered, register, world  # noqa: F401  (pytest fixtures)
+from oauth.support import PASSWORD
+
+from authserver import accounts, resources
+from authserver.extensions import db
+
+MCP_SCOPES = ["crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read",
+              "crm.objects.notes.read", "crm.objects.notes.write"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "live_config(**settings): authserver settings for the `live` stack")
+
+
+@pytest.fixture
+def live(request, make_app, tmp_path):
+    """alice: admin in Acme Sales (10000001), viewer in Globex Support (10000002); the example
+    CRM MCP server registered as a resource server and running. `@pytest.mark.live_config(...)`
+    changes authserver's settings (e.g. ACCESS_TOKEN_LIFETIME)."""
+    marker = request.node.get_closest_marker("live_config")
+    settings = dict(marker.kwargs) if marker else {}
+    cache_seconds = settings.pop("MCP_CACHE_SECONDS", None)
+    mcp_port = free_port()
+    resource_uri = f"http://127.0.0.1:{mcp_port}/mcp"
+    ns = SimpleNamespace(resource=resource_uri, password=PASSWORD, email="alice@example.com")
+
+    def build(url):
+        app = make_app(ISSUER=url, **settings)
+        with app.app_context():
+            alice = accounts.create_user(ns.email, PASSWORD, "Alice")
+            accounts.add_member(alice, accounts.create_hub("Acme Sales", 10000001), "admin")
+            accounts.add_member(alice, accounts.create_hub("Globex Support", 10000002), "viewer")
+            resource, secret = resources.create(resource_uri, "Example CRM MCP server", None, MCP_SCOPES)
+            db.session.commit()
+            ns.credential_id, ns.secret = resource.credential_id, secret
+        ns.app = app
+        return app
+
+    with live_flask(build) as server:
+        ns.issuer = server.url
+        with crm_mcp_server(issuer=server.url, port=mcp_port, client_id=ns.credential_id, client_secret=ns.secret,
+                            workdir=tmp_path, cache_seconds=cache_seconds) as mcp:
+            ns.mcp = mcp
+            yield ns

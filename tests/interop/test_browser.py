@@ -1,0 +1,120 @@
+"""A real browser (Debian's Chromium driven by Playwright) on the sign-in, consent and connected-apps
+pages: labels a person can use, hub switching, unticking a scope, approving, and revoking.
+
+Screenshots go to test-artifacts/screenshots/ (git-ignored). Without /usr/bin/chromium the test
+is skipped, except under CI=true, where that is a failure."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx2
+import pytest
+
+from oauth.support import PKCE
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+REDIRECT_URI = "http://127.0.0.1:47213/callback"
+
+
+@pytest.fixture
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing; CI installs it with apt-get (package chromium).")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_consent_and_connected_apps_in_a_real_browser(live, chromium):
+    from playwright.sync_api import expect
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    registration = httpx2.post(f"{live.issuer}/oauth/register", json={
+        "client_name": "Browser Test Assistant", "redirect_uris": [REDIRECT_URI],
+        "token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
+    })
+    assert registration.status_code == 201
+    pkce, state = PKCE(), secrets.token_urlsafe(12)
+    url = f"{live.issuer}/oauth/authorize?" + urlencode({
+        "response_type": "code", "client_id": registration.json()["client_id"], "redirect_uri": REDIRECT_URI,
+        "state": state, "code_challenge": pkce.challenge, "code_challenge_method": "S256",
+        "resource": live.resource,
+        "scope": "crm.objects.contacts.read crm.objects.deals.read crm.objects.notes.write",
+    })
+
+    context = chromium.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    # The app's redirect URI: answer it in the browser, so landing there is observable.
+    page.route(REDIRECT_URI + "**", lambda route: route.fulfill(status=200, content_type="text/html",
+                                                                body="<h1>Connected</h1>"))
+
+    page.goto(url)
+    expect(page).to_have_url(f"{live.issuer}/login?" + urlencode({"next": urlsplit(url).path + "?" + urlsplit(url).query}))
+    page.get_by_label("Email").fill(live.email)
+    page.get_by_label("Password").fill(live.password)
+    page.get_by_role("button", name="Sign in").click()
+
+    # The consent page: who asks, where it goes back to, which hub, which scopes.
+    expect(page.locator("h1")).to_contain_text("Browser Test Assistant")
+    expect(page.locator(".redirect-host")).to_have_text("127.0.0.1:47213")
+    expect(page.get_by_label("Acme Sales")).to_be_visible()
+    expect(page.get_by_label("Globex Support")).to_be_visible()
+    notes = page.get_by_label("Create and edit your notes")
+    page.get_by_label("Acme Sales").check()
+    page.get_by_role("button", name="Use this hub").click()
+    expect(notes).to_be_enabled()  # Alice is an admin in Acme
+    page.screenshot(path=str(SCREENSHOTS / "consent-acme.png"), full_page=True)
+
+    # Switch to Globex, where Alice is a viewer: writing notes becomes unavailable.
+    page.get_by_label("Globex Support").check()
+    page.get_by_role("button", name="Use this hub").click()
+    expect(page.get_by_role("heading", name="Permissions in Globex Support")).to_be_visible()
+    expect(notes).to_be_disabled()
+    expect(page.get_by_text("Unavailable: you don't have this permission in Globex Support.")).to_be_visible()
+    contacts, deals = page.get_by_label("View your contacts"), page.get_by_label("View your deals")
+    expect(contacts).to_be_checked()
+    deals.uncheck()
+    expect(deals).not_to_be_checked()
+    page.screenshot(path=str(SCREENSHOTS / "consent-globex.png"), full_page=True)
+
+    page.get_by_role("button", name="Allow").click()
+    page.wait_for_url(REDIRECT_URI + "**")
+    params = {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
+    assert set(params) == {"code", "state", "iss"}
+    assert params["state"] == state and params["iss"] == live.issuer
+
+    # The connected-apps page shows the grant in Globex with only contacts; revoke it.
+    page.goto(f"{live.issuer}/account/apps")
+    grant = page.locator(".grant", has_text="Browser Test Assistant")
+    expect(page.get_by_role("heading", name="Globex Support")).to_be_visible()
+    expect(grant).to_contain_text("View your contacts")
+    expect(grant).not_to_contain_text("View your deals")
+    expect(grant.locator(".redirect-host")).to_have_text("127.0.0.1:47213")
+    page.screenshot(path=str(SCREENSHOTS / "apps.png"), full_page=True)
+    grant.get_by_role("button", name="Revoke Browser Test Assistant in Globex Support").click()
+    expect(page.get_by_role("status")).to_contain_text("Browser Test Assistant can no longer access Globex Support")
+    expect(page.locator(".grant")).to_have_count(0)
+    page.screenshot(path=str(SCREENSHOTS / "apps-after-revoke.png"), full_page=True)
+
+    # On a phone, the sign-in page fits the screen without sideways scrolling.
+    phone = chromium.new_context(viewport={"width": 375, "height": 740})
+    mobile = phone.new_page()
+    mobile.goto(f"{live.issuer}/login")
+    width = mobile.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375
+    phone.close()
+    context.close()
