@@ -13,7 +13,6 @@ PYTEST_ARGS ?=
 DEPS_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:12])")
 RUN_STAMP := $(VENV)/.installed-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
-MIGRATION := migrations/versions/0001_initial_schema.py
 
 .PHONY: run run-mcp test migrate db-upgrade reset-db clean
 
@@ -39,14 +38,13 @@ run-mcp: $(RUN_STAMP) instance/demo-resource.env
 test: $(TEST_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## migrate: regenerate the initial migration from the models (autogenerate on an empty SQLite
-## database), then review the diff of migrations/versions/ before committing.
+## migrate: after a model change, autogenerate the next migration (make migrate MESSAGE="what changed")
+## against an empty SQLite database upgraded to the current head; review it before committing.
 migrate: $(RUN_STAMP)
-	rm -f $(MIGRATION)
-	tmp=$$(mktemp -d) && \
-	AUTHSERVER_DATABASE_URL="sqlite:///$$tmp/schema.sqlite3" $(FLASK) --debug db migrate -m "initial schema" --rev-id 0001; \
+	@test -n "$(MESSAGE)" || { echo 'Say what changed: make migrate MESSAGE="add a column"'; exit 2; }
+	tmp=$$(mktemp -d) && export AUTHSERVER_DATABASE_URL="sqlite:///$$tmp/schema.sqlite3" && \
+	$(FLASK) --debug db upgrade && $(FLASK) --debug db migrate -m "$(MESSAGE)"; \
 	status=$$?; rm -rf "$$tmp"; exit $$status
-	@echo "Regenerated $(MIGRATION). Existing development databases predate it: run 'make reset-db'."
 
 ## db-upgrade: apply the migrations to the configured database (AUTHSERVER_DATABASE_URL or instance/).
 db-upgrade: $(RUN_STAMP)

@@ -47,6 +47,33 @@ class Defaults:
     UNUSED_CLIENT_DAYS = 30
     # Redirect hosts refused at registration (a host or any subdomain of it).
     REDIRECT_HOST_DENYLIST: list[str] = []
+    # Client ID Metadata Documents: a client_id that is an https URL names a JSON document
+    # describing the client, fetched (safely) instead of a registration. False refuses URL client_ids.
+    CIMD_ENABLED = True
+    # client_id hosts accepted / refused (a host or any subdomain of it). An empty allow list
+    # accepts every host not denied.
+    CIMD_ALLOWED_DOMAINS: list[str] = []
+    CIMD_DENIED_DOMAINS: list[str] = []
+    # Fetching documents and JWKS: total seconds, largest body in bytes, and a PEM CA bundle to
+    # trust instead of the system store (None: the system store). TLS is always verified.
+    CIMD_FETCH_TIMEOUT = 3.0
+    CIMD_MAX_BYTES = 5120
+    CIMD_CA_BUNDLE: str | None = None
+    # Cache bounds: the origin's Cache-Control/Expires, clamped to [MIN, MAX] seconds (DEFAULT when
+    # it says nothing); a copy past its freshness is still served for STALE seconds if the origin fails.
+    CIMD_CACHE_MIN_SECONDS = 60
+    CIMD_CACHE_DEFAULT_SECONDS = 3600
+    CIMD_CACHE_MAX_SECONDS = 86400
+    CIMD_STALE_SECONDS = 86400
+    # Hosts allowed to resolve to loopback/private addresses, extra ports allowed besides 443, and
+    # static host -> IP address overrides (like curl --resolve): for on-premises clients and tests.
+    CIMD_ALLOWED_PRIVATE_HOSTS: list[str] = []
+    CIMD_ALLOWED_PORTS: list[int] = []
+    CIMD_HOST_OVERRIDES: dict[str, str] = {}
+    # private_key_jwt client authentication (RFC 7523) for CIMD and registered clients with keys.
+    PRIVATE_KEY_JWT_ENABLED = True
+    # Longest accepted client assertion lifetime (exp - now, and exp - iat), in seconds.
+    CLIENT_ASSERTION_MAX_LIFETIME = 300
     # Canonical URI of the resource server used when an authorization request has no `resource`.
     # None: if exactly one resource server is registered, that one; otherwise `invalid_target`.
     DEFAULT_RESOURCE: str | None = None

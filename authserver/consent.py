@@ -45,6 +45,14 @@ class ConsentPage:
         return is_loopback_redirect(self.redirect_uri)
 
     @property
+    def verified_domain(self) -> str | None:
+        """For a metadata-document client: the host its client_id URL was fetched from over
+        verified TLS (unlike its name, which it chose itself)."""
+        if self.client.registration != "cimd":
+            return None
+        return urlsplit(self.client.client_id).hostname
+
+    @property
     def name_unverified(self) -> bool:
         """Dynamically registered clients chose their own name; nobody checked it."""
         return self.client.registration != "cli"
@@ -82,7 +90,7 @@ def remembered_decision(user: User, oauth_grant) -> Decision | None:
     requested scopes (in the hub they used most recently)."""
     client, resource = oauth_grant.request.client, oauth_grant.request.resource
     requested = set(requested_scopes(oauth_grant))
-    for grant in store.find_live_grants(user, client, resource):
+    for grant in store.find_live_grants(user, client, resource, oauth_grant.redirect_uri):
         if not requested <= grant.scope_set:
             continue
         allowed = accounts.permissions(user, grant.hub)

@@ -19,11 +19,14 @@ from .models import (
     Grant,
     Hub,
     Membership,
+    RemoteDocument,
     ReplayCache,
     ResourceServer,
     Token,
+    UsedAssertion,
     User,
 )
+from .models.clients import without_loopback_port
 from .timeutil import utcnow
 
 # Don't rewrite last-used timestamps more often than this (they are for display, not security).
@@ -48,11 +51,12 @@ def get_client_by_dedupe_key(key: str) -> Client | None:
 
 
 def find_unused_clients(cutoff: datetime) -> list[Client]:
-    """Dynamically registered clients not used since `cutoff` (or never, and created before it)."""
+    """Dynamically registered and metadata-document clients not used since `cutoff` (or never,
+    and created before it). A metadata-document client comes back from its document when used."""
     return list(
         db.session.scalars(
             select(Client).where(
-                Client.registration == "dynamic",
+                Client.registration.in_(("dynamic", "cimd")),
                 ((Client.last_used_at.is_(None)) & (Client.created_at < cutoff)) | (Client.last_used_at < cutoff),
             )
         )
@@ -82,20 +86,32 @@ def _touch(row, now: datetime) -> None:
 
 
 # --- grants --------------------------------------------------------------------------------------
-def get_live_grant(user: User, hub: Hub, client: Client, resource: ResourceServer) -> Grant | None:
-    return db.session.scalar(
+def _installation(uri: str) -> str:
+    """A redirect URI as an installation key: loopback ports vary per run (RFC 8252 §7.3)."""
+    return without_loopback_port(uri) or uri
+
+
+def _same_installation(client: Client, grant: Grant, redirect_uri: str) -> bool:
+    """One metadata-document client_id serves every installation of a client, each with its own
+    redirect URI; a grant belongs to one installation. Registered clients are one installation."""
+    return client.registration != "cimd" or _installation(grant.redirect_uri) == _installation(redirect_uri)
+
+
+def get_live_grant(user: User, hub: Hub, client: Client, resource: ResourceServer, redirect_uri: str) -> Grant | None:
+    rows = db.session.scalars(
         select(Grant).where(
             Grant.user_id == user.id,
             Grant.hub_id == hub.id,
             Grant.client_pk == client.id,
             Grant.resource_id == resource.id,
             Grant.revoked_at.is_(None),
-        )
+        ).order_by(Grant.id)
     )
+    return next((g for g in rows if _same_installation(client, g, redirect_uri)), None)
 
 
-def find_live_grants(user: User, client: Client, resource: ResourceServer) -> list[Grant]:
-    """The user's live grants to this client for this resource, most recently used first."""
+def find_live_grants(user: User, client: Client, resource: ResourceServer, redirect_uri: str) -> list[Grant]:
+    """The user's live grants to this client (installation) for this resource, most recently used first."""
     rows = db.session.scalars(
         select(Grant).where(
             Grant.user_id == user.id,
@@ -104,7 +120,8 @@ def find_live_grants(user: User, client: Client, resource: ResourceServer) -> li
             Grant.revoked_at.is_(None),
         )
     )
-    return sorted(rows, key=lambda g: g.last_used_at or g.created_at, reverse=True)
+    mine = [g for g in rows if _same_installation(client, g, redirect_uri)]
+    return sorted(mine, key=lambda g: g.last_used_at or g.created_at, reverse=True)
 
 
 def find_user_grants(user: User) -> list[Grant]:
@@ -125,10 +142,11 @@ def get_user_grant(user: User, grant_id: int) -> Grant | None:
 def record_grant(
     user: User, hub: Hub, client: Client, resource: ResourceServer, scope: str, redirect_uri: str
 ) -> Grant:
-    """Record consent. Re-authorizing the same (user, hub, client, resource) replaces the scopes
-    of the existing grant; its earlier tokens keep their own (narrower or equal) scopes."""
+    """Record consent. Re-authorizing the same (user, hub, client, resource) — for a metadata
+    document client, the same installation (redirect URI) too — replaces the scopes of the existing
+    grant; its earlier tokens keep their own (narrower or equal) scopes."""
     now = utcnow()
-    grant = get_live_grant(user, hub, client, resource)
+    grant = get_live_grant(user, hub, client, resource, redirect_uri)
     if grant is None:
         grant = Grant(
             user_id=user.id,
@@ -300,7 +318,8 @@ def purge_replay_cache() -> int:
 
 
 def purge_expired(before: datetime | None = None) -> dict[str, int]:
-    """Delete rows no longer needed: expired replay entries, codes and token rows past expiry."""
+    """Delete rows no longer needed: expired replay entries, codes, token rows, client assertion
+    jti records past expiry, and fetched documents past their stale limit."""
     now = before or utcnow()
     counts = {"replay_cache": purge_replay_cache()}
     counts["authorization_codes"] = db.session.execute(
@@ -315,5 +334,11 @@ def purge_expired(before: datetime | None = None) -> dict[str, int]:
             (Token.refresh_expires_at.is_(None)) | (Token.refresh_expires_at <= now),
         )
         .execution_options(synchronize_session=False)
+    ).rowcount
+    counts["used_assertions"] = db.session.execute(
+        delete(UsedAssertion).where(UsedAssertion.expires_at <= now).execution_options(synchronize_session=False)
+    ).rowcount
+    counts["remote_documents"] = db.session.execute(
+        delete(RemoteDocument).where(RemoteDocument.stale_until <= now).execution_options(synchronize_session=False)
     ).rowcount
     return counts

@@ -4,6 +4,7 @@ from .accounts import Hub, Membership, User
 from .audit import AuditEvent
 from .clients import Client
 from .grants import AuthorizationCode, Grant
+from .remote import RemoteDocument, UsedAssertion
 from .resources import ResourceServer
 from .tokens import ReplayCache, Token
 
@@ -14,8 +15,10 @@ __all__ = [
     "Grant",
     "Hub",
     "Membership",
+    "RemoteDocument",
     "ReplayCache",
     "ResourceServer",
     "Token",
+    "UsedAssertion",
     "User",
 ]

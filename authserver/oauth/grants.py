@@ -24,7 +24,7 @@ from .tokens import seal, unseal
 log = logging.getLogger(__name__)
 
 #: Client authentication accepted at the token endpoint (also advertised in the metadata).
-TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app
 
 from .. import scopes
+from . import assertion
 from .grants import AuthorizationCodeGrant
 from .introspection import Introspection
 from .pkce import S256CodeChallenge
@@ -14,6 +15,8 @@ from .revocation import Revocation
 
 def build_metadata() -> dict:
     issuer = current_app.config["ISSUER"]
+    key_jwt = current_app.config["PRIVATE_KEY_JWT_ENABLED"]
+    auth_methods = [m for m in AuthorizationCodeGrant.TOKEN_ENDPOINT_AUTH_METHODS if key_jwt or m != assertion.METHOD]
     metadata = {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/oauth/authorize",
@@ -24,13 +27,17 @@ def build_metadata() -> dict:
         "response_modes_supported": ["query"],
         "grant_types_supported": list(GRANT_TYPES),
         "code_challenge_methods_supported": list(S256CodeChallenge.SUPPORTED_CODE_CHALLENGE_METHOD),
-        "token_endpoint_auth_methods_supported": list(AuthorizationCodeGrant.TOKEN_ENDPOINT_AUTH_METHODS),
+        "token_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": list(Introspection.CLIENT_AUTH_METHODS),
-        "revocation_endpoint_auth_methods_supported": list(Revocation.CLIENT_AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": [m for m in Revocation.CLIENT_AUTH_METHODS if m in auth_methods],
         "scopes_supported": scopes.all_names(),
         "authorization_response_iss_parameter_supported": True,
         "service_documentation": current_app.config["SERVICE_DOCUMENTATION"],
     }
+    if key_jwt:
+        metadata["token_endpoint_auth_signing_alg_values_supported"] = list(assertion.SIGNING_ALGORITHMS)
+        metadata["revocation_endpoint_auth_signing_alg_values_supported"] = list(assertion.SIGNING_ALGORITHMS)
+    metadata["client_id_metadata_document_supported"] = bool(current_app.config["CIMD_ENABLED"])
     if current_app.config["REGISTRATION_MODE"] in ("open", "token"):
         metadata["registration_endpoint"] = f"{issuer}/oauth/register"
     return metadata

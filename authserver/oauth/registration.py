@@ -32,6 +32,8 @@ from ..secrets import (
 from .errors import RegistrationClosedError
 from .grants import TOKEN_ENDPOINT_AUTH_METHODS, AuthorizationCodeGrant, RefreshTokenGrant
 
+#: Methods with no client secret: public clients, and clients proving themselves with their key.
+SECRETLESS_METHODS = ("none", "private_key_jwt")
 #: What a client may register (and what the metadata document advertises).
 GRANT_TYPES = [AuthorizationCodeGrant.GRANT_TYPE, RefreshTokenGrant.GRANT_TYPE]
 RESPONSE_TYPES = sorted(AuthorizationCodeGrant.RESPONSE_TYPES)
@@ -102,6 +104,23 @@ def _denied_host(hostname: str) -> bool:
     return False
 
 
+#: Most redirect URIs a client may list (registration or metadata document).
+MAX_REDIRECT_URIS = 20
+
+
+def redirect_uris_problem(uris) -> str | None:
+    """What is wrong with a client's list of redirect URIs (already checked to be strings)."""
+    if not uris:
+        return "At least one redirect URI is required."
+    if len(uris) > MAX_REDIRECT_URIS:
+        return f"Too many redirect URIs (at most {MAX_REDIRECT_URIS})."
+    for uri in uris:
+        problem = redirect_uri_problem(uri)
+        if problem:
+            return f"{uri[:200]}: {problem}"
+    return None
+
+
 def dedupe_key(metadata: dict) -> str:
     """Digest of what identifies a public client: same redirect URIs, name and software id."""
     identity = {
@@ -160,20 +179,29 @@ class MetadataValidation:
                 raise InvalidClientMetadataError(f"'{key}' must be an array of strings.")
         if "jwks" in data and not isinstance(data["jwks"], dict):
             raise InvalidClientMetadataError("'jwks' must be a JSON object.")
-        uris = data.get("redirect_uris")
-        if not uris:
-            raise InvalidRedirectURIError("At least one redirect URI is required.")
-        if len(uris) > 20:
-            raise InvalidRedirectURIError("Too many redirect URIs (at most 20).")
-        for uri in uris:
-            problem = redirect_uri_problem(uri)
-            if problem:
-                raise InvalidRedirectURIError(problem)
+        problem = redirect_uris_problem(data.get("redirect_uris"))
+        if problem:
+            raise InvalidRedirectURIError(problem)
         method = data.get("token_endpoint_auth_method", "client_secret_basic")
         if method not in TOKEN_ENDPOINT_AUTH_METHODS:
             raise InvalidClientMetadataError(
                 f"token_endpoint_auth_method must be one of: {', '.join(TOKEN_ENDPOINT_AUTH_METHODS)}."
             )
+        if method == "private_key_jwt":
+            if not current_app.config["PRIVATE_KEY_JWT_ENABLED"]:
+                raise InvalidClientMetadataError("This server does not accept private_key_jwt.")
+            if ("jwks" in data) == ("jwks_uri" in data):
+                raise InvalidClientMetadataError("private_key_jwt needs exactly one of jwks and jwks_uri.")
+            if "jwks" in data and not isinstance(data["jwks"].get("keys"), list):
+                raise InvalidClientMetadataError("'jwks' must have a 'keys' array.")
+            if "jwks_uri" in data:
+                from .cimd import fetch_policy
+                from .fetch import FetchError, check_url
+
+                try:
+                    check_url(data["jwks_uri"], fetch_policy())
+                except FetchError as error:
+                    raise InvalidClientMetadataError(f"jwks_uri: {error}") from None
         grant_types = data.get("grant_types", ["authorization_code"])
         if "authorization_code" not in grant_types or not set(grant_types) <= set(GRANT_TYPES):
             raise InvalidClientMetadataError(
@@ -237,7 +265,7 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         return _secrets.token_urlsafe(24)
 
     def generate_client_secret(self, request) -> str | None:
-        if request.payload.data.get("token_endpoint_auth_method") == "none":
+        if request.payload.data.get("token_endpoint_auth_method") in SECRETLESS_METHODS:
             return None
         return new_credential(CLIENT_SECRET_PREFIX)
 
@@ -330,10 +358,12 @@ class ClientConfiguration(MetadataValidation, ClientConfigurationEndpoint):
     def update_client(self, client: Client, client_metadata: dict, request) -> Client:
         """RFC 7592 §2.2: the new metadata replaces the old; the auth method may not change
         between public and confidential (a secret can't be issued or taken back here)."""
-        old_public = client.is_public
-        new_public = client_metadata.get("token_endpoint_auth_method") == "none"
-        if old_public != new_public:
-            raise InvalidClientMetadataError("token_endpoint_auth_method cannot change between none and a secret method.")
+        old_secret = client.token_endpoint_auth_method not in SECRETLESS_METHODS
+        new_secret = client_metadata.get("token_endpoint_auth_method") not in SECRETLESS_METHODS
+        if old_secret != new_secret:
+            raise InvalidClientMetadataError(
+                "token_endpoint_auth_method cannot change between a secret method and one without a secret."
+            )
         client.client_metadata = client_metadata
         client.client_id_issued_at = client.client_id_issued_at or int(time.time())
         store.save_client(client)

@@ -15,6 +15,7 @@ from .. import scopes, store
 from ..models import Token
 from ..secrets import sha256_hex
 from ..timeutil import utcnow
+from . import assertion, cimd
 from .errors import safe_description
 from .grants import AuthorizationCodeGrant, RefreshTokenGrant, validate_no_duplicate_parameters
 from .introspection import Introspection
@@ -63,11 +64,15 @@ class AuthorizationServer(FlaskAuthorizationServer):
         self.register_endpoint(ClientConfiguration)
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
+        self.register_client_auth_method(assertion.METHOD, assertion.authenticate_private_key_jwt)
 
     def load_config(self, config):
         self.register_token_generator("default", generate_bearer_token)
 
     def query_client(self, client_id):
+        """A registered client, or for an https URL client_id its metadata document's client."""
+        if isinstance(client_id, str) and cimd.is_url_client_id(client_id):
+            return cimd.load_client(client_id)
         return store.get_client(client_id)
 
     def create_oauth2_request(self, request):

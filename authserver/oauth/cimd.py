@@ -1,0 +1,217 @@
+"""Client ID Metadata Documents: a client_id that is an https URL names a JSON document describing
+the client (draft-ietf-oauth-client-id-metadata-document; the MCP authorization specification's
+recommended way for clients to identify themselves).
+
+The document is fetched with the SSRF-safe fetcher, validated like a registration, and mirrored
+into a `Client` row (registration "cimd") so that grants, codes and tokens reference it like any
+other client. Documents (and JWKS named by `jwks_uri`) are cached in the database, shared by every
+instance, for as long as the origin's cache headers allow within the operator's bounds.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from authlib.oauth2.rfc6749 import InvalidClientError
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import audit
+from ..extensions import db
+from ..models import Client, RemoteDocument
+from ..timeutil import to_epoch, utcnow
+from .errors import safe_description
+from .fetch import FetchError, FetchPolicy, check_url, fetch_json
+from .registration import GRANT_TYPES, RESPONSE_TYPES, redirect_uris_problem
+
+#: Token endpoint authentication methods a CIMD client can use, strongest first. There is no
+#: shared secret with a document, so the secret methods are not possible.
+CIMD_AUTH_METHODS = ("private_key_jwt", "none")
+#: Members copied from the document into the client row (what the pages and grants read).
+_KEPT_MEMBERS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id",
+                 "software_version", "jwks", "jwks_uri", "redirect_uris", "grant_types", "response_types")
+
+
+def is_url_client_id(client_id: str) -> bool:
+    """An https URL with a path is a CIMD client_id; anything else is looked up as registered."""
+    if not client_id.startswith("https://"):
+        return False
+    return urlsplit(client_id).path not in ("", "/")
+
+
+def fetch_policy() -> FetchPolicy:
+    config = current_app.config
+    overrides = {host.lower(): ip for host, ip in (config["CIMD_HOST_OVERRIDES"] or {}).items()}
+    resolver = None
+    if overrides:
+        def resolver(hostname: str, port: int) -> list[str]:
+            if hostname.lower() in overrides:
+                return [overrides[hostname.lower()]]
+            from .fetch import _system_resolver
+
+            return _system_resolver(hostname, port)
+    return FetchPolicy(
+        timeout=float(config["CIMD_FETCH_TIMEOUT"]),
+        max_bytes=int(config["CIMD_MAX_BYTES"]),
+        ca_bundle=config["CIMD_CA_BUNDLE"],
+        allowed_private_hosts=frozenset(h.lower() for h in config["CIMD_ALLOWED_PRIVATE_HOSTS"]),
+        allowed_ports=frozenset(int(p) for p in config["CIMD_ALLOWED_PORTS"]),
+        resolver=resolver,
+    )
+
+
+def _domain_problem(url: str) -> str | None:
+    host = (urlsplit(url).hostname or "").lower()
+    config = current_app.config
+
+    def matches(domains) -> bool:
+        return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)
+
+    if matches(config["CIMD_DENIED_DOMAINS"]):
+        return f"client_id host {host} is not accepted by this server."
+    if config["CIMD_ALLOWED_DOMAINS"] and not matches(config["CIMD_ALLOWED_DOMAINS"]):
+        return f"client_id host {host} is not on this server's list of accepted client domains."
+    return None
+
+
+def _freshness(max_age: int | None) -> int:
+    config = current_app.config
+    seconds = config["CIMD_CACHE_DEFAULT_SECONDS"] if max_age is None else max_age
+    return max(int(config["CIMD_CACHE_MIN_SECONDS"]), min(int(seconds), int(config["CIMD_CACHE_MAX_SECONDS"])))
+
+
+def get_document(url: str, kind: str) -> dict:
+    """The document at `url`: the cached copy while fresh, else a new fetch; a stale copy if the
+    origin fails. Raises FetchError when there is nothing usable."""
+    now = utcnow()
+    cached = db.session.scalar(select(RemoteDocument).where(RemoteDocument.url == url))
+    if cached is not None and cached.expires_at > now:
+        return cached.document
+    try:
+        fetched = fetch_json(url, fetch_policy())
+    except FetchError as error:
+        usable = cached is not None and cached.stale_until > now
+        audit.record("cimd.fetch_failed", client=url if kind == "client" else None, url=url, kind=kind,
+                     reason=str(error), served_stale=usable)
+        db.session.commit()
+        if usable:
+            return cached.document
+        raise
+    expires = now + timedelta(seconds=_freshness(fetched.max_age))
+    values = dict(kind=kind, document=fetched.document, fetched_at=now, expires_at=expires,
+                  stale_until=expires + timedelta(seconds=int(current_app.config["CIMD_STALE_SECONDS"])))
+    if cached is None:
+        try:
+            with db.session.begin_nested():
+                db.session.add(RemoteDocument(url=url, **values))
+        except IntegrityError:  # another instance stored it first: keep ours, it is as new
+            cached = db.session.scalar(select(RemoteDocument).where(RemoteDocument.url == url))
+    if cached is not None:
+        for key, value in values.items():
+            setattr(cached, key, value)
+    audit.record("cimd.fetched", client=url if kind == "client" else None, url=url, kind=kind,
+                 fresh_for=to_epoch(expires) - to_epoch(now))
+    db.session.commit()
+    return fetched.document
+
+
+def choose_auth_method(document: dict) -> str:
+    """The strongest method both the document and this server support."""
+    declared = document.get("token_endpoint_auth_methods_supported")
+    if declared is None:
+        declared = [document.get("token_endpoint_auth_method") or "none"]
+    elif document.get("token_endpoint_auth_method"):
+        declared = [document["token_endpoint_auth_method"], *declared]
+    ours = [m for m in CIMD_AUTH_METHODS if m != "private_key_jwt" or current_app.config["PRIVATE_KEY_JWT_ENABLED"]]
+    for method in ours:
+        if method in declared:
+            if method == "private_key_jwt" and not (document.get("jwks") or document.get("jwks_uri")):
+                continue
+            return method
+    raise ValueError(
+        "the document allows token endpoint authentication only by "
+        f"{', '.join(map(str, declared))}; this server accepts {' or '.join(ours)} for such clients"
+        + (" (private_key_jwt needs jwks or jwks_uri)" if "private_key_jwt" in declared else "")
+    )
+
+
+def validate_document(url: str, document: dict) -> dict:
+    """The client metadata to store, or ValueError saying what is wrong with the document."""
+    if document.get("client_id") != url:
+        raise ValueError(f"its client_id ({str(document.get('client_id'))[:200]!r}) is not the URL it was fetched from")
+    name = document.get("client_name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("client_name is missing")
+    uris = document.get("redirect_uris")
+    if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
+        raise ValueError("redirect_uris is missing or not an array of strings")
+    problem = redirect_uris_problem(uris)
+    if problem:
+        raise ValueError(f"redirect_uris: {problem}")
+    if "client_secret" in document or "client_secret_expires_at" in document:
+        raise ValueError("a metadata document must not contain a client secret")
+    grant_types = document.get("grant_types", ["authorization_code"])
+    if not isinstance(grant_types, list) or "authorization_code" not in grant_types:
+        raise ValueError("grant_types must include authorization_code")
+    response_types = document.get("response_types", ["code"])
+    if not isinstance(response_types, list) or not set(response_types) <= set(RESPONSE_TYPES):
+        raise ValueError("response_types may only contain code")
+    if "jwks" in document and not isinstance(document["jwks"], dict):
+        raise ValueError("jwks must be a JSON object")
+    if "jwks_uri" in document:
+        try:
+            check_url(str(document["jwks_uri"]), fetch_policy())
+        except FetchError as error:
+            raise ValueError(f"jwks_uri: {error}") from None
+    metadata = {k: document[k] for k in _KEPT_MEMBERS if k in document}
+    metadata["grant_types"] = [g for g in grant_types if g in GRANT_TYPES]
+    metadata["response_types"] = ["code"]
+    metadata["token_endpoint_auth_method"] = choose_auth_method(document)
+    return metadata
+
+
+def _invalid(url: str, reason: str) -> InvalidClientError:
+    return InvalidClientError(description=safe_description(f"The client metadata document at {url} {reason}.", 400))
+
+
+def load_client(client_id: str) -> Client:
+    """The Client row for a CIMD client_id, created or refreshed from its (cached) document.
+    Raises InvalidClientError with a description that says what was wrong."""
+    if not current_app.config["CIMD_ENABLED"]:
+        raise InvalidClientError(description="This server does not accept URL client_ids (metadata documents).")
+    try:
+        check_url(client_id, fetch_policy())
+    except FetchError as error:
+        raise InvalidClientError(description=safe_description(f"The client_id URL is not acceptable: {error}", 400)) from None
+    problem = _domain_problem(client_id)
+    if problem:
+        audit.record("cimd.refused", client=client_id, reason=problem)
+        db.session.commit()
+        raise InvalidClientError(description=problem)
+    try:
+        document = get_document(client_id, "client")
+    except FetchError as error:
+        raise _invalid(client_id, f"could not be fetched: {error}") from None
+    try:
+        metadata = validate_document(client_id, document)
+    except ValueError as error:
+        audit.record("cimd.invalid", client=client_id, reason=str(error))
+        db.session.commit()
+        raise _invalid(client_id, f"is not valid: {error}") from None
+
+    client = db.session.scalar(select(Client).where(Client.client_id == client_id))
+    if client is None:
+        try:
+            with db.session.begin_nested():
+                client = Client(client_id=client_id, registration="cimd", client_metadata=metadata,
+                                client_id_issued_at=to_epoch(utcnow()))
+                db.session.add(client)
+        except IntegrityError:  # another instance created it at the same moment
+            client = db.session.scalar(select(Client).where(Client.client_id == client_id))
+        db.session.commit()
+    if client.client_metadata != metadata:
+        client.client_metadata = metadata
+        db.session.commit()
+    return client
