@@ -49,7 +49,8 @@ class Introspection(IntrospectionEndpoint):
         return store.get_token_for_introspection(sha256_hex(token_string))
 
     def check_permission(self, row, resource, request) -> bool:
-        token, grant = row[0], row[1]
+        # Audience check: a resource server learns only about tokens issued for itself.
+        grant = row[1]
         return grant.resource_id == resource.id
 
     def create_introspection_payload(self, row):

@@ -6,7 +6,6 @@ allow that name to resolve to a loopback address. Each path of the server misbeh
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import ssl
@@ -21,10 +20,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from authserver.oauth.fetch import FetchError, FetchPolicy, check_url, fetch_json
 
