@@ -109,6 +109,8 @@ class Defaults:
     REGISTRATION_RATE_LIMIT_GLOBAL = "1200 per minute"
     INTROSPECTION_RATE_LIMIT = "12000 per minute"
 
+    # Longest query or form parameter accepted, in characters (longer ones get 400).
+    MAX_PARAMETER_CHARS = 4096
     # Largest request body accepted, in bytes (larger bodies get 413).
     MAX_CONTENT_LENGTH = 64 * 1024
 

@@ -81,15 +81,19 @@ def init_app(app: Flask) -> None:
         headers = dict(exc.get_response().headers) if status in (405, 429) else {}
         headers.pop("Content-Type", None)
         headers.pop("Content-Length", None)
+        # Our own abort(400, "...") messages say what was wrong; werkzeug's defaults don't.
+        own = exc.description if exc.description != type(exc).description else None
+        if status == 429:  # Flask-Limiter's description is the limit itself ("30 per 1 minute")
+            own = f"Too many requests (limit: {own}); retry after the time in Retry-After." if own else None
         if is_machine_request():
-            description = {
+            description = own or {
                 413: "The request body is too large.",
                 429: "Too many requests; retry after the time in Retry-After.",
                 404: "Unknown endpoint.",
                 405: "Method not allowed on this endpoint.",
             }.get(status, PAGE_TEXT.get(status, PAGE_TEXT[400])[1])
             return oauth_json_error(status, JSON_ERROR.get(status, "invalid_request"), description, headers)
-        body, status = error_page(status)
+        body, status = error_page(status, message=own if status != 429 else None)
         return body, status, headers
 
     @app.errorhandler(Exception)

@@ -25,9 +25,11 @@ def init_app(app: Flask) -> None:
         g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
 
     @app.before_request
-    def refuse_nul_bytes():
-        # No parameter has a use for NUL, and PostgreSQL cannot store it in text: refuse it
-        # here with a 400 rather than fail deep in a query.
+    def check_parameters():
+        # No parameter has a use for NUL, and PostgreSQL cannot store it in text; none of ours
+        # (tokens, client assertions, state) needs kilobytes. Refuse both here with a clear 400
+        # rather than fail deep in a query or echo a huge state back in a redirect.
+        limit = app.config["MAX_PARAMETER_CHARS"]
         sources = [request.args]
         if request.mimetype == "application/x-www-form-urlencoded":
             sources.append(request.form)
@@ -35,6 +37,8 @@ def init_app(app: Flask) -> None:
             for key, values in source.lists():
                 if "\x00" in key or any("\x00" in v for v in values):
                     abort(400, "Parameters must not contain NUL characters.")
+                if len(key) > limit or any(len(v) > limit for v in values):
+                    abort(400, f"Parameter {key[:40]!r} is too long (at most {limit} characters).")
 
     @app.after_request
     def security_headers(response):

@@ -27,6 +27,19 @@ from .tokens import generate_bearer_token
 
 AUTHORIZE_ENDPOINT = "authorize.authorize"
 
+#: Plain descriptions for errors raised without one.
+DEFAULT_DESCRIPTIONS = {
+    "unsupported_grant_type": "grant_type must be authorization_code or refresh_token.",
+    "invalid_client": "Client authentication failed.",
+    "invalid_grant": "The authorization code or refresh token is invalid, expired, revoked or already used.",
+    "invalid_request": "The request is missing a required parameter or has an invalid one.",
+    "invalid_scope": "A requested scope is unknown or not allowed for this client.",
+    "unauthorized_client": "This client is not allowed to use this grant type or response type.",
+    "unsupported_response_type": "response_type must be code.",
+    "unsupported_token_type": "The token type is not supported.",
+    "access_denied": "The person declined the request.",
+}
+
 
 class Payload(OAuth2Payload):
     """OAuth parameters from exactly one source. Parameters sent without a value are treated as
@@ -126,6 +139,12 @@ class AuthorizationServer(FlaskAuthorizationServer):
                 ),
             )
         )
+
+    def handle_error_response(self, request, error):
+        """Every error says what went wrong: Authlib leaves some without a description."""
+        if not error.description:
+            error.description = DEFAULT_DESCRIPTIONS.get(error.error, "The request is not valid.")
+        return super().handle_error_response(request, error)
 
     def authorization_error_response(self, error):
         """Redirect an authorization error to the client with `iss`, but only when Authlib has

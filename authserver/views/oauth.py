@@ -48,6 +48,21 @@ def _limit(setting: str):
     return lambda: current_app.config[setting]
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
+def _require_form():
+    """RFC 6749 §3.2 / RFC 7662 §2.1 / RFC 7009 §2.1: parameters come form-encoded in the body."""
+    if request.method != "POST":
+        return None
+    if request.mimetype != FORM:
+        return oauth_json_error(400, "invalid_request", f"Send the parameters in the body as {FORM}.")
+    repeated = [key for key, values in request.form.lists() if len(values) > 1]
+    if repeated:  # RFC 6749 §3.1: parameters must not be included more than once
+        return oauth_json_error(400, "invalid_request", f"Parameter {repeated[0][:40]!r} is repeated.")
+    return None
+
+
 def _committed(response):
     """One transaction per request: what the endpoint did (including revocations made while
     refusing a replay) is committed at the view boundary."""
@@ -60,7 +75,7 @@ def _committed(response):
 def token():
     if request.method == "OPTIONS":
         return "", 204
-    return _committed(server.create_token_response())
+    return _require_form() or _committed(server.create_token_response())
 
 
 @bp.route("/register", methods=["POST", "OPTIONS"])
@@ -84,11 +99,11 @@ def client_configuration(client_id):
 @bp.route("/introspect", methods=["POST"])
 @limiter.limit(_limit("INTROSPECTION_RATE_LIMIT"), key_func=_caller_key, scope="introspect")
 def introspect():
-    return _committed(server.create_endpoint_response("introspection"))
+    return _require_form() or _committed(server.create_endpoint_response("introspection"))
 
 
 @bp.route("/revoke", methods=["POST", "OPTIONS"])
 def revoke():
     if request.method == "OPTIONS":
         return "", 204
-    return _committed(server.create_endpoint_response("revocation"))
+    return _require_form() or _committed(server.create_endpoint_response("revocation"))

@@ -149,14 +149,16 @@ def test_token_parameters_in_query_string_are_ignored(flow, register):
     code, pkce, _ = flow.get_code(client_id)
     params = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
               "client_id": client_id, "code_verifier": pkce.verifier}
-    assert_oauth_error(flow.client.post("/oauth/token", query_string=params), "unsupported_grant_type")
+    body = assert_oauth_error(flow.client.post("/oauth/token", query_string=params), "invalid_request")
+    assert "application/x-www-form-urlencoded" in body["error_description"]
 
 
 def test_json_token_body_is_refused(flow, register):
     client_id = register()["client_id"]
     code, pkce, _ = flow.get_code(client_id)
     response = flow.client.post("/oauth/token", json={"grant_type": "authorization_code", "code": code})
-    assert_oauth_error(response, "unsupported_grant_type")
+    body = assert_oauth_error(response, "invalid_request")
+    assert "application/x-www-form-urlencoded" in body["error_description"]
 
 
 def test_confidential_client_without_secret(flow, preregistered):

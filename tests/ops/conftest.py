@@ -1,0 +1,1 @@
+from oauth.conftest import flow, preregistered, register, world  # noqa: F401  (pytest fixtures)
