@@ -16,6 +16,7 @@ from .extensions import db
 from .models import (
     AuthorizationCode,
     Client,
+    EndedSession,
     Grant,
     Hub,
     Membership,
@@ -83,6 +84,17 @@ def find_clients() -> list[Client]:
 def _touch(row, now: datetime) -> None:
     if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:
         row.last_used_at = now
+
+
+# --- sessions ------------------------------------------------------------------------------------
+def end_session(sid_hash: str, expires_at: datetime) -> None:
+    if not is_session_ended(sid_hash):
+        db.session.add(EndedSession(sid_hash=sid_hash, expires_at=expires_at))
+        db.session.flush()
+
+
+def is_session_ended(sid_hash: str) -> bool:
+    return db.session.scalar(select(EndedSession.id).where(EndedSession.sid_hash == sid_hash)) is not None
 
 
 # --- grants --------------------------------------------------------------------------------------
@@ -337,6 +349,9 @@ def purge_expired(before: datetime | None = None) -> dict[str, int]:
     ).rowcount
     counts["used_assertions"] = db.session.execute(
         delete(UsedAssertion).where(UsedAssertion.expires_at <= now).execution_options(synchronize_session=False)
+    ).rowcount
+    counts["ended_sessions"] = db.session.execute(
+        delete(EndedSession).where(EndedSession.expires_at <= now).execution_options(synchronize_session=False)
     ).rowcount
     counts["remote_documents"] = db.session.execute(
         delete(RemoteDocument).where(RemoteDocument.stale_until <= now).execution_options(synchronize_session=False)

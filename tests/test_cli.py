@@ -163,7 +163,7 @@ def test_audit_list_filters(app, runner, make_user):
 
 
 def test_tokens_purge_expired_runs(runner):
-    assert "Purged 0 replay cache, 0 authorization codes, 0 tokens, 0 used assertions, 0 remote documents." in run(runner, "tokens", "purge-expired").output
+    assert "Purged 0 replay cache, 0 authorization codes, 0 tokens, 0 used assertions, 0 ended sessions, 0 remote documents." in run(runner, "tokens", "purge-expired").output
 
 
 def test_demo_seed_is_idempotent_and_keeps_a_given_secret(app, runner):

@@ -1,6 +1,6 @@
 """Typed SQLAlchemy models, one module per table family."""
 
-from .accounts import Hub, Membership, User
+from .accounts import EndedSession, Hub, Membership, User
 from .audit import AuditEvent
 from .clients import Client
 from .grants import AuthorizationCode, Grant
@@ -12,6 +12,7 @@ __all__ = [
     "AuditEvent",
     "AuthorizationCode",
     "Client",
+    "EndedSession",
     "Grant",
     "Hub",
     "Membership",

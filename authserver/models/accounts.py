@@ -64,3 +64,14 @@ class Membership(db.Model):
 
     user: Mapped[User] = relationship(back_populates="memberships")
     hub: Mapped[Hub] = relationship(back_populates="memberships")
+
+
+class EndedSession(db.Model):
+    """A signed-out session (SHA-256 of its random `sid`). Sessions are signed cookies, so a copy
+    taken before sign-out would otherwise stay valid; kept until the cookie would expire anyway."""
+
+    __tablename__ = "ended_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)

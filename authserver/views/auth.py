@@ -10,9 +10,10 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask_limiter.util import get_remote_address
 
-from .. import accounts, audit
+from .. import accounts, audit, store
 from ..extensions import db, limiter
 from ..models import User
+from ..secrets import sha256_hex
 from ..timeutil import utcnow, to_epoch
 
 bp = Blueprint("auth", __name__)
@@ -42,10 +43,10 @@ def current_user() -> User | None:
     """The signed-in, enabled user, or None."""
     if "user" not in g:
         user = None
-        user_id = session.get("user_id")
-        if isinstance(user_id, int):
+        user_id, sid = session.get("user_id"), session.get("sid")
+        if isinstance(user_id, int) and isinstance(sid, str):
             user = db.session.get(User, user_id)
-            if user is not None and user.disabled:
+            if user is not None and (user.disabled or store.is_session_ended(sha256_hex(sid))):
                 user = None
         g.user = user
     return g.user
@@ -117,6 +118,12 @@ def login():
 def logout():
     if request.method == "GET":
         return render_template("auth/logout.html", user=current_user())
+    user, sid = current_user(), session.get("sid")
+    if user is not None and isinstance(sid, str):
+        # End this session for every copy of the cookie, not only the browser's.
+        store.end_session(sha256_hex(sid), utcnow() + current_app.permanent_session_lifetime)
+        audit.record("logout", user=user)
+        db.session.commit()
     session.clear()
     return redirect(url_for("auth.login"))
 
