@@ -34,6 +34,7 @@ from authserver import accounts, create_app, resources
 from authserver import secrets as authserver_secrets
 from authserver.extensions import db
 from authserver.models import Hub
+from logscan import Recorder
 
 DATABASE_ENV = "AUTHSERVER_TEST_DATABASE_URL"
 REDIS_ENV = "AUTHSERVER_TEST_REDIS_URL"
@@ -59,7 +60,9 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
-    """Stop at once, with a non-zero status, when a requested PostgreSQL or Redis is unreachable."""
+    """Stop at once, with a non-zero status, when a requested PostgreSQL or Redis is unreachable.
+    Start recording every log line for the credential scan at the end of the run."""
+    _RUN_LOGS.attach()
     problems = []
     if url := os.environ.get(DATABASE_ENV):
         try:
@@ -78,6 +81,22 @@ def pytest_sessionstart(session):
             "with in-memory rate limits.",
             returncode=3,
         )
+
+
+_RUN_LOGS = Recorder()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if any log line of the whole suite holds a token, code, secret or password."""
+    _RUN_LOGS.detach()
+    leaks = _RUN_LOGS.leaks()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"log scan: {len(_RUN_LOGS.lines)} log lines checked for credentials, {len(leaks)} found")
+    if leaks:
+        for line in leaks[:20]:
+            reporter.write_line(f"  credential in the logs: {line[:300]}", red=True)
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,7 +29,7 @@ from ..secrets import (
     new_credential,
     sha256_hex,
 )
-from .errors import RegistrationClosedError
+from .errors import RegistrationClosedError, safe_description
 from .grants import TOKEN_ENDPOINT_AUTH_METHODS, AuthorizationCodeGrant, RefreshTokenGrant
 
 #: Methods with no client secret: public clients, and clients proving themselves with their key.
@@ -181,7 +181,7 @@ class MetadataValidation:
             raise InvalidClientMetadataError("'jwks' must be a JSON object.")
         problem = redirect_uris_problem(data.get("redirect_uris"))
         if problem:
-            raise InvalidRedirectURIError(problem)
+            raise InvalidRedirectURIError(safe_description(problem))
         method = data.get("token_endpoint_auth_method", "client_secret_basic")
         if method not in TOKEN_ENDPOINT_AUTH_METHODS:
             raise InvalidClientMetadataError(

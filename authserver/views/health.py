@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from importlib import resources
 
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
@@ -31,6 +32,13 @@ def readyz():
         db.session.rollback()
         return jsonify(status="unavailable", database="unreachable"), 503
     return jsonify(status="ok", database="ok")
+
+
+@bp.route("/openapi.yaml")
+def openapi():
+    """The OpenAPI 3.1 description of the machine endpoints (shipped in the package)."""
+    body = resources.files("authserver").joinpath("openapi.yaml").read_bytes()
+    return body, 200, {"Content-Type": "application/yaml; charset=utf-8", "Access-Control-Allow-Origin": "*"}
 
 
 @bp.route("/metrics")

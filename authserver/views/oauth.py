@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import Blueprint, current_app, request
@@ -26,6 +28,23 @@ def cors(response):
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
         response.headers["Access-Control-Max-Age"] = "86400"
     return response
+
+
+@bp.before_request
+def refuse_malformed_basic_credentials():
+    """Basic credentials must be base64 of UTF-8 `id:secret` (RFC 6749 §2.3.1); Authlib would
+    fail on anything else deep inside client authentication, so answer 401 here."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    if ":" not in decoded:
+        return oauth_json_error(401, "invalid_client", "The Authorization header is not valid Basic credentials.",
+                                {"WWW-Authenticate": 'Basic realm="authserver"'})
+    return None
 
 
 @bp.errorhandler(OAuth2Error)
