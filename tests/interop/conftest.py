@@ -28,6 +28,8 @@ def live(request, make_app, tmp_path):
     changes authserver's settings (e.g. ACCESS_TOKEN_LIFETIME)."""
     marker = request.node.get_closest_marker("live_config")
     settings = dict(marker.kwargs) if marker else {}
+    if "live_settings" in request.fixturenames:  # settings only known at run time (ports, paths)
+        settings.update(request.getfixturevalue("live_settings"))
     cache_seconds = settings.pop("MCP_CACHE_SECONDS", None)
     mcp_port = free_port()
     resource_uri = f"http://127.0.0.1:{mcp_port}/mcp"
