@@ -110,11 +110,16 @@ def test_consent_and_connected_apps_in_a_real_browser(live, chromium):
     expect(page.locator(".grant")).to_have_count(0)
     page.screenshot(path=str(SCREENSHOTS / "apps-after-revoke.png"), full_page=True)
 
-    # On a phone, the sign-in page fits the screen without sideways scrolling.
+    # On a phone, the sign-in and consent pages fit the screen without sideways scrolling.
     phone = chromium.new_context(viewport={"width": 375, "height": 740})
     mobile = phone.new_page()
-    mobile.goto(f"{live.issuer}/login")
-    width = mobile.evaluate("document.documentElement.scrollWidth")
-    assert width <= 375
+    mobile.goto(url)
+    assert mobile.evaluate("document.documentElement.scrollWidth") <= 375
+    mobile.get_by_label("Email").fill(live.email)
+    mobile.get_by_label("Password").fill(live.password)
+    mobile.get_by_role("button", name="Sign in").click()
+    expect(mobile.get_by_role("button", name="Allow")).to_be_visible()
+    assert mobile.evaluate("document.documentElement.scrollWidth") <= 375
+    mobile.screenshot(path=str(SCREENSHOTS / "consent-phone.png"), full_page=True)
     phone.close()
     context.close()
