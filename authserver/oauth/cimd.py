@@ -29,6 +29,8 @@ from .registration import GRANT_TYPES, RESPONSE_TYPES, redirect_uris_problem
 #: Token endpoint authentication methods a CIMD client can use, strongest first. There is no
 #: shared secret with a document, so the secret methods are not possible.
 CIMD_AUTH_METHODS = ("private_key_jwt", "none")
+#: Longest URL stored (client_id, document or JWKS URL): the width of the columns that hold them.
+MAX_URL_LENGTH = 2000
 #: Members copied from the document into the client row (what the pages and grants read).
 _KEPT_MEMBERS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id",
                  "software_version", "jwks", "jwks_uri", "redirect_uris", "grant_types", "response_types")
@@ -85,6 +87,8 @@ def _freshness(max_age: int | None) -> int:
 def get_document(url: str, kind: str) -> dict:
     """The document at `url`: the cached copy while fresh, else a new fetch; a stale copy if the
     origin fails. Raises FetchError when there is nothing usable."""
+    if len(url) > MAX_URL_LENGTH:
+        raise FetchError(f"the URL is longer than {MAX_URL_LENGTH} characters")
     now = utcnow()
     cached = db.session.scalar(select(RemoteDocument).where(RemoteDocument.url == url))
     if cached is not None and cached.expires_at > now:
@@ -182,6 +186,8 @@ def load_client(client_id: str) -> Client:
     if not current_app.config["CIMD_ENABLED"]:
         raise InvalidClientError(description="This server does not accept URL client_ids (metadata documents).")
     try:
+        if len(client_id) > MAX_URL_LENGTH:
+            raise FetchError(f"it is longer than {MAX_URL_LENGTH} characters")
         check_url(client_id, fetch_policy())
     except FetchError as error:
         raise InvalidClientError(description=safe_description(f"The client_id URL is not acceptable: {error}", 400)) from None

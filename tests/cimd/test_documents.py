@@ -119,6 +119,7 @@ def test_hosts_resolving_to_private_addresses_are_refused(make_app, origin, worl
 @pytest.mark.parametrize("client_id, message", [
     ("https://client.test:8443/app.json", "port"),
     ("https://user@client.test/app.json", "user"),
+    ("https://client.test/" + "a" * 2100 + ".json", "longer than 2000 characters"),
 ])
 def test_client_id_urls_with_ports_or_userinfo_are_refused(flow, client_id, message):
     response = authorize(flow, client_id)
