@@ -8,6 +8,12 @@ import secrets
 from flask import Flask, abort, g, request
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_OAUTH_CHARS = re.compile(r"^[\x20-\x7e]*$")
+
+
+def _printable(text: str) -> str:
+    """A parameter name fit to quote in an error message."""
+    return "".join(c if 0x20 <= ord(c) <= 0x7E else "?" for c in text[:40])
 
 # No scripts at all; styles from our own origin; never framed (clickjacking).
 # No form-action directive: browsers apply it to the redirect that follows the consent POST,
@@ -30,6 +36,7 @@ def init_app(app: Flask) -> None:
         # (tokens, client assertions, state) needs kilobytes. Refuse both here with a clear 400
         # rather than fail deep in a query or echo a huge state back in a redirect.
         limit = app.config["MAX_PARAMETER_CHARS"]
+        protocol = request.path.startswith("/oauth/")
         sources = [request.args]
         if request.mimetype == "application/x-www-form-urlencoded":
             sources.append(request.form)
@@ -38,7 +45,11 @@ def init_app(app: Flask) -> None:
                 if "\x00" in key or any("\x00" in v for v in values):
                     abort(400, "Parameters must not contain NUL characters.")
                 if len(key) > limit or any(len(v) > limit for v in values):
-                    abort(400, f"Parameter {key[:40]!r} is too long (at most {limit} characters).")
+                    abort(400, f"Parameter {_printable(key)!r} is too long (at most {limit} characters).")
+                # Every OAuth parameter is printable ASCII (RFC 6749 Appendix A); anything else
+                # is refused here, before it can reach an error message or a query.
+                if protocol and not (_OAUTH_CHARS.match(key) and all(_OAUTH_CHARS.match(v) for v in values)):
+                    abort(400, f"Parameter {_printable(key)!r} must contain only printable ASCII characters.")
 
     @app.after_request
     def security_headers(response):

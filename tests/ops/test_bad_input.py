@@ -101,3 +101,62 @@ def test_nothing_stored_is_lost_after_a_barrage(flow, register, world):
             assert response.status_code < 500, (path, body[:20], response.status_code)
     assert flow.introspect(tokens["access_token"]).get_json()["active"] is True
     assert flow.refresh(client_id, tokens["refresh_token"]).status_code == 200
+
+
+AUTHORIZE_PARAMS = ["response_type", "client_id", "redirect_uri", "state", "code_challenge",
+                    "code_challenge_method", "resource", "scope", "hub", "prompt", "nonce", "response_mode"]
+
+
+def test_authorization_endpoint_never_fails_and_never_redirects_elsewhere(flow, register):
+    """Generated authorization requests (and consent submissions), signed in: never a 5xx, and a
+    redirect only ever goes to the sign-in page or the client's registered redirect URI."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from oauth.support import REDIRECT_URI, PKCE, authorize_params, csrf_token
+
+    client_id = register()["client_id"]
+    valid = authorize_params(client_id, PKCE(), scope=ALL_READ)
+    text = st.text(max_size=60) | st.sampled_from(["", "code", "S256", "plain", client_id, REDIRECT_URI,
+                                                  "http://127.0.0.1:8001/mcp", "10000001", "10000002"])
+    params = st.dictionaries(st.sampled_from(AUTHORIZE_PARAMS), text, max_size=8)
+    token = csrf_token(flow.consent_page(valid).get_data(as_text=True))
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(overrides=params, keep=st.booleans(), form=params, decision=st.sampled_from(["allow", "deny", "", "x"]))
+    def check(overrides, keep, form, decision):
+        query = {**(valid if keep else {}), **overrides}
+        for response in (flow.client.get("/oauth/authorize", query_string=query),
+                         flow.client.post("/oauth/authorize", query_string=query,
+                                          data={**form, "csrf_token": token, "decision": decision})):
+            assert response.status_code < 500, (query, response.status_code)
+            if response.status_code in (301, 302, 303):
+                location = response.headers["Location"]
+                assert location.startswith(("/login", REDIRECT_URI + "?")), location
+
+    check()
+
+
+def test_people_pages_never_fail_on_generated_forms(flow, register):
+    """Generated form submissions to sign-in, sign-out and revoke (with and without a valid CSRF
+    token): never a 5xx, and never a redirect off the site."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from oauth.support import csrf_token
+
+    token = csrf_token(flow.client.get("/account/apps").get_data(as_text=True))
+    fields = st.dictionaries(st.sampled_from(["email", "password", "next", "csrf_token", "decision"]),
+                             st.text(max_size=80) | st.sampled_from(["//evil.example", "https://evil.example", "/\\evil"]),
+                             max_size=5)
+
+    @settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(form=fields, with_token=st.booleans(), path=st.sampled_from(["/login", "/account/apps/1/revoke",
+                                                                         "/account/apps/999/revoke"]))
+    def check(form, with_token, path):
+        data = {**form, **({"csrf_token": token} if with_token else {})}
+        response = flow.client.post(path, data=data)
+        assert response.status_code < 500, (path, data, response.status_code)
+        if response.status_code in (301, 302, 303):
+            assert response.headers["Location"].startswith("/"), response.headers["Location"]
+            assert not response.headers["Location"].startswith("//")
+
+    check()
