@@ -70,6 +70,9 @@ class Defaults:
     CIMD_ALLOWED_PRIVATE_HOSTS: list[str] = []
     CIMD_ALLOWED_PORTS: list[int] = []
     CIMD_HOST_OVERRIDES: dict[str, str] = {}
+    # Outbound document fetches (cache misses) allowed per client IP address: a damper on
+    # requests that name ever-new URL client_ids to make the server fetch (Flask-Limiter syntax).
+    CIMD_FETCH_RATE_LIMIT = "30 per minute"
     # private_key_jwt client authentication (RFC 7523) for CIMD and registered clients with keys.
     PRIVATE_KEY_JWT_ENABLED = True
     # Longest accepted client assertion lifetime (exp - now, and exp - iat), in seconds.

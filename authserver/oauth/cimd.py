@@ -14,12 +14,14 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import InvalidClientError
-from flask import current_app
+from flask import current_app, has_request_context
+from flask_limiter.util import get_remote_address
+from limits import parse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit
-from ..extensions import db
+from ..extensions import db, limiter
 from ..models import Client, RemoteDocument
 from ..timeutil import to_epoch, utcnow
 from .errors import safe_description
@@ -84,6 +86,16 @@ def _freshness(max_age: int | None) -> int:
     return max(int(config["CIMD_CACHE_MIN_SECONDS"]), min(int(seconds), int(config["CIMD_CACHE_MAX_SECONDS"])))
 
 
+def _count_fetch() -> None:
+    """Count an outbound fetch against the caller's address (shared through Redis when set)."""
+    if not has_request_context():
+        return
+    limit = parse(current_app.config["CIMD_FETCH_RATE_LIMIT"])
+    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or "authserver"
+    if not limiter.limiter.hit(limit, prefix, "cimd-fetch", get_remote_address()):
+        raise FetchError("too many metadata documents fetched for this address; try again in a minute")
+
+
 def get_document(url: str, kind: str) -> dict:
     """The document at `url`: the cached copy while fresh, else a new fetch; a stale copy if the
     origin fails. Raises FetchError when there is nothing usable."""
@@ -94,6 +106,7 @@ def get_document(url: str, kind: str) -> dict:
     if cached is not None and cached.expires_at > now:
         return cached.document
     try:
+        _count_fetch()
         fetched = fetch_json(url, fetch_policy())
     except FetchError as error:
         usable = cached is not None and cached.stale_until > now

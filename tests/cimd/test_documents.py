@@ -200,3 +200,19 @@ def test_document_flow_completes_with_a_public_client(flow, origin):
     assert response.status_code == 200, response.get_json()
     body = flow.introspect(response.get_json()["access_token"]).get_json()
     assert body["active"] is True and body["client_id"] == client_id
+
+
+@pytest.mark.app_config(CIMD_FETCH_RATE_LIMIT="3 per minute")
+def test_outbound_fetches_are_limited_per_address(flow, origin):
+    """Ever-new URL client_ids can't make the server fetch without bound; cached ones cost nothing."""
+    for n in range(3):
+        client_id = origin.url(f"/many/{n}.json")
+        origin.serve(f"/many/{n}.json", client_document(client_id, [REDIRECT]))
+        assert authorize(flow, client_id).status_code == 200
+    fourth = origin.url("/many/3.json")
+    origin.serve("/many/3.json", client_document(fourth, [REDIRECT]))
+    response = authorize(flow, fourth)
+    assert_error_page(response)
+    assert "too many metadata documents fetched" in page_text(response)
+    assert origin.hits["/many/3.json"] == 0
+    assert authorize(flow, origin.url("/many/0.json")).status_code == 200  # cached: no fetch needed
