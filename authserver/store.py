@@ -77,6 +77,14 @@ def delete_client(client: Client) -> None:
     db.session.flush()
 
 
+def client_names(client_ids) -> dict[str, str]:
+    """client_id -> the name people see, for the given ids (unknown ids are left out)."""
+    ids = {c for c in client_ids if c}
+    if not ids:
+        return {}
+    return {c.client_id: c.client_name for c in db.session.scalars(select(Client).where(Client.client_id.in_(ids)))}
+
+
 def find_clients() -> list[Client]:
     return list(db.session.scalars(select(Client).order_by(Client.id)))
 

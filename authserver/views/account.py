@@ -22,6 +22,7 @@ RECENT_EVENTS = 20
 EVENT_LABELS = {
     "login.success": "Signed in",
     "login.failure": "Failed sign-in attempt",
+    "logout": "Signed out",
     "consent.granted": "You connected an app",
     "consent.remembered": "An app reconnected with your earlier consent",
     "consent.denied": "You turned down an app",
@@ -53,12 +54,15 @@ def _grouped(grants: list[Grant]) -> list[HubGrants]:
 @login_required
 def apps():
     user = current_user()
+    events = audit.find_events(user_id=user.id, limit=RECENT_EVENTS)
     return render_template(
         "account/apps.html",
         hubs=_grouped(store.find_user_grants(user)),
-        events=audit.find_events(user_id=user.id, limit=RECENT_EVENTS),
+        events=events,
+        client_names=store.client_names(e.client_id for e in events),
         describe=scopes.describe,
         redirect_host=redirect_host,
+        domain=lambda url: urlsplit(url).hostname,
         event_labels=EVENT_LABELS,
     )
 

@@ -90,6 +90,9 @@ def test_chatgpt_document_completes_a_flow_with_private_key_jwt(app, flow, chatg
     assert origin.hits[DOCUMENT_PATH] == 1  # cached for max-age=300
     assert origin.hits[JWKS_PATH] == 1
 
+    apps = flow.client.get("/account/apps").get_data(as_text=True)
+    assert "ChatGPT</strong>" in apps and "verified domain chatgpt.com<" in apps
+
 
 @pytest.mark.app_config(PRIVATE_KEY_JWT_ENABLED=False)
 def test_chatgpt_document_uses_none_when_private_key_jwt_is_off(client, flow, chatgpt):

@@ -90,7 +90,8 @@ class Person:
         page = self.http.get(self._abs("/account/apps"))
         assert page.status_code == 200, page.status_code
         match = re.search(
-            re.escape(client_name) + r'</strong>\s*<form method="post" action="(/account/apps/\d+/revoke)"', page.text
+            re.escape(client_name) + r'</strong>(?:\s*<span[^>]*>[^<]*</span>)?\s*<form method="post" '
+            r'action="(/account/apps/\d+/revoke)"', page.text
         )
         assert match, f"{client_name} is not on the connected-apps page"
         response = self.http.post(self._abs(match.group(1)), data={"csrf_token": csrf_token(page.text)})

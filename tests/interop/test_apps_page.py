@@ -47,7 +47,8 @@ def test_lists_grants_per_hub_with_what_a_person_needs_to_decide(flow, register)
     assert len(revoke_forms(html)) == 2
     assert csrf_token(html)
     # Recent activity: the consents just given.
-    assert "consent.granted" in html and claude in html
+    assert "consent.granted" in html and '<td class="client-id">Claude Desktop</td>' in html
+    assert claude not in html  # people see names, not client ids
 
 
 def test_shows_only_the_signed_in_users_grants(flow, register, client):
