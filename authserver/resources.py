@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from . import scopes
 from .extensions import db
@@ -57,10 +57,12 @@ def get_by_uri(uri: str) -> ResourceServer | None:
     return db.session.scalar(select(ResourceServer).where(ResourceServer.uri == canonical))
 
 
+# Built once: every introspection authenticates its caller with this lookup.
+_BY_CREDENTIAL_ID = select(ResourceServer).where(ResourceServer.credential_id == bindparam("credential_id"))
+
+
 def get_by_credential_id(credential_id: str) -> ResourceServer | None:
-    return db.session.scalar(
-        select(ResourceServer).where(ResourceServer.credential_id == credential_id)
-    )
+    return db.session.scalar(_BY_CREDENTIAL_ID, {"credential_id": credential_id})
 
 
 def find_all() -> list[ResourceServer]:
