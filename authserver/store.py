@@ -11,6 +11,7 @@ import random
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.orm import joinedload
 
 from .extensions import db
 from .models import (
@@ -38,7 +39,12 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 # every token request and every introspection.
 _CLIENT_BY_ID = select(Client).where(Client.client_id == bindparam("client_id"))
 _TOKEN_BY_ACCESS_HASH = select(Token).where(Token.access_token_hash == bindparam("token_hash"))
-_TOKEN_BY_REFRESH_HASH = select(Token).where(Token.refresh_token_hash == bindparam("token_hash"))
+# A refresh reads the token's grant, user and hub at once: load them in the same round trip.
+_TOKEN_BY_REFRESH_HASH = (
+    select(Token)
+    .where(Token.refresh_token_hash == bindparam("token_hash"))
+    .options(joinedload(Token.grant).joinedload(Grant.user), joinedload(Token.grant).joinedload(Grant.hub))
+)
 _TOKEN_FOR_INTROSPECTION = (
     select(Token, Grant, User, Hub, Membership, Client.client_id, ResourceServer.uri)
     .join(Grant, Grant.id == Token.grant_id)
