@@ -7,10 +7,10 @@ validating the request) ∩ the user's permissions in the chosen hub ∩ the box
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from . import accounts, scopes, store
 from .models import Client, Hub, ResourceServer, User
+from .models.clients import redirect_host
 from .oauth.grants import Decision
 from .oauth.registration import is_loopback_redirect
 
@@ -37,8 +37,7 @@ class ConsentPage:
 
     @property
     def redirect_host(self) -> str:
-        parts = urlsplit(self.redirect_uri)
-        return parts.netloc or f"{parts.scheme}:"
+        return redirect_host(self.redirect_uri)
 
     @property
     def loopback(self) -> bool:
@@ -46,11 +45,7 @@ class ConsentPage:
 
     @property
     def verified_domain(self) -> str | None:
-        """For a metadata-document client: the host its client_id URL was fetched from over
-        verified TLS (unlike its name, which it chose itself)."""
-        if self.client.registration != "cimd":
-            return None
-        return urlsplit(self.client.client_id).hostname
+        return self.client.verified_domain
 
     @property
     def name_unverified(self) -> bool:

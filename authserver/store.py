@@ -11,6 +11,7 @@ import random
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from .extensions import db
@@ -117,11 +118,21 @@ def _touch(row, now: datetime) -> None:
         row.last_used_at = now
 
 
+def add_unless_present(row) -> bool:
+    """Insert `row` in a savepoint; False when its unique key is taken already (by this or any
+    other instance: the database's unique index decides, so single use holds across instances)."""
+    try:
+        with db.session.begin_nested():
+            db.session.add(row)
+    except IntegrityError:
+        return False
+    return True
+
+
 # --- sessions ------------------------------------------------------------------------------------
 def end_session(sid_hash: str, expires_at: datetime) -> None:
-    if not is_session_ended(sid_hash):
-        db.session.add(EndedSession(sid_hash=sid_hash, expires_at=expires_at))
-        db.session.flush()
+    """Record a signed-out session; signing out twice (two tabs, two instances) is harmless."""
+    add_unless_present(EndedSession(sid_hash=sid_hash, expires_at=expires_at))
 
 
 def is_session_ended(sid_hash: str) -> bool:
@@ -140,31 +151,28 @@ def _same_installation(client: Client, grant: Grant, redirect_uri: str) -> bool:
     return client.registration != "cimd" or _installation(grant.redirect_uri) == _installation(redirect_uri)
 
 
-def get_live_grant(user: User, hub: Hub, client: Client, resource: ResourceServer, redirect_uri: str) -> Grant | None:
-    rows = db.session.scalars(
-        select(Grant).where(
-            Grant.user_id == user.id,
-            Grant.hub_id == hub.id,
-            Grant.client_pk == client.id,
-            Grant.resource_id == resource.id,
-            Grant.revoked_at.is_(None),
-        ).order_by(Grant.id)
+def _live_grants(user: User, client: Client, resource: ResourceServer, redirect_uri: str,
+                 hub: Hub | None = None) -> list[Grant]:
+    """The user's live grants to this client (installation) for this resource, oldest first."""
+    query = select(Grant).where(
+        Grant.user_id == user.id,
+        Grant.client_pk == client.id,
+        Grant.resource_id == resource.id,
+        Grant.revoked_at.is_(None),
     )
-    return next((g for g in rows if _same_installation(client, g, redirect_uri)), None)
+    if hub is not None:
+        query = query.where(Grant.hub_id == hub.id)
+    return [g for g in db.session.scalars(query.order_by(Grant.id)) if _same_installation(client, g, redirect_uri)]
+
+
+def get_live_grant(user: User, hub: Hub, client: Client, resource: ResourceServer, redirect_uri: str) -> Grant | None:
+    return next(iter(_live_grants(user, client, resource, redirect_uri, hub)), None)
 
 
 def find_live_grants(user: User, client: Client, resource: ResourceServer, redirect_uri: str) -> list[Grant]:
     """The user's live grants to this client (installation) for this resource, most recently used first."""
-    rows = db.session.scalars(
-        select(Grant).where(
-            Grant.user_id == user.id,
-            Grant.client_pk == client.id,
-            Grant.resource_id == resource.id,
-            Grant.revoked_at.is_(None),
-        )
-    )
-    mine = [g for g in rows if _same_installation(client, g, redirect_uri)]
-    return sorted(mine, key=lambda g: g.last_used_at or g.created_at, reverse=True)
+    return sorted(_live_grants(user, client, resource, redirect_uri), key=lambda g: g.last_used_at or g.created_at,
+                  reverse=True)
 
 
 def find_user_grants(user: User) -> list[Grant]:
@@ -366,13 +374,9 @@ def purge_expired(before: datetime | None = None) -> dict[str, int]:
         )
         .execution_options(synchronize_session=False)
     ).rowcount
-    counts["used_assertions"] = db.session.execute(
-        delete(UsedAssertion).where(UsedAssertion.expires_at <= now).execution_options(synchronize_session=False)
-    ).rowcount
-    counts["ended_sessions"] = db.session.execute(
-        delete(EndedSession).where(EndedSession.expires_at <= now).execution_options(synchronize_session=False)
-    ).rowcount
-    counts["remote_documents"] = db.session.execute(
-        delete(RemoteDocument).where(RemoteDocument.stale_until <= now).execution_options(synchronize_session=False)
-    ).rowcount
+    for name, column in (("used_assertions", UsedAssertion.expires_at), ("ended_sessions", EndedSession.expires_at),
+                         ("remote_documents", RemoteDocument.stale_until)):
+        counts[name] = db.session.execute(
+            delete(column.class_).where(column <= now).execution_options(synchronize_session=False)
+        ).rowcount
     return counts

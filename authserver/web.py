@@ -7,13 +7,10 @@ import secrets
 
 from flask import Flask, abort, g, request
 
+from .oauth.errors import safe_description
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 _OAUTH_CHARS = re.compile(r"^[\x20-\x7e]*$")
-
-
-def _printable(text: str) -> str:
-    """A parameter name fit to quote in an error message."""
-    return "".join(c if 0x20 <= ord(c) <= 0x7E else "?" for c in text[:40])
 
 # No scripts at all; styles from our own origin; never framed (clickjacking).
 # No form-action directive: browsers apply it to the redirect that follows the consent POST,
@@ -45,11 +42,11 @@ def init_app(app: Flask) -> None:
                 if "\x00" in key or any("\x00" in v for v in values):
                     abort(400, "Parameters must not contain NUL characters.")
                 if len(key) > limit or any(len(v) > limit for v in values):
-                    abort(400, f"Parameter {_printable(key)!r} is too long (at most {limit} characters).")
+                    abort(400, f"Parameter '{safe_description(key, 40)}' is too long (at most {limit} characters).")
                 # Every OAuth parameter is printable ASCII (RFC 6749 Appendix A); anything else
                 # is refused here, before it can reach an error message or a query.
                 if protocol and not (_OAUTH_CHARS.match(key) and all(_OAUTH_CHARS.match(v) for v in values)):
-                    abort(400, f"Parameter {_printable(key)!r} must contain only printable ASCII characters.")
+                    abort(400, f"Parameter '{safe_description(key, 40)}' must contain only printable ASCII characters.")
 
     @app.after_request
     def security_headers(response):

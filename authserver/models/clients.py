@@ -27,6 +27,13 @@ def without_loopback_port(uri: str) -> str | None:
     return urlunsplit((parts.scheme, hostname.lower(), parts.path, parts.query, ""))
 
 
+def redirect_host(uri: str) -> str:
+    """Where a redirect URI sends people back to, as shown to them: host[:port], or `scheme:` for
+    a native app's private-use scheme."""
+    parts = urlsplit(uri)
+    return parts.netloc or f"{parts.scheme}:"
+
+
 class Client(db.Model, ClientMixin):
     __tablename__ = "clients"
 
@@ -57,6 +64,12 @@ class Client(db.Model, ClientMixin):
     @property
     def client_name(self) -> str:
         return self.client_metadata.get("client_name") or self.client_id
+
+    @property
+    def verified_domain(self) -> str | None:
+        """For a metadata-document client: the host its client_id URL was fetched from over
+        verified TLS (unlike its name, which it chose itself). None for registered clients."""
+        return urlsplit(self.client_id).hostname if self.registration == "cimd" else None
 
     @property
     def redirect_uris(self) -> list[str]:

@@ -16,9 +16,8 @@ from datetime import datetime, timezone
 import jwt
 from authlib.oauth2.rfc6749 import InvalidClientError
 from flask import current_app
-from sqlalchemy.exc import IntegrityError
 
-from ..extensions import db
+from .. import store
 from ..models import UsedAssertion
 from ..secrets import sha256_hex
 from .errors import safe_description
@@ -68,11 +67,8 @@ def _public_key(keys: list[dict], header: dict):
 
 def _remember_jti(client_id: str, jti: str, exp: int) -> None:
     expires = datetime.fromtimestamp(exp, timezone.utc).replace(tzinfo=None)
-    try:
-        with db.session.begin_nested():
-            db.session.add(UsedAssertion(key_hash=sha256_hex(f"{client_id}\0{jti}"), expires_at=expires))
-    except IntegrityError:
-        raise _refuse("this assertion (jti) was already used") from None
+    if not store.add_unless_present(UsedAssertion(key_hash=sha256_hex(f"{client_id}\0{jti}"), expires_at=expires)):
+        raise _refuse("this assertion (jti) was already used")
 
 
 def authenticate_private_key_jwt(query_client, request):

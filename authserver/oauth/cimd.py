@@ -14,13 +14,12 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import InvalidClientError
-from flask import current_app, has_request_context
+from flask import current_app, g, has_request_context
 from flask_limiter.util import get_remote_address
 from limits import parse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from .. import audit
+from .. import audit, store
 from ..extensions import db, limiter
 from ..models import Client, RemoteDocument
 from ..timeutil import to_epoch, utcnow
@@ -31,8 +30,6 @@ from .registration import GRANT_TYPES, RESPONSE_TYPES, redirect_uris_problem
 #: Token endpoint authentication methods a CIMD client can use, strongest first. There is no
 #: shared secret with a document, so the secret methods are not possible.
 CIMD_AUTH_METHODS = ("private_key_jwt", "none")
-#: Longest URL stored (client_id, document or JWKS URL): the width of the columns that hold them.
-MAX_URL_LENGTH = 2000
 #: Members copied from the document into the client row (what the pages and grants read).
 _KEPT_MEMBERS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id",
                  "software_version", "jwks", "jwks_uri", "redirect_uris", "grant_types", "response_types")
@@ -47,22 +44,13 @@ def is_url_client_id(client_id: str) -> bool:
 
 def fetch_policy() -> FetchPolicy:
     config = current_app.config
-    overrides = {host.lower(): ip for host, ip in (config["CIMD_HOST_OVERRIDES"] or {}).items()}
-    resolver = None
-    if overrides:
-        def resolver(hostname: str, port: int) -> list[str]:
-            if hostname.lower() in overrides:
-                return [overrides[hostname.lower()]]
-            from .fetch import _system_resolver
-
-            return _system_resolver(hostname, port)
     return FetchPolicy(
         timeout=float(config["CIMD_FETCH_TIMEOUT"]),
         max_bytes=int(config["CIMD_MAX_BYTES"]),
         ca_bundle=config["CIMD_CA_BUNDLE"],
         allowed_private_hosts=frozenset(h.lower() for h in config["CIMD_ALLOWED_PRIVATE_HOSTS"]),
         allowed_ports=frozenset(int(p) for p in config["CIMD_ALLOWED_PORTS"]),
-        resolver=resolver,
+        host_overrides={host.lower(): ip for host, ip in (config["CIMD_HOST_OVERRIDES"] or {}).items()},
     )
 
 
@@ -99,8 +87,7 @@ def _count_fetch() -> None:
 def get_document(url: str, kind: str) -> dict:
     """The document at `url`: the cached copy while fresh, else a new fetch; a stale copy if the
     origin fails. Raises FetchError when there is nothing usable."""
-    if len(url) > MAX_URL_LENGTH:
-        raise FetchError(f"the URL is longer than {MAX_URL_LENGTH} characters")
+    check_url(url, fetch_policy())  # before the URL is stored or audited
     now = utcnow()
     cached = db.session.scalar(select(RemoteDocument).where(RemoteDocument.url == url))
     if cached is not None and cached.expires_at > now:
@@ -119,15 +106,9 @@ def get_document(url: str, kind: str) -> dict:
     expires = now + timedelta(seconds=_freshness(fetched.max_age))
     values = dict(kind=kind, document=fetched.document, fetched_at=now, expires_at=expires,
                   stale_until=expires + timedelta(seconds=int(current_app.config["CIMD_STALE_SECONDS"])))
-    if cached is None:
-        try:
-            with db.session.begin_nested():
-                db.session.add(RemoteDocument(url=url, **values))
-        except IntegrityError:  # another instance stored it first: keep ours, it is as new
-            cached = db.session.scalar(select(RemoteDocument).where(RemoteDocument.url == url))
-    if cached is not None:
-        for key, value in values.items():
-            setattr(cached, key, value)
+    stored = cached or _get_or_create(RemoteDocument, RemoteDocument.url, url, **values)
+    for key, value in values.items():  # a row another instance stored first: ours is as new
+        setattr(stored, key, value)
     audit.record("cimd.fetched", client=url if kind == "client" else None, url=url, kind=kind,
                  fresh_for=to_epoch(expires) - to_epoch(now))
     db.session.commit()
@@ -195,12 +176,20 @@ def _invalid(url: str, reason: str) -> InvalidClientError:
 
 def load_client(client_id: str) -> Client:
     """The Client row for a CIMD client_id, created or refreshed from its (cached) document.
-    Raises InvalidClientError with a description that says what was wrong."""
+    Raises InvalidClientError with a description that says what was wrong. Authlib may ask for
+    the client more than once in a request (validation, then the response): load it once."""
+    if not has_request_context():
+        return _load_client(client_id)
+    loaded = g.setdefault("cimd_clients", {})
+    if client_id not in loaded:
+        loaded[client_id] = _load_client(client_id)
+    return loaded[client_id]
+
+
+def _load_client(client_id: str) -> Client:
     if not current_app.config["CIMD_ENABLED"]:
         raise InvalidClientError(description="This server does not accept URL client_ids (metadata documents).")
     try:
-        if len(client_id) > MAX_URL_LENGTH:
-            raise FetchError(f"it is longer than {MAX_URL_LENGTH} characters")
         check_url(client_id, fetch_policy())
     except FetchError as error:
         raise InvalidClientError(description=safe_description(f"The client_id URL is not acceptable: {error}", 400)) from None
@@ -220,17 +209,20 @@ def load_client(client_id: str) -> Client:
         db.session.commit()
         raise _invalid(client_id, f"is not valid: {error}") from None
 
-    client = db.session.scalar(select(Client).where(Client.client_id == client_id))
-    if client is None:
-        try:
-            with db.session.begin_nested():
-                client = Client(client_id=client_id, registration="cimd", client_metadata=metadata,
-                                client_id_issued_at=to_epoch(utcnow()))
-                db.session.add(client)
-        except IntegrityError:  # another instance created it at the same moment
-            client = db.session.scalar(select(Client).where(Client.client_id == client_id))
-        db.session.commit()
+    client = _get_or_create(Client, Client.client_id, client_id, registration="cimd", client_metadata=metadata,
+                            client_id_issued_at=to_epoch(utcnow()))
     if client.client_metadata != metadata:
         client.client_metadata = metadata
-        db.session.commit()
+    db.session.commit()
     return client
+
+
+def _get_or_create(model, key_column, key, **values):
+    """The row whose `key_column` is `key`, created with `values` when missing. Instances racing
+    to create it are settled by the unique index: the loser reads the winner's row."""
+    row = db.session.scalar(select(model).where(key_column == key))
+    if row is None:
+        row = model(**{key_column.key: key}, **values)
+        if not store.add_unless_present(row):
+            row = db.session.scalar(select(model).where(key_column == key))
+    return row

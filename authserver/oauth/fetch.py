@@ -16,8 +16,8 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -45,6 +45,8 @@ class FetchPolicy:
     """Total seconds for resolving, connecting and reading."""
     max_bytes: int = 5120
     """Largest body accepted; anything larger is refused."""
+    max_url_length: int = 2000
+    """Longest URL accepted (the width of the columns that store client_ids and document URLs)."""
     ca_bundle: str | None = None
     """Path to a PEM CA bundle; None trusts the system's default store."""
     allowed_private_hosts: frozenset[str] = frozenset()
@@ -53,6 +55,8 @@ class FetchPolicy:
     """Ports other than 443 that URLs may name (443 is always allowed)."""
     resolver: Callable[[str, int], list[str]] | None = None
     """Turns (hostname, port) into IP address strings; None uses socket.getaddrinfo."""
+    host_overrides: Mapping[str, str] = field(default_factory=dict)
+    """Static lowercase hostname -> IP address answers (like curl --resolve), checked like any other."""
 
 
 class FetchError(Exception):
@@ -115,6 +119,8 @@ def fetch_json(url: str, policy: FetchPolicy) -> Fetched:
 
 
 def _parse(url: str, policy: FetchPolicy) -> _Target:
+    if len(url) > policy.max_url_length:
+        raise FetchError(f"the URL is longer than {policy.max_url_length} characters")
     if not url.isascii() or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise FetchError("the URL contains spaces, control characters or non-ASCII characters")
     parts = urlsplit(url)
@@ -147,7 +153,10 @@ def _resolve(target: _Target, policy: FetchPolicy) -> list[str]:
         addresses = [hostname]
     else:
         try:
-            addresses = (policy.resolver or _system_resolver)(hostname, target.port)
+            if hostname in policy.host_overrides:
+                addresses = [policy.host_overrides[hostname]]
+            else:
+                addresses = (policy.resolver or _system_resolver)(hostname, target.port)
         except (OSError, UnicodeError) as exc:
             raise FetchError(f"cannot resolve {hostname}: {exc}") from exc
         if not addresses:

@@ -4,6 +4,7 @@ retries inside a grace window, reuse detection, and live re-intersection with pe
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -50,13 +51,14 @@ def live_scope(grant: Grant, wanted: str) -> str:
     return " ".join(scopes)
 
 
-class ReplayMixin:
+class ReplayMixin(ABC):
     """Shared by both grants: answers an identical retry from the encrypted replay cache."""
 
     REPLAY_KIND: str
 
+    @abstractmethod
     def replay_context(self) -> list[str]:
-        raise NotImplementedError
+        """What binds a retry to its request (each grant names its own parameters)."""
 
     def cached_response(self, credential: str, key_hash: str) -> dict | None:
         entry = store.get_replay(key_hash)

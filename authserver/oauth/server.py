@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
-from authlib.oauth2.rfc6749 import InvalidScopeError, OAuth2Payload
+from authlib.oauth2.rfc6749 import InvalidScopeError, OAuth2Error, OAuth2Payload
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
 from flask import request as flask_request
@@ -26,6 +26,8 @@ from .revocation import Revocation
 from .tokens import generate_bearer_token
 
 AUTHORIZE_ENDPOINT = "authorize.authorize"
+#: Endpoints (besides the token endpoint) whose parameters are form-encoded.
+FORM_ENDPOINTS = ("introspection", "revocation")
 
 #: Plain descriptions for errors raised without one.
 DEFAULT_DESCRIPTIONS = {
@@ -105,13 +107,24 @@ class AuthorizationServer(FlaskAuthorizationServer):
         if unknown:
             raise InvalidScopeError(safe_description(f"Unknown scope: {' '.join(unknown)}."))
 
-    def create_token_response(self, request=None):
+    def _refuse_repeated_parameters(self, request):
+        """RFC 6749 §3.1: an error response when a form parameter is repeated, else None."""
         oauth_request = self.create_oauth2_request(request)
         try:
             validate_no_duplicate_parameters(oauth_request.payload.datalist)
-        except Exception as error:  # an OAuth2Error
+        except OAuth2Error as error:
             return self.handle_error_response(oauth_request, error)
-        return super().create_token_response(request)
+        return None
+
+    def create_token_response(self, request=None):
+        return self._refuse_repeated_parameters(request) or super().create_token_response(request)
+
+    def create_endpoint_response(self, name, request=None):
+        if name in FORM_ENDPOINTS:
+            refused = self._refuse_repeated_parameters(request)
+            if refused is not None:
+                return refused
+        return super().create_endpoint_response(name, request)
 
     def save_token(self, token: dict, request) -> None:
         """Store the token pair as SHA-256 hashes, stamped with the grant and its code lineage."""

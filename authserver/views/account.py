@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import groupby
-from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, url_for
 
@@ -12,6 +11,7 @@ from .. import audit, scopes, store
 from ..errors import error_page
 from ..extensions import db
 from ..models import Grant, Hub
+from ..models.clients import redirect_host
 from .auth import current_user, login_required
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -39,12 +39,6 @@ class HubGrants:
     grants: list[Grant]
 
 
-def redirect_host(uri: str) -> str:
-    """Where the app sends people back to: host[:port], or `scheme:` for a native app's scheme."""
-    parts = urlsplit(uri)
-    return parts.netloc or f"{parts.scheme}:"
-
-
 def _grouped(grants: list[Grant]) -> list[HubGrants]:
     ordered = sorted(grants, key=lambda g: (g.hub.name.lower(), g.hub.public_id))
     return [HubGrants(hub, list(items)) for hub, items in groupby(ordered, key=lambda g: g.hub)]
@@ -62,7 +56,6 @@ def apps():
         client_names=store.client_names(e.client_id for e in events),
         describe=scopes.describe,
         redirect_host=redirect_host,
-        domain=lambda url: urlsplit(url).hostname,
         event_labels=EVENT_LABELS,
     )
 
