@@ -66,13 +66,21 @@ def membership_permissions(user: User | None, membership: Membership | None) -> 
 
     Every permission decision in authserver goes through this function (via ``permissions`` or,
     on the hot path, with rows already loaded by the introspection query)."""
-    if user is None or membership is None or user.disabled:
+    if user is None or membership is None:
         return frozenset()
-    base = roles().get(membership.role, frozenset())
+    return permissions_from(user.disabled, membership.role, membership.granted, membership.denied)
+
+
+def permissions_from(disabled: bool | None, role: str | None, granted, denied) -> frozenset[str]:
+    """The same answer from plain column values (hot paths read them without loading rows); a
+    None role means no membership."""
+    if disabled or role is None:
+        return frozenset()
+    base = roles().get(role, frozenset())
+    if not granted and not denied:
+        return base
     known = scopes.catalog()
-    granted = {s for s in (membership.granted or []) if s in known}
-    denied = set(membership.denied or [])
-    return frozenset((base | granted) - denied)
+    return frozenset((base | {s for s in (granted or []) if s in known}) - set(denied or []))
 
 
 def permissions(user: User, hub: Hub) -> frozenset[str]:

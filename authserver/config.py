@@ -111,6 +111,10 @@ class Defaults:
     REGISTRATION_RATE_LIMIT_PER_IP = "30 per minute"
     REGISTRATION_RATE_LIMIT_GLOBAL = "1200 per minute"
     INTROSPECTION_RATE_LIMIT = "12000 per minute"
+    # Seconds an instance remembers a resource server's introspection credentials (so that an
+    # introspection is one query). A rotated secret works at once; the old one keeps working on
+    # other instances for at most this long. 0 reads them on every introspection.
+    RESOURCE_SERVER_CACHE_SECONDS = 30
 
     # Longest query or form parameter accepted, in characters (longer ones get 400).
     MAX_PARAMETER_CHARS = 4096
@@ -155,7 +159,10 @@ def finalize(config, instance_path: str) -> None:
         config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     else:
         config.setdefault(
-            "SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+            # No pool_pre_ping: it costs a round trip on every checkout, and hot paths check out
+            # once per request. A connection found dead is detected by SQLAlchemy, which discards
+            # the pool's connections; pool_recycle retires idle ones before servers drop them.
+            "SQLALCHEMY_ENGINE_OPTIONS", {"pool_size": 10, "max_overflow": 20, "pool_recycle": 300}
         )
 
     if config["REGISTRATION_MODE"] not in ("open", "token", "closed"):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from flask import current_app
 from sqlalchemy import bindparam, func, select
 
-from . import scopes
+from . import rawsql, scopes
 from .extensions import db
 from .models import ResourceServer
 from .secrets import RESOURCE_SECRET_PREFIX, hash_secret, new_credential, verify_secret
@@ -57,12 +59,54 @@ def get_by_uri(uri: str) -> ResourceServer | None:
     return db.session.scalar(select(ResourceServer).where(ResourceServer.uri == canonical))
 
 
-# Built once: every introspection authenticates its caller with this lookup.
 _BY_CREDENTIAL_ID = select(ResourceServer).where(ResourceServer.credential_id == bindparam("credential_id"))
+# Built once: every introspection authenticates its caller with this lookup (on a cache miss).
+_CREDENTIALS = rawsql.Statement(
+    select(ResourceServer.id, ResourceServer.credential_id, ResourceServer.credential_secret_hash).where(
+        ResourceServer.credential_id == bindparam("credential_id")
+    )
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated resource server, as the introspection endpoint needs it."""
+
+    id: int
+    credential_id: str
+    secret_hash: str
 
 
 def get_by_credential_id(credential_id: str) -> ResourceServer | None:
     return db.session.scalar(_BY_CREDENTIAL_ID, {"credential_id": credential_id})
+
+
+def _credentials_cache() -> dict[str, tuple[float, Caller | None]]:
+    return current_app.extensions.setdefault("authserver.resource_credentials", {})
+
+
+def get_caller(credential_id: str, fresh: bool = False) -> Caller | None:
+    """A resource server's credentials by credential id, remembered in this process for
+    RESOURCE_SERVER_CACHE_SECONDS: introspection then needs no query to know its caller. Unknown ids
+    are not remembered (anyone can invent them). `fresh` reads the database again."""
+    cache = _credentials_cache()
+    now = time.monotonic()
+    hit = cache.get(credential_id)
+    if hit is not None and hit[0] > now and not fresh:
+        return hit[1]
+    row = rawsql.read_one(_CREDENTIALS, {"credential_id": credential_id})
+    caller = Caller(row.id, row.credential_id, row.credential_secret_hash) if row else None
+    if caller is not None:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[credential_id] = (now + float(current_app.config["RESOURCE_SERVER_CACHE_SECONDS"]), caller)
+    else:
+        cache.pop(credential_id, None)
+    return caller
+
+
+#: Most resource servers remembered per process (there are few; this only bounds memory).
+_CACHE_SIZE = 1024
 
 
 def find_all() -> list[ResourceServer]:
@@ -80,14 +124,21 @@ def get_default() -> ResourceServer | None:
     return None
 
 
-def authenticate(credential_id: str | None, secret: str | None) -> ResourceServer | None:
-    """The resource server whose introspection credentials these are, or None."""
-    if not credential_id or not secret:
+def authenticate(credential_id: str | None, secret: str | None) -> Caller | None:
+    """The resource server whose introspection credentials these are, or None. A secret that does
+    not match the remembered one is checked against the database once more, so a rotated secret
+    works at once; the old one keeps working on other instances for at most
+    RESOURCE_SERVER_CACHE_SECONDS."""
+    if not credential_id or not secret or len(credential_id) > 100:
         return None
-    resource = get_by_credential_id(credential_id)
-    if resource is None:
-        return None
-    return resource if verify_secret(resource.credential_secret_hash, secret) else None
+    caller = get_caller(credential_id)
+    if caller is not None and verify_secret(caller.secret_hash, secret):
+        return caller
+    if caller is not None:
+        fresh = get_caller(credential_id, fresh=True)
+        if fresh is not None and fresh.secret_hash != caller.secret_hash and verify_secret(fresh.secret_hash, secret):
+            return fresh
+    return None
 
 
 def create(
@@ -124,4 +175,5 @@ def rotate_secret(resource: ResourceServer, secret: str | None = None) -> str:
     secret = secret or new_credential(RESOURCE_SECRET_PREFIX)
     resource.credential_secret_hash = hash_secret(secret)
     db.session.flush()
+    _credentials_cache().pop(resource.credential_id, None)
     return secret

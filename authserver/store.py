@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from . import rawsql
 from .extensions import db
 from .models import (
     AuthorizationCode,
@@ -46,15 +47,23 @@ _TOKEN_BY_REFRESH_HASH = (
     .where(Token.refresh_token_hash == bindparam("token_hash"))
     .options(joinedload(Token.grant).joinedload(Grant.user), joinedload(Token.grant).joinedload(Grant.hub))
 )
-_TOKEN_FOR_INTROSPECTION = (
-    select(Token, Grant, User, Hub, Membership, Client.client_id, ResourceServer.uri)
+# An introspection reads plain columns (no ORM entities) of the token, its grant, user, hub, client,
+# audience and the user's live membership, for one resource server: a token of another audience
+# finds no row. Indexed by the unique access-token hash.
+_INTROSPECTION_ROW = rawsql.Statement(
+    select(
+        Token.scope, Token.issued_at, Token.access_expires_at, Token.revoked_at, Token.access_revoked_at,
+        Grant.revoked_at.label("grant_revoked_at"), User.id.label("user_id"), User.disabled.label("user_disabled"),
+        Hub.public_id.label("hub_public_id"), Membership.role, Membership.granted, Membership.denied,
+        Client.client_id, ResourceServer.uri.label("audience"),
+    )
     .join(Grant, Grant.id == Token.grant_id)
     .join(ResourceServer, ResourceServer.id == Grant.resource_id)
     .join(User, User.id == Grant.user_id)
     .join(Hub, Hub.id == Grant.hub_id)
     .join(Client, Client.id == Token.client_pk)
     .outerjoin(Membership, (Membership.user_id == Grant.user_id) & (Membership.hub_id == Grant.hub_id))
-    .where(Token.access_token_hash == bindparam("token_hash"))
+    .where(Token.access_token_hash == bindparam("token_hash"), Grant.resource_id == bindparam("resource_id"))
 )
 
 
@@ -325,10 +334,10 @@ def touch_usage(client: Client, grant: Grant) -> None:
     _touch(grant, now)
 
 
-def get_token_for_introspection(token_hash: str):
-    """One indexed lookup by access-token hash, joined with everything the answer needs:
-    (Token, Grant, User, Hub, Membership|None, client_id, resource URI), or None."""
-    return db.session.execute(_TOKEN_FOR_INTROSPECTION, {"token_hash": token_hash}).first()
+def get_introspection_row(token_hash: str, resource_id: int):
+    """Everything an introspection answer needs, in one statement outside any transaction, or None
+    when no access token with this hash was issued for this resource server."""
+    return rawsql.read_one(_INTROSPECTION_ROW, {"token_hash": token_hash, "resource_id": resource_id})
 
 
 # --- replay cache --------------------------------------------------------------------------------

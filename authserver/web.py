@@ -21,6 +21,15 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+def machine_headers(app: Flask) -> list[tuple[str, str]]:
+    """Headers on every response, pages and machine endpoints alike."""
+    return [
+        ("X-Content-Type-Options", "nosniff"),
+        # Codes and tokens never leak to third parties through the Referer header.
+        ("Referrer-Policy", "no-referrer"),
+    ]
+
+
 def init_app(app: Flask) -> None:
     @app.before_request
     def assign_request_id():
@@ -48,11 +57,12 @@ def init_app(app: Flask) -> None:
                 if protocol and not (_OAUTH_CHARS.match(key) and all(_OAUTH_CHARS.match(v) for v in values)):
                     abort(400, f"Parameter '{safe_description(key, 40)}' must contain only printable ASCII characters.")
 
+    common = machine_headers(app)
+
     @app.after_request
     def security_headers(response):
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        # Codes and tokens never leak to third parties through the Referer header.
-        response.headers["Referrer-Policy"] = "no-referrer"
+        for key, value in common:
+            response.headers[key] = value
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if response.mimetype == "text/html":
             response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY

@@ -17,6 +17,7 @@ the run's rate-limit counters are dropped.
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 import os
 import re
 import secrets
@@ -27,10 +28,10 @@ import pytest
 import redis
 from argon2 import PasswordHasher
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
-from authserver import accounts, create_app, resources
+from authserver import accounts, create_app, rawsql, resources
 from authserver import secrets as authserver_secrets
 from authserver.extensions import db
 from authserver.models import Hub
@@ -308,6 +309,31 @@ def make_resource(app):
             return _detached(resource), secret
 
     return make
+
+
+@pytest.fixture
+def statements(app):
+    """statements() -> a context manager collecting the SQL of every statement the app runs inside
+    it, through the ORM or on raw connections (authserver.rawsql): guards of work per request."""
+
+    @contextmanager
+    def collect():
+        seen: list[str] = []
+
+        def on_execute(conn, cursor, statement, parameters, context, executemany):
+            seen.append(statement)
+
+        with app.app_context():
+            engine = db.engine
+        event.listen(engine, "before_cursor_execute", on_execute)
+        rawsql.LISTENERS.append(seen.append)
+        try:
+            yield seen
+        finally:
+            event.remove(engine, "before_cursor_execute", on_execute)
+            rawsql.LISTENERS.remove(seen.append)
+
+    return collect
 
 
 # --- browser helpers -----------------------------------------------------------------------------

@@ -53,15 +53,16 @@ def test_secret_is_stored_only_as_a_slow_hash_and_rotation_replaces_it(app):
         row = db.session.get(ResourceServer, resource.id)
         assert secret not in row.credential_secret_hash
         assert row.credential_secret_hash.startswith("$argon2id$")
-        assert resources.authenticate(row.credential_id, secret) == row
+        assert resources.authenticate(row.credential_id, secret).id == row.id
         assert resources.authenticate(row.credential_id, secret + "x") is None
         assert resources.authenticate("rs_unknown", secret) is None
         assert resources.authenticate(row.credential_id, "") is None
 
         new = resources.rotate_secret(row)
+        db.session.commit()
         assert new != secret
         assert resources.authenticate(row.credential_id, secret) is None
-        assert resources.authenticate(row.credential_id, new) == row
+        assert resources.authenticate(row.credential_id, new).id == row.id
 
 
 def test_scopes_and_defaults_are_validated(app):

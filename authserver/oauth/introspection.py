@@ -1,30 +1,64 @@
-"""Token introspection (RFC 7662) for resource servers, answered from one indexed query."""
+"""Token introspection (RFC 7662) for resource servers, answered from one indexed query.
+
+Introspection sits on the path of every MCP tool call, so it is answered by a lean path rather than
+Authlib's generic endpoint pipeline (which builds two request objects, parses the form twice and
+loads five ORM entities inside a transaction). The rules are the same ones, each named below:
+callers authenticate as a registered resource server (RFC 7662 §2.1), a resource server only
+learns about access tokens whose audience is itself, and everything else is exactly
+{"active": false} (§2.2).
+"""
 
 from __future__ import annotations
+
+import json
 
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
 
-from .. import accounts, resources
+from .. import accounts, resources, store
 from ..metrics import INTROSPECTIONS
 from ..secrets import sha256_hex
 from ..timeutil import to_epoch, utcnow
+from .grants import validate_no_duplicate_parameters
 
 INACTIVE = {"active": False}
+_INACTIVE_BODY = json.dumps(INACTIVE).encode()
+#: RFC 7662 §2.2 answers are credentials-bearing: never cached by anyone.
+HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class Introspection(IntrospectionEndpoint):
-    """Callers authenticate as a registered resource server; a resource server only learns about
-    access tokens whose audience is itself. Everything else is exactly {"active": false}."""
+    """The RFC 7662 endpoint: what it accepts (advertised in the metadata) and how it answers."""
 
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
-    def authenticate_endpoint_client(self, request):
+    def __call__(self, request):
+        return self.respond(request)
+
+    def respond(self, request) -> tuple[bytes, int, dict]:
+        """A Flask response tuple (JSON body, status, headers) for a form-encoded introspection request."""
+        form = request.form
+        validate_no_duplicate_parameters(form.to_dict(flat=False))
+        resource = self.authenticate_resource_server(request)
+        token = form.get("token")
+        if not token:
+            raise InvalidRequestError("The 'token' parameter is required.")
+        # Unknown token_type_hint values are ignored (RFC 7662 §2.1 lets the server search all).
+        # Only access tokens are introspectable: a resource server has no business with refresh
+        # tokens, and answering for them would let a leaked refresh token pass as a bearer. The
+        # audience check is part of the query: another resource server's token finds no row.
+        row = store.get_introspection_row(sha256_hex(token), resource.id)
+        payload = self.payload(row)
+        INTROSPECTIONS.labels("active" if payload is not INACTIVE else "inactive").inc()
+        body = _INACTIVE_BODY if payload is INACTIVE else json.dumps(payload).encode()
+        return body, 200, HEADERS
+
+    def authenticate_resource_server(self, request):
+        """RFC 7662 §2.1: the caller is a resource server, by HTTP Basic or form credentials."""
         credential_id, secret = extract_basic_authorization(request.headers)
-        used_basic = bool(credential_id)
-        if not used_basic:
+        if not credential_id:
             credential_id = request.form.get("client_id")
             secret = request.form.get("client_secret")
         resource = resources.authenticate(credential_id, secret)
@@ -33,52 +67,32 @@ class Introspection(IntrospectionEndpoint):
             raise InvalidClientError(
                 status_code=401, description="Authenticate with the resource server's credentials."
             )
-        request.client = resource
         return resource
 
-    def check_params(self, request, client):
-        if not request.form.get("token"):
-            raise InvalidRequestError("The 'token' parameter is required.")
-        # Unknown token_type_hint values are ignored (RFC 7662 §2.1 lets the server search all).
-
-    def query_token(self, token_string, token_type_hint):
-        # Only access tokens are introspectable: a resource server has no business with refresh
-        # tokens, and answering for them would let a leaked refresh token pass as a bearer.
-        from .. import store
-
-        return store.get_token_for_introspection(sha256_hex(token_string))
-
-    def check_permission(self, row, resource, request) -> bool:
-        # Audience check: a resource server learns only about tokens issued for itself.
-        grant = row[1]
-        return grant.resource_id == resource.id
-
-    def create_introspection_payload(self, row):
-        payload = self._payload(row)
-        INTROSPECTIONS.labels("active" if payload["active"] else "inactive").inc()
-        return payload
-
-    def _payload(self, row):
-        if not row:
-            return dict(INACTIVE)
-        token, grant, user, hub, membership, client_id, audience = row
-        now = utcnow()
-        if token.is_revoked() or grant.revoked_at is not None or token.access_expires_at <= now:
-            return dict(INACTIVE)
-        allowed = accounts.membership_permissions(user, membership)
-        scope = [s for s in token.scope.split() if s in allowed]
+    @staticmethod
+    def payload(row) -> dict:
+        """The RFC 7662 answer for a row of store.get_introspection_row (None: no such token)."""
+        if row is None:
+            return INACTIVE
+        if row.revoked_at is not None or row.access_revoked_at is not None or row.grant_revoked_at is not None:
+            return INACTIVE
+        if row.access_expires_at <= utcnow():
+            return INACTIVE
+        # Live permissions: the token never says more than the user may do in the hub right now.
+        allowed = accounts.permissions_from(row.user_disabled, row.role, row.granted, row.denied)
+        scope = [s for s in row.scope.split() if s in allowed]
         if not scope:
-            return dict(INACTIVE)
+            return INACTIVE
         return {
             "active": True,
-            "client_id": client_id,
-            "hub_id": hub.public_id,
-            "user_id": user.id,
-            "sub": str(user.id),
+            "client_id": row.client_id,
+            "hub_id": row.hub_public_id,
+            "user_id": row.user_id,
+            "sub": str(row.user_id),
             "scope": " ".join(scope),
-            "aud": audience,
+            "aud": row.audience,
             "iss": current_app.config["ISSUER"],
-            "exp": to_epoch(token.access_expires_at),
-            "iat": to_epoch(token.issued_at),
+            "exp": to_epoch(row.access_expires_at),
+            "iat": to_epoch(row.issued_at),
             "token_type": "Bearer",
         }

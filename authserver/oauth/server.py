@@ -27,7 +27,7 @@ from .tokens import generate_bearer_token
 
 AUTHORIZE_ENDPOINT = "authorize.authorize"
 #: Endpoints (besides the token endpoint) whose parameters are form-encoded.
-FORM_ENDPOINTS = ("introspection", "revocation")
+FORM_ENDPOINTS = ("revocation",)
 
 #: Plain descriptions for errors raised without one.
 DEFAULT_DESCRIPTIONS = {
@@ -83,6 +83,10 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
     def load_config(self, config):
         self.register_token_generator("default", generate_bearer_token)
+
+    def get_endpoint(self, name: str):
+        """The registered endpoint object (for views that call a lean path on it directly)."""
+        return self._endpoints[name][0]
 
     def query_client(self, client_id):
         """A registered client, or for an https URL client_id its metadata document's client."""

@@ -114,7 +114,11 @@ def client_configuration(client_id):
 @bp.route("/introspect", methods=["POST"])
 @limiter.limit(_limit("INTROSPECTION_RATE_LIMIT"), key_func=_caller_key, scope="introspect")
 def introspect():
-    return _require_form() or _committed(server.create_endpoint_response("introspection"))
+    refused = _require_form()
+    if refused is not None:
+        return refused
+    # A read: no session, no transaction, nothing to commit (see oauth/introspection.py).
+    return server.get_endpoint("introspection").respond(request)
 
 
 @bp.route("/revoke", methods=["POST", "OPTIONS"])
