@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: the only place that wires configuration, extensions, blueprints and OAuth."""
-    app = Flask(
+    from .web import App
+
+    app = App(
         __name__,
         instance_relative_config=True,
         template_folder=str(ROOT / "templates"),
