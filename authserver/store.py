@@ -75,6 +75,57 @@ def get_client_by_dedupe_key(key: str) -> Client | None:
     )
 
 
+def revoke_client_management(client: Client, key: str) -> bool:
+    """Hand a deduplicated client to one more registrant: from now on nobody manages it (RFC 7592
+    would let its first registrant change or delete what every other registrant uses).
+
+    Conditional on the client still being deduplicated under `key`: False when it left
+    deduplication meanwhile (it was managed or deleted), and then the caller registers a new
+    client. Racing `update_managed_client` on PostgreSQL, exactly one of the two matches a row."""
+    result = db.session.execute(
+        update(Client)
+        .where(Client.id == client.id, Client.dedupe_key == key)
+        .values(registration_access_token_hash=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(client)
+    return result.rowcount == 1
+
+
+def update_managed_client(client: Client, token_hash: str, metadata: dict, issued_at: int) -> bool:
+    """RFC 7592 §2.2 update, only while `token_hash` is still the client's registration token.
+
+    A managed client leaves deduplication at once (dedupe_key NULL), so no later registrant is
+    handed a client whose metadata someone else controls. False when the token was revoked
+    meanwhile (the client was handed to another registrant, or deleted)."""
+    result = db.session.execute(
+        update(Client)
+        .where(Client.id == client.id, Client.registration_access_token_hash == token_hash)
+        .values(client_metadata=metadata, client_id_issued_at=issued_at, dedupe_key=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(client)
+    return result.rowcount == 1
+
+
+def delete_managed_client(client: Client, token_hash: str) -> bool:
+    """RFC 7592 §2.3 delete, only while `token_hash` is still the client's registration token.
+
+    The token is revoked first by a conditional UPDATE, which takes the row lock: a registration
+    racing it either sees no row afterwards or has already revoked the token (then False)."""
+    result = db.session.execute(
+        update(Client)
+        .where(Client.id == client.id, Client.registration_access_token_hash == token_hash)
+        .values(registration_access_token_hash=None, dedupe_key=None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.expire(client)
+        return False
+    delete_client(client)
+    return True
+
+
 def find_unused_clients(cutoff: datetime) -> list[Client]:
     """Dynamically registered and metadata-document clients not used since `cutoff` (or never,
     and created before it). A metadata-document client comes back from its document when used."""
