@@ -196,10 +196,12 @@ def _installation(uri: str) -> str:
     return without_loopback_port(uri) or uri
 
 
-def _same_installation(client: Client, grant: Grant, redirect_uri: str) -> bool:
-    """One metadata-document client_id serves every installation of a client, each with its own
-    redirect URI; a grant belongs to one installation. Registered clients are one installation."""
-    return client.registration != "cimd" or _installation(grant.redirect_uri) == _installation(redirect_uri)
+def _same_installation(grant: Grant, redirect_uri: str) -> bool:
+    """A grant belongs to one installation: the redirect URI the person approved, loopback ports
+    aside. A redirect URI the person never approved is a new installation, for every kind of
+    client: a registered client's URIs can change (RFC 7592), and consent given for one place
+    must not send codes to another."""
+    return _installation(grant.redirect_uri) == _installation(redirect_uri)
 
 
 def _live_grants(user: User, client: Client, resource: ResourceServer, redirect_uri: str,
@@ -213,7 +215,7 @@ def _live_grants(user: User, client: Client, resource: ResourceServer, redirect_
     )
     if hub is not None:
         query = query.where(Grant.hub_id == hub.id)
-    return [g for g in db.session.scalars(query.order_by(Grant.id)) if _same_installation(client, g, redirect_uri)]
+    return [g for g in db.session.scalars(query.order_by(Grant.id)) if _same_installation(g, redirect_uri)]
 
 
 def get_live_grant(user: User, hub: Hub, client: Client, resource: ResourceServer, redirect_uri: str) -> Grant | None:
@@ -244,9 +246,10 @@ def get_user_grant(user: User, grant_id: int) -> Grant | None:
 def record_grant(
     user: User, hub: Hub, client: Client, resource: ResourceServer, scope: str, redirect_uri: str
 ) -> Grant:
-    """Record consent. Re-authorizing the same (user, hub, client, resource) — for a metadata
-    document client, the same installation (redirect URI) too — replaces the scopes of the existing
-    grant; its earlier tokens keep their own (narrower or equal) scopes."""
+    """Record consent. Re-authorizing the same (user, hub, client, resource, installation)
+    replaces the scopes of the existing grant; its earlier tokens keep their own (narrower or
+    equal) scopes. Another redirect URI is another installation, so another grant: the grant
+    keeps the redirect URI the person approved."""
     now = utcnow()
     grant = get_live_grant(user, hub, client, resource, redirect_uri)
     if grant is None:
@@ -263,7 +266,6 @@ def record_grant(
         db.session.add(grant)
     else:
         grant.scope = scope
-        grant.redirect_uri = redirect_uri
         grant.last_used_at = now
     db.session.flush()
     return grant
