@@ -19,6 +19,14 @@ class ConsentError(ValueError):
     """A consent submission that cannot be accepted (message is shown to the person)."""
 
 
+class HubNotShown(ConsentError):
+    """Allow was pressed for another hub than the one whose permissions were on the page."""
+
+    def __init__(self, hub: Hub):
+        super().__init__(f"Check the permissions for {hub.name} and press Allow again.")
+        self.hub = hub
+
+
 @dataclass
 class ScopeChoice:
     scope: scopes.Scope
@@ -97,12 +105,17 @@ def remembered_decision(user: User, oauth_grant) -> Decision | None:
     return None
 
 
-def decide(user: User, oauth_grant, hub_param: str | None, ticked: list[str]) -> Decision:
-    """Record the user's approval and return what to put in the authorization code."""
+def decide(user: User, oauth_grant, hub_param: str | None, shown_hub: str | None, ticked: list[str]) -> Decision:
+    """Record the user's approval and return what to put in the authorization code.
+
+    The hub granted is the hub whose permissions the person saw: Allow pressed with another hub
+    selected (`shown_hub` is the one displayed) raises HubNotShown and grants nothing."""
     hub = accounts.get_hub(hub_param) if hub_param else None
     if hub is None or accounts.get_membership(user, hub) is None:
         # A hand-edited form naming a hub the user does not belong to.
         raise ConsentError("Choose one of your hubs.")
+    if str(hub.public_id) != (shown_hub or ""):
+        raise HubNotShown(hub)
     allowed = accounts.permissions(user, hub)
     requested = requested_scopes(oauth_grant)
     granted = [s for s in requested if s in allowed and s in set(ticked)]
