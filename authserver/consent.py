@@ -7,6 +7,7 @@ validating the request) ∩ the user's permissions in the chosen hub ∩ the box
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from . import accounts, scopes, store
 from .models import Client, Hub, ResourceServer, User
@@ -25,6 +26,14 @@ class HubNotShown(ConsentError):
     def __init__(self, hub: Hub):
         super().__init__(f"Check the permissions for {hub.name} and press Allow again.")
         self.hub = hub
+
+
+def asks_every_time(client: Client, redirect_uri: str) -> bool:
+    """No silent approval where the client's identity cannot be assured (RFC 8252 §8.6): a public
+    client redirecting to loopback or a private-use scheme may be any program on the device that
+    claims its client_id. An https redirect URI is held by its domain, and a confidential client
+    proves itself at the token endpoint, so those keep remembered consent."""
+    return client.is_public and urlsplit(redirect_uri).scheme.lower() != "https"
 
 
 @dataclass
@@ -61,6 +70,10 @@ class ConsentPage:
         return self.client.registration != "cli"
 
     @property
+    def asks_every_time(self) -> bool:
+        return asks_every_time(self.client, self.redirect_uri)
+
+    @property
     def can_approve(self) -> bool:
         return any(c.available for c in self.choices)
 
@@ -70,12 +83,18 @@ def requested_scopes(oauth_grant) -> list[str]:
 
 
 def build_page(user: User, oauth_grant, hub_param: str | None, ticked: set[str] | None = None) -> ConsentPage:
-    """What the consent page shows for the hub the user picked (or their first hub)."""
+    """What the consent page shows for the hub the user picked (or their first hub). A client that
+    is asked every time gets the person's last choice for this installation pre-filled."""
     hubs = accounts.find_user_hubs(user)
+    client, resource = oauth_grant.request.client, oauth_grant.request.resource
+    if hub_param is None and ticked is None and asks_every_time(client, oauth_grant.redirect_uri):
+        last = next(iter(store.find_live_grants(user, client, resource, oauth_grant.redirect_uri)), None)
+        if last is not None:
+            hub_param, ticked = last.hub.public_id, set(last.scope_set)
     selected = next((h for h in hubs if str(h.public_id) == str(hub_param)), hubs[0] if hubs else None)
     page = ConsentPage(
-        client=oauth_grant.request.client,
-        resource=oauth_grant.request.resource,
+        client=client,
+        resource=resource,
         redirect_uri=oauth_grant.redirect_uri,
         hubs=hubs,
         selected=selected,
@@ -89,9 +108,12 @@ def build_page(user: User, oauth_grant, hub_param: str | None, ticked: set[str] 
 
 
 def remembered_decision(user: User, oauth_grant) -> Decision | None:
-    """Skip the page when the user already granted this client, for this resource, at least the
-    requested scopes (in the hub they used most recently)."""
+    """Skip the page when the user already granted this client, for this resource and
+    installation (redirect URI), at least the requested scopes (in the hub they used most
+    recently); never for a client whose identity can't be assured (`asks_every_time`)."""
     client, resource = oauth_grant.request.client, oauth_grant.request.resource
+    if asks_every_time(client, oauth_grant.redirect_uri):
+        return None
     requested = set(requested_scopes(oauth_grant))
     for grant in store.find_live_grants(user, client, resource, oauth_grant.redirect_uri):
         if not requested <= grant.scope_set:
