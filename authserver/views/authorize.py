@@ -77,6 +77,7 @@ def authorize():
 
 def _consent_page(user, grant, hub: str | None, ticked: set[str] | None = None, error: str | None = None,
                   notice: str | None = None):
+    """The consent page for `hub` (None: the person's last or first hub), with `ticked` boxes."""
     page = consent.build_page(user, grant, hub, ticked)
     return render_template("oauth/consent.html", page=page, error=error, notice=notice)
 
