@@ -7,6 +7,7 @@ validating the request) ∩ the user's permissions in the chosen hub ∩ the box
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from . import accounts, scopes, store
 from .models import Client, Hub, ResourceServer, User
@@ -17,6 +18,22 @@ from .oauth.registration import is_loopback_redirect
 
 class ConsentError(ValueError):
     """A consent submission that cannot be accepted (message is shown to the person)."""
+
+
+class HubNotShown(ConsentError):
+    """Allow was pressed for another hub than the one whose permissions were on the page."""
+
+    def __init__(self, hub: Hub):
+        super().__init__(f"Check the permissions for {hub.name} and press Allow again.")
+        self.hub = hub
+
+
+def asks_every_time(client: Client, redirect_uri: str) -> bool:
+    """No silent approval where the client's identity cannot be assured (RFC 8252 §8.6): a public
+    client redirecting to loopback or a private-use scheme may be any program on the device that
+    claims its client_id. An https redirect URI is held by its domain, and a confidential client
+    proves itself at the token endpoint, so those keep remembered consent."""
+    return client.is_public and urlsplit(redirect_uri).scheme.lower() != "https"
 
 
 @dataclass
@@ -53,6 +70,10 @@ class ConsentPage:
         return self.client.registration != "cli"
 
     @property
+    def asks_every_time(self) -> bool:
+        return asks_every_time(self.client, self.redirect_uri)
+
+    @property
     def can_approve(self) -> bool:
         return any(c.available for c in self.choices)
 
@@ -62,12 +83,18 @@ def requested_scopes(oauth_grant) -> list[str]:
 
 
 def build_page(user: User, oauth_grant, hub_param: str | None, ticked: set[str] | None = None) -> ConsentPage:
-    """What the consent page shows for the hub the user picked (or their first hub)."""
+    """What the consent page shows for the hub the user picked (or their first hub). A client that
+    is asked every time gets the person's last choice for this installation pre-filled."""
     hubs = accounts.find_user_hubs(user)
+    client, resource = oauth_grant.request.client, oauth_grant.request.resource
+    if hub_param is None and ticked is None and asks_every_time(client, oauth_grant.redirect_uri):
+        last = next(iter(store.find_live_grants(user, client, resource, oauth_grant.redirect_uri)), None)
+        if last is not None:
+            hub_param, ticked = last.hub.public_id, set(last.scope_set)
     selected = next((h for h in hubs if str(h.public_id) == str(hub_param)), hubs[0] if hubs else None)
     page = ConsentPage(
-        client=oauth_grant.request.client,
-        resource=oauth_grant.request.resource,
+        client=client,
+        resource=resource,
         redirect_uri=oauth_grant.redirect_uri,
         hubs=hubs,
         selected=selected,
@@ -81,9 +108,12 @@ def build_page(user: User, oauth_grant, hub_param: str | None, ticked: set[str] 
 
 
 def remembered_decision(user: User, oauth_grant) -> Decision | None:
-    """Skip the page when the user already granted this client, for this resource, at least the
-    requested scopes (in the hub they used most recently)."""
+    """Skip the page when the user already granted this client, for this resource and
+    installation (redirect URI), at least the requested scopes (in the hub they used most
+    recently); never for a client whose identity can't be assured (`asks_every_time`)."""
     client, resource = oauth_grant.request.client, oauth_grant.request.resource
+    if asks_every_time(client, oauth_grant.redirect_uri):
+        return None
     requested = set(requested_scopes(oauth_grant))
     for grant in store.find_live_grants(user, client, resource, oauth_grant.redirect_uri):
         if not requested <= grant.scope_set:
@@ -97,12 +127,17 @@ def remembered_decision(user: User, oauth_grant) -> Decision | None:
     return None
 
 
-def decide(user: User, oauth_grant, hub_param: str | None, ticked: list[str]) -> Decision:
-    """Record the user's approval and return what to put in the authorization code."""
+def decide(user: User, oauth_grant, hub_param: str | None, shown_hub: str | None, ticked: list[str]) -> Decision:
+    """Record the user's approval and return what to put in the authorization code.
+
+    The hub granted is the hub whose permissions the person saw: Allow pressed with another hub
+    selected (`shown_hub` is the one displayed) raises HubNotShown and grants nothing."""
     hub = accounts.get_hub(hub_param) if hub_param else None
     if hub is None or accounts.get_membership(user, hub) is None:
         # A hand-edited form naming a hub the user does not belong to.
         raise ConsentError("Choose one of your hubs.")
+    if str(hub.public_id) != (shown_hub or ""):
+        raise HubNotShown(hub)
     allowed = accounts.permissions(user, hub)
     requested = requested_scopes(oauth_grant)
     granted = [s for s in requested if s in allowed and s in set(ticked)]

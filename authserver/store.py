@@ -84,6 +84,57 @@ def get_client_by_dedupe_key(key: str) -> Client | None:
     )
 
 
+def revoke_client_management(client: Client, key: str) -> bool:
+    """Hand a deduplicated client to one more registrant: from now on nobody manages it (RFC 7592
+    would let its first registrant change or delete what every other registrant uses).
+
+    Conditional on the client still being deduplicated under `key`: False when it left
+    deduplication meanwhile (it was managed or deleted), and then the caller registers a new
+    client. Racing `update_managed_client` on PostgreSQL, exactly one of the two matches a row."""
+    result = db.session.execute(
+        update(Client)
+        .where(Client.id == client.id, Client.dedupe_key == key)
+        .values(registration_access_token_hash=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(client)
+    return result.rowcount == 1
+
+
+def update_managed_client(client: Client, token_hash: str, metadata: dict, issued_at: int) -> bool:
+    """RFC 7592 §2.2 update, only while `token_hash` is still the client's registration token.
+
+    A managed client leaves deduplication at once (dedupe_key NULL), so no later registrant is
+    handed a client whose metadata someone else controls. False when the token was revoked
+    meanwhile (the client was handed to another registrant, or deleted)."""
+    result = db.session.execute(
+        update(Client)
+        .where(Client.id == client.id, Client.registration_access_token_hash == token_hash)
+        .values(client_metadata=metadata, client_id_issued_at=issued_at, dedupe_key=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(client)
+    return result.rowcount == 1
+
+
+def delete_managed_client(client: Client, token_hash: str) -> bool:
+    """RFC 7592 §2.3 delete, only while `token_hash` is still the client's registration token.
+
+    The token is revoked first by a conditional UPDATE, which takes the row lock: a registration
+    racing it either sees no row afterwards or has already revoked the token (then False)."""
+    result = db.session.execute(
+        update(Client)
+        .where(Client.id == client.id, Client.registration_access_token_hash == token_hash)
+        .values(registration_access_token_hash=None, dedupe_key=None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.expire(client)
+        return False
+    delete_client(client)
+    return True
+
+
 def find_unused_clients(cutoff: datetime) -> list[Client]:
     """Dynamically registered and metadata-document clients not used since `cutoff` (or never,
     and created before it). A metadata-document client comes back from its document when used."""
@@ -154,10 +205,12 @@ def _installation(uri: str) -> str:
     return without_loopback_port(uri) or uri
 
 
-def _same_installation(client: Client, grant: Grant, redirect_uri: str) -> bool:
-    """One metadata-document client_id serves every installation of a client, each with its own
-    redirect URI; a grant belongs to one installation. Registered clients are one installation."""
-    return client.registration != "cimd" or _installation(grant.redirect_uri) == _installation(redirect_uri)
+def _same_installation(grant: Grant, redirect_uri: str) -> bool:
+    """A grant belongs to one installation: the redirect URI the person approved, loopback ports
+    aside. A redirect URI the person never approved is a new installation, for every kind of
+    client: a registered client's URIs can change (RFC 7592), and consent given for one place
+    must not send codes to another."""
+    return _installation(grant.redirect_uri) == _installation(redirect_uri)
 
 
 def _live_grants(user: User, client: Client, resource: ResourceServer, redirect_uri: str,
@@ -171,7 +224,7 @@ def _live_grants(user: User, client: Client, resource: ResourceServer, redirect_
     )
     if hub is not None:
         query = query.where(Grant.hub_id == hub.id)
-    return [g for g in db.session.scalars(query.order_by(Grant.id)) if _same_installation(client, g, redirect_uri)]
+    return [g for g in db.session.scalars(query.order_by(Grant.id)) if _same_installation(g, redirect_uri)]
 
 
 def get_live_grant(user: User, hub: Hub, client: Client, resource: ResourceServer, redirect_uri: str) -> Grant | None:
@@ -202,9 +255,10 @@ def get_user_grant(user: User, grant_id: int) -> Grant | None:
 def record_grant(
     user: User, hub: Hub, client: Client, resource: ResourceServer, scope: str, redirect_uri: str
 ) -> Grant:
-    """Record consent. Re-authorizing the same (user, hub, client, resource) — for a metadata
-    document client, the same installation (redirect URI) too — replaces the scopes of the existing
-    grant; its earlier tokens keep their own (narrower or equal) scopes."""
+    """Record consent. Re-authorizing the same (user, hub, client, resource, installation)
+    replaces the scopes of the existing grant; its earlier tokens keep their own (narrower or
+    equal) scopes. Another redirect URI is another installation, so another grant: the grant
+    keeps the redirect URI the person approved."""
     now = utcnow()
     grant = get_live_grant(user, hub, client, resource, redirect_uri)
     if grant is None:
@@ -221,7 +275,6 @@ def record_grant(
         db.session.add(grant)
     else:
         grant.scope = scope
-        grant.redirect_uri = redirect_uri
         grant.last_used_at = now
     db.session.flush()
     return grant

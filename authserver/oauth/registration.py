@@ -122,15 +122,9 @@ def redirect_uris_problem(uris) -> str | None:
 
 
 def dedupe_key(metadata: dict) -> str:
-    """Digest of what identifies a public client: same redirect URIs, name and software id."""
-    identity = {
-        "redirect_uris": sorted(metadata.get("redirect_uris") or []),
-        "client_name": metadata.get("client_name"),
-        "software_id": metadata.get("software_id"),
-        "grant_types": sorted(metadata.get("grant_types") or []),
-        "token_endpoint_auth_method": metadata.get("token_endpoint_auth_method"),
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    """Digest of a public client's whole registered metadata: only an identical registration is
+    answered with an existing client, so a registrant never gets metadata it did not send."""
+    return hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
 
 
 def is_loopback_redirect(uri: str) -> bool:
@@ -245,11 +239,14 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         request.credential = self.authenticate_token(request)
         metadata = self.extract_client_metadata(request)
         if metadata.get("token_endpoint_auth_method") == "none":
-            existing = store.get_client_by_dedupe_key(dedupe_key(metadata))
-            if existing is not None:
-                # An identical public client (hosted AI clients register again and again from
-                # the same few addresses): answer with the existing one, no new row. No new
-                # registration access token: the first registrant keeps management of it.
+            key = dedupe_key(metadata)
+            existing = store.get_client_by_dedupe_key(key)
+            # An identical public client (hosted AI clients register again and again from the
+            # same few addresses): answer with the existing one, no new row. A client that several
+            # parties were handed is managed by none of them: otherwise its first registrant could
+            # add a redirect URI of its own, or delete it, under everybody else's grants. When it
+            # left deduplication meanwhile (managed or deleted), register a new client instead.
+            if existing is not None and store.revoke_client_management(existing, key):
                 audit.record("client.reused", client=existing)
                 body = {"client_id": existing.client_id, "client_id_issued_at": existing.client_id_issued_at,
                         **existing.client_metadata}
@@ -323,7 +320,7 @@ class ClientConfiguration(MetadataValidation, ClientConfigurationEndpoint):
             raise InvalidClientError(status_code=401, description="Send the registration access token as a Bearer token.")
         client = store.get_client_by_registration_token(sha256_hex(value.strip()))
         if client is None:
-            raise InvalidClientError(status_code=401, description="The registration access token is not valid.")
+            raise _token_no_longer_valid()
         return RegistrationToken(client, value.strip())
 
     def authenticate_client(self, request):
@@ -364,12 +361,19 @@ class ClientConfiguration(MetadataValidation, ClientConfigurationEndpoint):
             raise InvalidClientMetadataError(
                 "token_endpoint_auth_method cannot change between a secret method and one without a secret."
             )
-        client.client_metadata = client_metadata
-        client.client_id_issued_at = client.client_id_issued_at or int(time.time())
-        store.save_client(client)
+        # Conditional on the token still being valid: an identical registration may have handed
+        # this client to someone else since the token was checked.
+        issued_at = client.client_id_issued_at or int(time.time())
+        if not store.update_managed_client(client, sha256_hex(request.credential.value), client_metadata, issued_at):
+            raise _token_no_longer_valid()
         audit.record("client.updated", client=client, redirect_uris=client.redirect_uris)
         return client
 
     def delete_client(self, client: Client, request) -> None:
+        if not store.delete_managed_client(client, sha256_hex(request.credential.value)):
+            raise _token_no_longer_valid()
         audit.record("client.deleted", client=client)
-        store.delete_client(client)
+
+
+def _token_no_longer_valid() -> InvalidClientError:
+    return InvalidClientError(status_code=401, description="The registration access token is not valid.")

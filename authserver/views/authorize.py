@@ -46,25 +46,40 @@ def authorize():
             response = server.create_authorization_response(grant_user=decision, grant=grant)
             db.session.commit()
             return response
-        page = consent.build_page(user, grant, request.args.get("hub"))
-        return render_template("oauth/consent.html", page=page, error=None, args=request.args)
+        return _consent_page(user, grant, request.args.get("hub"))
 
     # POST: the user's decision. Flask-WTF has already checked the CSRF token.
-    if request.form.get("decision") != "allow":
+    decision_field = request.form.get("decision")
+    hub, ticked = request.form.get("hub"), request.form.getlist("scope")
+    if decision_field == "switch":
+        # "Show permissions for this hub": the same page for the hub now selected; grants nothing.
+        return _consent_page(user, grant, hub, set(ticked))
+    if decision_field != "allow":
         audit.record("consent.denied", user=user, client=grant.client)
         response = server.create_authorization_response(grant_user=None, grant=grant)
         db.session.commit()
         return response
     try:
-        decision = consent.decide(user, grant, request.form.get("hub"), request.form.getlist("scope"))
+        decision = consent.decide(user, grant, hub, request.form.get("shown_hub"), ticked)
+    except consent.HubNotShown as error:
+        # Without scripts the radios can change while other permissions are on display: show the
+        # permissions of the hub chosen and let the person confirm them.
+        db.session.rollback()
+        return _consent_page(user, grant, str(error.hub.public_id), set(ticked), notice=str(error))
     except consent.ConsentError as error:
         db.session.rollback()
-        page = consent.build_page(user, grant, request.form.get("hub"), set(request.form.getlist("scope")))
-        return render_template("oauth/consent.html", page=page, error=str(error), args=request.args), 400
+        return _consent_page(user, grant, hub, set(ticked), error=str(error)), 400
     audit.record("consent.granted", user=user, hub=decision.hub, client=grant.client, scope=decision.scope)
     response = server.create_authorization_response(grant_user=decision, grant=grant)
     db.session.commit()
     return response
+
+
+def _consent_page(user, grant, hub: str | None, ticked: set[str] | None = None, error: str | None = None,
+                  notice: str | None = None):
+    """The consent page for `hub` (None: the person's last or first hub), with `ticked` boxes."""
+    page = consent.build_page(user, grant, hub, ticked)
+    return render_template("oauth/consent.html", page=page, error=error, notice=notice)
 
 
 def _redirect_to_login():

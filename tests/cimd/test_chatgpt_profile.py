@@ -45,13 +45,14 @@ def authorize(flow, client_id, redirect_uri, **params):
     first = flow.consent_page(request)
     if first.status_code == 200:
         html = first.get_data(as_text=True)
-        from oauth.support import csrf_token
+        from oauth.support import csrf_token, shown_hub
 
         import re
 
         ticked = re.findall(r'name="scope" value="([^"]+)"[^>]*checked', html)
         first = flow.client.post("/oauth/authorize", query_string=request,
-                                 data={"csrf_token": csrf_token(html), "hub": "10000001", "scope": ticked, "decision": "allow"})
+                                 data={"csrf_token": csrf_token(html), "hub": "10000001", "shown_hub": shown_hub(html),
+                                       "scope": ticked, "decision": "allow"})
     assert first.status_code == 302, first.get_data(as_text=True)
     assert first.headers["Location"].startswith(redirect_uri + "?")
     result = query(first.headers["Location"])

@@ -78,9 +78,11 @@ class Person:
         html = response.text
         self.consent_pages.append(html)
         ticked = [b.name for b in scope_boxes(html) if b.checked and not b.disabled and b.name not in untick]
-        chosen_hub = re.search(r'<input type="hidden" name="hub" value="(\d+)">', html).group(1)
+        # Allow grants the hub whose permissions the page shows (the selected radio).
+        chosen_hub = re.search(r'<input type="hidden" name="shown_hub" value="(\d+)">', html).group(1)
         response = self.http.post(url, data={
-            "csrf_token": csrf_token(html), "hub": chosen_hub, "scope": ticked, "decision": decision,
+            "csrf_token": csrf_token(html), "hub": chosen_hub, "shown_hub": chosen_hub, "scope": ticked,
+            "decision": decision,
         })
         assert response.status_code == 302, (response.status_code, response.text[:500])
         return callback_params(response.headers["Location"])

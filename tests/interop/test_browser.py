@@ -1,5 +1,6 @@
 """A real browser (Debian's Chromium driven by Playwright) on the sign-in, consent and connected-apps
-pages: labels a person can use, hub switching, unticking a scope, approving, and revoking.
+pages: labels a person can use, hub switching (the hub granted is the hub whose permissions were
+shown), unticking a scope, approving, and revoking.
 
 Screenshots go to test-artifacts/screenshots/ (git-ignored). Without /usr/bin/chromium the test
 is skipped, except under CI=true, where that is a failure."""
@@ -59,8 +60,9 @@ def test_consent_and_connected_apps_in_a_real_browser(live, chromium):
     context = chromium.new_context(viewport={"width": 1000, "height": 900})
     page = context.new_page()
     # The app's redirect URI: answer it in the browser, so landing there is observable.
-    page.route(REDIRECT_URI + "**", lambda route: route.fulfill(status=200, content_type="text/html",
-                                                                body="<h1>Connected</h1>"))
+    landed = []
+    page.route(REDIRECT_URI + "**", lambda route: (landed.append(route.request.url), route.fulfill(
+        status=200, content_type="text/html", body="<h1>Connected</h1>")))
 
     page.goto(url)
     expect(page).to_have_url(f"{live.issuer}/login?" + urlencode({"next": urlsplit(url).path + "?" + urlsplit(url).query}))
@@ -71,17 +73,31 @@ def test_consent_and_connected_apps_in_a_real_browser(live, chromium):
     # The consent page: who asks, where it goes back to, which hub, which scopes.
     expect(page.locator("h1")).to_contain_text("Browser Test Assistant")
     expect(page.locator(".redirect-host")).to_have_text("127.0.0.1:47213")
-    expect(page.get_by_label("Acme Sales")).to_be_visible()
-    expect(page.get_by_label("Globex Support")).to_be_visible()
+    expect(page.get_by_role("radio", name="Acme Sales")).to_be_checked()  # the first hub is shown
+    expect(page.get_by_role("radio", name="Globex Support")).to_be_visible()
+    expect(page.get_by_role("heading", name="Permissions in Acme Sales")).to_be_visible()
     notes = page.get_by_label("Create and edit your notes")
-    page.get_by_label("Acme Sales").check()
-    page.get_by_role("button", name="Use this hub").click()
     expect(notes).to_be_enabled()  # Alice is an admin in Acme
     page.screenshot(path=str(SCREENSHOTS / "consent-acme.png"), full_page=True)
 
-    # Switch to Globex, where Alice is a viewer: writing notes becomes unavailable.
-    page.get_by_label("Globex Support").check()
-    page.get_by_role("button", name="Use this hub").click()
+    # Tick Globex and press Allow without showing its permissions: nothing is granted; the page
+    # shows Globex's permissions (where Alice is a viewer) and asks to confirm them.
+    page.get_by_role("radio", name="Globex Support").check()
+    page.get_by_role("button", name="Allow").click()
+    expect(page.get_by_role("heading", name="Permissions in Globex Support")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("Check the permissions for Globex Support and press Allow again")
+    expect(page.get_by_role("radio", name="Globex Support")).to_be_checked()
+    expect(notes).to_be_disabled()
+    assert landed == [] and page.url.startswith(live.issuer)
+    page.screenshot(path=str(SCREENSHOTS / "consent-confirm-hub.png"), full_page=True)
+
+    # "Show permissions for this hub" switches without granting: to Acme and back to Globex.
+    page.get_by_role("radio", name="Acme Sales").check()
+    page.get_by_role("button", name="Show permissions for this hub").click()
+    expect(page.get_by_role("heading", name="Permissions in Acme Sales")).to_be_visible()
+    expect(notes).to_be_enabled()
+    page.get_by_role("radio", name="Globex Support").check()
+    page.get_by_role("button", name="Show permissions for this hub").click()
     expect(page.get_by_role("heading", name="Permissions in Globex Support")).to_be_visible()
     expect(notes).to_be_disabled()
     expect(page.get_by_text("Unavailable: you don't have this permission in Globex Support.")).to_be_visible()
@@ -89,6 +105,7 @@ def test_consent_and_connected_apps_in_a_real_browser(live, chromium):
     expect(contacts).to_be_checked()
     deals.uncheck()
     expect(deals).not_to_be_checked()
+    assert landed == []
     page.screenshot(path=str(SCREENSHOTS / "consent-globex.png"), full_page=True)
 
     page.get_by_role("button", name="Allow").click()

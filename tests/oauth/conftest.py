@@ -12,7 +12,7 @@ from authserver.extensions import db
 from authserver.models import Client
 from authserver.secrets import CLIENT_SECRET_PREFIX, hash_secret, new_credential
 
-from .support import PASSWORD, REDIRECT_URI, RESOURCE, PKCE, authorize_params, csrf_token, query
+from .support import PASSWORD, REDIRECT_URI, RESOURCE, PKCE, authorize_params, csrf_token, query, shown_hub
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ class FlowDriver:
         page = self.consent_page(params, hub)
         assert page.status_code == 200, page.status_code
         html = page.get_data(as_text=True)
-        data = {"csrf_token": csrf_token(html), "hub": hub, "decision": decision}
+        data = {"csrf_token": csrf_token(html), "hub": hub, "shown_hub": shown_hub(html), "decision": decision}
         if scopes is None:
             scopes = params.get("scope", "").split()
         data["scope"] = scopes

@@ -21,6 +21,13 @@ def csrf_token(html: str) -> str:
     return match.group(1)
 
 
+def shown_hub(html: str) -> str:
+    """The hub whose permissions a consent page lists (the only hub its Allow can grant)."""
+    match = re.search(r'name="shown_hub" value="([^"]+)"', html)
+    assert match, "page has no shown_hub"
+    return match.group(1)
+
+
 @dataclass
 class PKCE:
     verifier: str = field(default_factory=lambda: secrets.token_urlsafe(48))

@@ -83,15 +83,19 @@ def test_deny_redirects_access_denied_with_state_and_iss(flow, register, world):
 
 
 def test_remembered_consent_skips_page_for_same_or_fewer_scopes(flow, register, world):
-    client_id = register()["client_id"]
-    flow.tokens(client_id, hub="10000001", scopes=["crm.objects.contacts.read", "crm.objects.contacts.write"])
-    params = authorize_params(client_id, PKCE(), scope="crm.objects.contacts.read")
+    # An https redirect URI: public clients on loopback are asked every time (test_loopback_consent).
+    app_uri = "https://app.example/callback"
+    client_id = register(redirect_uris=[app_uri])["client_id"]
+    flow.get_code(client_id, hub="10000001", redirect_uri=app_uri,
+                  scopes=["crm.objects.contacts.read", "crm.objects.contacts.write"])
+    params = authorize_params(client_id, PKCE(), scope="crm.objects.contacts.read", redirect_uri=app_uri)
     response = flow.consent_page(params)
     assert response.status_code == 302
     result = query(response.headers["Location"])
     assert result["code"] and result["iss"] == world.issuer and result["state"] == params["state"]
     # Asking for more than was granted shows the page again.
-    params = authorize_params(client_id, PKCE(), scope="crm.objects.contacts.read crm.objects.deals.read")
+    params = authorize_params(client_id, PKCE(), scope="crm.objects.contacts.read crm.objects.deals.read",
+                              redirect_uri=app_uri)
     assert flow.consent_page(params).status_code == 200
 
 

@@ -6,7 +6,7 @@ import httpx2
 from authlib.integrations.httpx_client import OAuth2Client
 from authlib.common.security import generate_token
 
-from .support import PASSWORD, REDIRECT_URI, RESOURCE, csrf_token, query
+from .support import PASSWORD, REDIRECT_URI, RESOURCE, csrf_token, query, shown_hub
 
 
 def test_public_client_full_flow_with_authlib_client(app, world):
@@ -55,12 +55,20 @@ def test_public_client_full_flow_with_authlib_client(app, world):
     assert consent_page.status_code == 200
     assert "Authlib test client" in consent_page.text and "Globex" in consent_page.text
 
-    # Choose Globex (viewer) and untick companies.
+    # Choose Globex (viewer): show its permissions, then untick companies and allow.
+    consent_page = browser.post(
+        url,
+        data={"csrf_token": csrf_token(consent_page.text), "hub": "10000002", "shown_hub": shown_hub(consent_page.text),
+              "scope": ["crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read"],
+              "decision": "switch"},
+    )
+    assert consent_page.status_code == 200 and shown_hub(consent_page.text) == "10000002"
     response = browser.post(
         url,
         data={
             "csrf_token": csrf_token(consent_page.text),
             "hub": "10000002",
+            "shown_hub": shown_hub(consent_page.text),
             "scope": ["crm.objects.contacts.read", "crm.objects.deals.read"],
             "decision": "allow",
         },

@@ -52,7 +52,7 @@ def test_identical_public_client_returns_the_existing_one(app, client):
     second = register_from(client, "203.0.113.2", PUBLIC)
     assert first.status_code == second.status_code == 201
     assert first.get_json()["client_id"] == second.get_json()["client_id"]
-    assert "registration_access_token" not in second.get_json()  # the first registrant keeps management
+    assert "registration_access_token" not in second.get_json()  # nobody manages a shared client
     different = register_from(client, "203.0.113.2", {**PUBLIC, "redirect_uris": ["https://claude.ai/other"]})
     assert different.get_json()["client_id"] != first.get_json()["client_id"]
     assert count_clients(app) == 2

@@ -4,8 +4,10 @@
 Defence: remembered consent is looked up per (user, client_id, resource) and only for the same or
 fewer scopes (consent.remembered_decision): a new client_id with the same name and redirect URI,
 or the same client for another MCP server, sees the consent page again. An identical public
-registration is deduplicated to the same client_id, so it can only ever reach the same redirect
-URIs."""
+registration is deduplicated to the same client_id, which from then on nobody can manage
+(test_shared_client_takeover.py), and remembered consent only covers the redirect URI the person
+approved (test_consent_installation.py): a deduplicated client can only ever send codes to the
+redirect URIs its users approved."""
 
 from __future__ import annotations
 
@@ -24,12 +26,14 @@ def _remembered(flow, client_id, **overrides) -> bool:
 
 
 def test_confused_deputy_consent_not_reused_for_lookalike_dynamic_client(flow, register):
-    trusted = register(client_name="Claude", software_id="claude-desktop")["client_id"]
-    flow.tokens(trusted)
-    assert _remembered(flow, trusted)
-    lookalike = register(client_name="Claude", software_id="claude-desktop-2")["client_id"]
+    # An https redirect URI: only there is consent remembered for a public client (RFC 8252 §8.6).
+    app_uri = "https://claude.example/callback"
+    trusted = register(client_name="Claude", software_id="claude-desktop", redirect_uris=[app_uri])["client_id"]
+    flow.get_code(trusted, redirect_uri=app_uri)
+    assert _remembered(flow, trusted, redirect_uri=app_uri)
+    lookalike = register(client_name="Claude", software_id="claude-desktop-2", redirect_uris=[app_uri])["client_id"]
     assert lookalike != trusted
-    assert not _remembered(flow, lookalike)
+    assert not _remembered(flow, lookalike, redirect_uri=app_uri)
 
 
 def test_confused_deputy_consent_not_reused_for_lookalike_confidential_client(flow, register, preregistered):
@@ -59,4 +63,4 @@ def test_confused_deputy_identical_reregistration_is_the_same_client(register):
     first, second = register(), register()
     assert first["client_id"] == second["client_id"]
     assert second["redirect_uris"] == first["redirect_uris"]
-    assert "registration_access_token" not in second  # management stays with the first registrant
+    assert "registration_access_token" not in second  # and the first registrant's token stops working

@@ -34,9 +34,10 @@ def test_mix_up_iss_on_successful_authorization_response(flow, register):
 
 
 def test_mix_up_iss_on_remembered_consent_response(flow, register):
-    client_id = register()["client_id"]
-    flow.tokens(client_id)
-    response = flow.consent_page(authorize_params(client_id, PKCE()))
+    app_uri = "https://app.example/callback"  # remembered consent needs a redirect URI its domain holds
+    client_id = register(redirect_uris=[app_uri])["client_id"]
+    flow.get_code(client_id, redirect_uri=app_uri)
+    response = flow.consent_page(authorize_params(client_id, PKCE(), redirect_uri=app_uri))
     assert response.status_code == 302  # consent remembered: straight back to the client
     assert query(response.headers["Location"])["iss"] == _issuer(flow.client)
 
