@@ -61,10 +61,18 @@ class ReplayMixin(ABC):
         """What binds a retry to its request (each grant names its own parameters)."""
 
     def cached_response(self, credential: str, key_hash: str) -> dict | None:
+        """The answer to an identical earlier request, while what it hands out is still live:
+        a grant revoked (or a family ended) inside the grace window is not undone by a retry."""
         entry = store.get_replay(key_hash)
         if entry is None:
             return None
-        return unseal(credential, self.replay_context(), entry.ciphertext)
+        cached = unseal(credential, self.replay_context(), entry.ciphertext)
+        if cached is None:
+            return None
+        issued = store.get_token_by_access_hash(sha256_hex(cached["access_token"]))
+        if issued is None or issued.revoked_at is not None or issued.grant.revoked_at is not None:
+            return None
+        return cached
 
     def remember_response(self, credential: str, key_hash: str, token: dict) -> None:
         grace = int(current_app.config["REPLAY_GRACE_SECONDS"])
