@@ -61,8 +61,9 @@ def _public_key(keys: list[dict], header: dict):
         raise _refuse("the client's JWKS has several keys: the assertion must name one with kid")
     try:
         return jwt.PyJWK.from_dict(candidates[0], algorithm=alg).key
-    except (jwt.PyJWKError, ValueError, TypeError) as error:
-        raise _refuse(f"the client's key is not usable ({error})") from None
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        # Not quoting the error: it repeats the key's members, which the document's author wrote.
+        raise _refuse("the client's key (in its JWKS) is not usable for its alg") from None
 
 
 def _remember_jti(client_id: str, jti: str, exp: int) -> None:

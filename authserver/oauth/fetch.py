@@ -4,7 +4,8 @@ The URL comes from an untrusted party, so the fetch must not become a way to rea
 own network (SSRF) or to tie up a worker. Hence: https only, the host resolved once and every
 address checked before connecting, the connection made to the checked address (so DNS rebinding
 cannot swap it), the certificate always verified against the hostname, no redirects, and an
-overall deadline and size cap. Every failure is a FetchError whose message a developer can act on.
+overall deadline and size cap. Every failure is a FetchError whose message a developer can act on
+and which never quotes what the server sent (it reaches people's pages); that goes in its `detail`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,12 @@ class FetchPolicy:
 
 
 class FetchError(Exception):
-    """The document could not be fetched or is unusable; the message says why in plain words."""
+    """The document could not be fetched or is unusable; the message says why in plain words of
+    our own. `detail` holds what the server sent (for the operator's log only), if anything."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail[:200] if detail else None
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ def fetch_json(url: str, policy: FetchPolicy) -> Fetched:
     except ssl.SSLError as exc:
         raise FetchError(f"the TLS handshake with {target.hostname} failed: {exc.reason or exc}") from exc
     except http.client.HTTPException as exc:
-        raise FetchError(f"the server sent a malformed HTTP response: {exc!r}") from exc
+        raise FetchError("the server sent a malformed HTTP response", detail=repr(exc)) from exc
     except OSError as exc:
         raise FetchError(f"could not connect to {target.hostname} port {target.port}: {exc}") from exc
     finally:
@@ -259,13 +265,14 @@ def _check_response(response: http.client.HTTPResponse, policy: FetchPolicy) -> 
     if 300 <= status < 400:
         raise FetchError(f"the server answered with a redirect (HTTP {status}); redirects are not followed")
     if status != 200:
-        raise FetchError(f"the server answered with HTTP {status} {response.reason}; expected 200")
+        raise FetchError(f"the server answered with HTTP {status}; expected 200", detail=response.reason)
     content_type = response.getheader("Content-Type")
     if content_type is None:
         raise FetchError("the server sent no Content-Type; expected application/json")
     media_type = response.headers.get_content_type()
     if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
-        raise FetchError(f"the server sent Content-Type {content_type}; expected application/json")
+        raise FetchError("the server sent a Content-Type other than JSON; expected application/json",
+                         detail=f"Content-Type: {content_type}")
     if response.length is not None and response.length > policy.max_bytes:
         raise FetchError(f"the document is larger than {policy.max_bytes} bytes")
 

@@ -158,3 +158,15 @@ def test_metadata_advertises_private_key_jwt(client):
     metadata = client.get("/.well-known/oauth-authorization-server").get_json()
     assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
     assert metadata["token_endpoint_auth_signing_alg_values_supported"] == ["RS256", "ES256"]
+
+
+
+@pytest.mark.parametrize("change", [{"crv": "Call 555-HACKER"}, {"x": None}, {"x": 555}, {"y": ["555-HACKER"]}],
+                         ids=["unknown curve", "no x", "x not a string", "y not a string"])
+def test_an_unusable_key_is_refused_without_quoting_the_jwks(agent, key, origin, change):
+    """Issue 11 item 10 (c): a malformed key is a 401 in our own words (it was a 500 for some),
+    never quoting the JWKS, which is the document author's text."""
+    origin.serve(JWKS, {"keys": [{k: v for k, v in {**key.jwk, **change}.items() if v is not None}]})
+    body = assert_oauth_error(agent.exchange(), "invalid_client", 401)
+    assert "not usable" in body["error_description"]
+    assert "555" not in body["error_description"]
