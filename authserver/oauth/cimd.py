@@ -55,11 +55,14 @@ def fetch_policy() -> FetchPolicy:
 
 
 def _domain_problem(url: str) -> str | None:
-    host = (urlsplit(url).hostname or "").lower()
+    # `client.test.` is the same DNS name as `client.test` (the root label written out), in the
+    # URL and in the operator's lists alike: compare without trailing dots.
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
     config = current_app.config
 
     def matches(domains) -> bool:
-        return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)
+        names = [d.lower().strip(".") for d in domains]
+        return any(host == name or host.endswith("." + name) for name in names if name)
 
     if matches(config["CIMD_DENIED_DOMAINS"]):
         return f"client_id host {host} is not accepted by this server."

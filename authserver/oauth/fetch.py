@@ -139,6 +139,11 @@ def _parse(url: str, policy: FetchPolicy) -> _Target:
     if not parts.hostname:
         raise FetchError("the URL has no host")
     try:
+        # What TLS will do with it (SNI): an empty or overlong label would fail there, later.
+        parts.hostname.encode("idna")
+    except UnicodeError as exc:
+        raise FetchError("the URL's host is not a valid DNS name") from exc
+    try:
         port = parts.port or DEFAULT_PORT
     except ValueError as exc:
         raise FetchError("the URL's port is not a number between 1 and 65535") from exc
