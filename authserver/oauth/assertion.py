@@ -67,7 +67,9 @@ def _public_key(keys: list[dict], header: dict):
 
 
 def _remember_jti(client_id: str, jti: str, exp: int) -> None:
-    expires = datetime.fromtimestamp(exp, timezone.utc).replace(tzinfo=None)
+    # Kept until the assertion can no longer verify, exp + LEEWAY (exp is accepted with clock
+    # skew): a record purged at exp would let the same assertion be replayed inside the leeway.
+    expires = datetime.fromtimestamp(exp + LEEWAY, timezone.utc).replace(tzinfo=None)
     if not store.add_unless_present(UsedAssertion(key_hash=sha256_hex(f"{client_id}\0{jti}"), expires_at=expires)):
         raise _refuse("this assertion (jti) was already used")
 
