@@ -16,6 +16,7 @@ import json
 import math
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ def fetch_json(url: str, policy: FetchPolicy) -> Fetched:
     """GET a JSON object from `url` under `policy`; raise FetchError for anything unsafe or wrong."""
     target = _parse(url, policy)
     deadline = time.monotonic() + policy.timeout
-    addresses = _resolve(target, policy)
+    addresses = _resolve(target, policy, deadline)
     try:
         context = ssl.create_default_context(cafile=policy.ca_bundle)
     except (OSError, ValueError) as exc:
@@ -153,8 +154,9 @@ def _parse(url: str, policy: FetchPolicy) -> _Target:
     return _Target(hostname=parts.hostname.lower(), port=port, path=path)
 
 
-def _resolve(target: _Target, policy: FetchPolicy) -> list[str]:
-    """Resolve the host once and check every address, so the one we connect to was checked."""
+def _resolve(target: _Target, policy: FetchPolicy, deadline: float) -> list[str]:
+    """Resolve the host once (by the deadline) and check every address, so the one we connect
+    to was checked."""
     hostname = target.hostname
     try:
         literal = ipaddress.ip_address(hostname)
@@ -167,7 +169,9 @@ def _resolve(target: _Target, policy: FetchPolicy) -> list[str]:
             if hostname in policy.host_overrides:
                 addresses = [policy.host_overrides[hostname]]
             else:
-                addresses = (policy.resolver or _system_resolver)(hostname, target.port)
+                addresses = _by_deadline(policy.resolver or _system_resolver, hostname, target.port, deadline)
+        except TimeoutError as exc:
+            raise FetchError(f"the DNS lookup of {hostname} did not answer within {policy.timeout:g} seconds") from exc
         except (OSError, UnicodeError) as exc:
             raise FetchError(f"cannot resolve {hostname}: {exc}") from exc
         if not addresses:
@@ -183,6 +187,31 @@ def _resolve(target: _Target, policy: FetchPolicy) -> list[str]:
             subject = f"{hostname} is" if literal is not None else f"{hostname} resolves to {address},"
             raise FetchError(f"{subject} {reason}")
     return addresses
+
+
+def _by_deadline(resolve: Callable[[str, int], list[str]], hostname: str, port: int, deadline: float) -> list[str]:
+    """`resolve(hostname, port)`, waited for only until the deadline (TimeoutError after it).
+
+    getaddrinfo has no timeout of its own and a resolver may take many seconds, so the lookup runs
+    on a daemon thread; one that outlives the wait ends on its own, unobserved. (A thread per
+    lookup rather than a shared pool: a pool copied into a forked worker has no threads left.)"""
+    wait = _remaining(deadline)
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["addresses"] = resolve(hostname, port)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, re-raised there
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="fetch-resolve", daemon=True)
+    thread.start()
+    thread.join(wait)
+    if thread.is_alive():
+        raise TimeoutError("the DNS lookup did not finish by the deadline")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["addresses"]  # type: ignore[return-value]
 
 
 def _system_resolver(hostname: str, port: int) -> list[str]:
