@@ -17,7 +17,6 @@ import pytest
 from oauth.support import (
     PASSWORD,
     PKCE,
-    REDIRECT_URI,
     RESOURCE,
     assert_redirect_error,
     authorize_params,
@@ -26,19 +25,20 @@ from oauth.support import (
 
 from .support import nothing_issued
 
-#: Every kind of error Authlib would redirect, each a request a stranger can craft.
+#: Every kind of error Authlib would redirect, each a request a stranger can craft, with its error.
 BAD_REQUESTS = {
-    "response_type token": {"response_type": "token"},
-    "missing response_type": {"response_type": None},
-    "missing code_challenge": {"code_challenge": None, "code_challenge_method": None},
-    "plain pkce": {"code_challenge_method": "plain"},
-    "challenge without method": {"code_challenge_method": None},
-    "malformed challenge": {"code_challenge": "short"},
-    "unknown scope": {"scope": "crm.objects.contacts.read admin.everything"},
-    "unknown resource": {"resource": "https://unknown.example/mcp"},
-    "relative resource": {"resource": "/mcp"},
-    "resource with fragment": {"resource": RESOURCE + "#frag"},
-    "token, to the only registered redirect URI": {"response_type": "token", "redirect_uri": None},
+    "response_type token": ({"response_type": "token"}, "unsupported_response_type"),
+    "missing response_type": ({"response_type": None}, "unsupported_response_type"),
+    "missing code_challenge": ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+    "plain pkce": ({"code_challenge_method": "plain"}, "invalid_request"),
+    "challenge without method": ({"code_challenge_method": None}, "invalid_request"),
+    "malformed challenge": ({"code_challenge": "short"}, "invalid_request"),
+    "unknown scope": ({"scope": "crm.objects.contacts.read admin.everything"}, "invalid_scope"),
+    "unknown resource": ({"resource": "https://unknown.example/mcp"}, "invalid_target"),
+    "relative resource": ({"resource": "/mcp"}, "invalid_target"),
+    "resource with fragment": ({"resource": RESOURCE + "#frag"}, "invalid_target"),
+    "token, to the only registered redirect URI": ({"response_type": "token", "redirect_uri": None},
+                                                   "unsupported_response_type"),
 }
 #: Redirect URIs a registrant may choose: loopback, a web host, a native app's scheme.
 REDIRECT_URIS = ["http://127.0.0.1:7777/callback", "https://redirector.example/cb", "com.example.app:/cb"]
@@ -58,9 +58,9 @@ def _not_sent_to_the_client(response, redirect_uri: str) -> None:
 
 
 @pytest.mark.parametrize("redirect_uri", REDIRECT_URIS)
-@pytest.mark.parametrize("overrides", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+@pytest.mark.parametrize(("overrides", "_error"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
 def test_unauthenticated_bad_request_is_never_redirected_to_a_registered_client(
-    app, client, world, register, overrides, redirect_uri
+    app, client, world, register, overrides, _error, redirect_uri
 ):
     client_id = register(redirect_uris=[redirect_uri])["client_id"]
     params = authorize_params(client_id, PKCE(), **{"redirect_uri": redirect_uri, **overrides})
@@ -70,8 +70,8 @@ def test_unauthenticated_bad_request_is_never_redirected_to_a_registered_client(
     assert nothing_issued(app)
 
 
-@pytest.mark.parametrize("overrides", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
-def test_after_sign_in_the_same_request_is_validated_again_and_redirected(client, world, register, overrides):
+@pytest.mark.parametrize(("overrides", "error"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_after_sign_in_the_same_request_is_validated_again_and_redirected(client, world, register, overrides, error):
     client_id = register()["client_id"]
     params = authorize_params(client_id, PKCE(), **overrides)
     to_login = client.get("/oauth/authorize", query_string=params)
@@ -82,19 +82,12 @@ def test_after_sign_in_the_same_request_is_validated_again_and_redirected(client
     signed_in = client.post("/login", data={"csrf_token": csrf_token(page.get_data(as_text=True)),
                                             "email": "alice@example.com", "password": PASSWORD, "next": next_path})
     assert signed_in.status_code == 302 and signed_in.headers["Location"] == next_path
-    error = client.get(next_path)
-    assert error.status_code == 302 and error.headers["Location"].startswith(REDIRECT_URI + "?")
-    assert parse_qs(urlsplit(error.headers["Location"]).query)["error"]
+    assert_redirect_error(client.get(next_path), error, params["state"], world.issuer)
 
 
-@pytest.mark.parametrize("overrides", BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
-def test_pre_registered_client_errors_are_still_redirected(client, world, preregistered, overrides):
+@pytest.mark.parametrize(("overrides", "error"), BAD_REQUESTS.values(), ids=BAD_REQUESTS.keys())
+def test_pre_registered_client_errors_are_still_redirected(client, world, preregistered, overrides, error):
     """The operator vetted this client's redirect URIs: RFC 6749 §4.1.2.1 applies as before."""
     client_id, _secret = preregistered()
     params = authorize_params(client_id, PKCE(), **overrides)
-    response = client.get("/oauth/authorize", query_string=params)
-    assert_redirect_error(response, response_error(response), params["state"], world.issuer)
-
-
-def response_error(response) -> str:
-    return parse_qs(urlsplit(response.headers.get("Location", "")).query).get("error", [""])[0]
+    assert_redirect_error(client.get("/oauth/authorize", query_string=params), error, params["state"], world.issuer)
