@@ -28,10 +28,13 @@ def without_loopback_port(uri: str) -> str | None:
 
 
 def redirect_host(uri: str) -> str:
-    """Where a redirect URI sends people back to, as shown to them: host[:port], or `scheme:` for
-    a native app's private-use scheme."""
+    """Where a redirect URI sends people back to, as shown to them: host[:port] for http(s); for
+    any other scheme the whole `scheme://authority` (or `scheme:`), because a private-use scheme
+    such as claude://claude.ai goes to whichever program claimed it, not to that web host."""
     parts = urlsplit(uri)
-    return parts.netloc or f"{parts.scheme}:"
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return parts.netloc
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
 
 
 class Client(db.Model, ClientMixin):

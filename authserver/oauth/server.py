@@ -127,14 +127,17 @@ class AuthorizationServer(FlaskAuthorizationServer):
         return super().create_endpoint_response(name, request)
 
     def save_token(self, token: dict, request) -> None:
-        """Store the token pair as SHA-256 hashes, stamped with the grant and its code lineage."""
+        """Store the token pair as SHA-256 hashes, stamped with the grant, its code lineage and
+        the scope that code authorized (the ceiling of every refresh, RFC 6749 §6)."""
         now = utcnow()
         if request.payload.grant_type == RefreshTokenGrant.GRANT_TYPE:
             previous = request.refresh_token
             grant, code_id, parent_id = previous.grant, previous.code_id, previous.id
+            authorized = previous.get_authorized_scope()
         else:
             code = request.authorization_code
             grant, code_id, parent_id = code.grant, code.id, None
+            authorized = code.scope
         refresh = token.get("refresh_token")
         store.save_token(
             Token(
@@ -145,6 +148,7 @@ class AuthorizationServer(FlaskAuthorizationServer):
                 access_token_hash=sha256_hex(token["access_token"]),
                 refresh_token_hash=sha256_hex(refresh) if refresh else None,
                 scope=token["scope"],
+                authorized_scope=authorized,
                 issued_at=now,
                 access_expires_at=now + timedelta(seconds=token["expires_in"]),
                 refresh_expires_at=(
