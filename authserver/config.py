@@ -88,6 +88,13 @@ class Defaults:
     # None keeps authserver.accounts.DEFAULT_ROLES.
     ROLES: dict | None = None
 
+    # Passwords are hashed with argon2id at these parameters (OWASP Password Storage Cheat Sheet:
+    # m=19 MiB, t=2, p=1 is its recommended minimum). Raising them slows every sign-in; stored
+    # hashes made with other parameters are rehashed at the owner's next successful sign-in.
+    PASSWORD_HASH_TIME_COST = 2  # iterations
+    PASSWORD_HASH_MEMORY_KIB = 19456  # memory per hash, in KiB
+    PASSWORD_HASH_PARALLELISM = 1  # lanes (threads) per hash
+
     # Login throttling (Flask-Limiter syntax). Failed attempts count against both limits.
     LOGIN_FAILURES_PER_ACCOUNT = "5 per 5 minutes"
     LOGIN_FAILURES_PER_IP = "20 per 5 minutes"
