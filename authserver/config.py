@@ -114,10 +114,21 @@ class Defaults:
     # Rate limits (Flask-Limiter syntax), shared across instances when REDIS_URL is set.
     # Hosted AI clients register and refresh from a few shared IP addresses, so per-IP limits
     # are generous; the global registration limit is a ceiling against floods.
+    # Limits never key on a name the request merely claims (that would let anyone spend a
+    # victim's budget): per address before client authentication, per identity after it.
+    # Token requests per client address, whatever client they name.
+    TOKEN_RATE_LIMIT_PER_IP = "6000 per minute"
+    # Token requests per authenticated client; for a public client (nothing proven) per
+    # (client_id, address).
     TOKEN_RATE_LIMIT = "1200 per minute"
     REGISTRATION_RATE_LIMIT_PER_IP = "30 per minute"
     REGISTRATION_RATE_LIMIT_GLOBAL = "1200 per minute"
+    # Introspection requests per caller address, and per authenticated resource server.
+    INTROSPECTION_RATE_LIMIT_PER_IP = "24000 per minute"
     INTROSPECTION_RATE_LIMIT = "12000 per minute"
+    # Failed client authentications (token, introspection, revocation) per address; over it, the
+    # address gets 429 before any authentication is attempted.
+    CLIENT_AUTH_FAILURES_PER_IP = "60 per minute"
 
     # Longest query or form parameter accepted, in characters (longer ones get 400).
     MAX_PARAMETER_CHARS = 4096
