@@ -95,9 +95,18 @@ class Defaults:
     PASSWORD_HASH_MEMORY_KIB = 19456  # memory per hash, in KiB
     PASSWORD_HASH_PARALLELISM = 1  # lanes (threads) per hash
 
-    # Login throttling (Flask-Limiter syntax). Failed attempts count against both limits.
-    LOGIN_FAILURES_PER_ACCOUNT = "5 per 5 minutes"
-    LOGIN_FAILURES_PER_IP = "20 per 5 minutes"
+    # Sign-in throttling (Flask-Limiter syntax), counted *before* the password is checked, so
+    # concurrent attempts cannot slip past a limit. Per (account, address): every attempt counts,
+    # a successful sign-in clears the count. Per address: every attempt counts, whatever account.
+    LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP = "5 per 5 minutes"
+    LOGIN_ATTEMPTS_PER_IP = "30 per 5 minutes"
+    # Per account across all addresses sign-in is never refused (that would let anyone who knows
+    # an email lock its owner out); it is slowed instead: each attempt first waits
+    # LOGIN_DELAY_PER_FAILURE seconds for every failed attempt on the account within the last
+    # LOGIN_DELAY_WINDOW seconds, at most LOGIN_DELAY_MAX seconds.
+    LOGIN_DELAY_WINDOW = 15 * 60
+    LOGIN_DELAY_PER_FAILURE = 0.2
+    LOGIN_DELAY_MAX = 2.0
     # Trust this many X-Forwarded-For hops when finding the client IP (set behind a proxy).
     PROXY_FIX_HOPS = 0
 
@@ -175,6 +184,12 @@ def finalize(config, instance_path: str) -> None:
         config.setdefault(
             "SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
         )
+
+    renamed = {"LOGIN_FAILURES_PER_ACCOUNT": "LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP",
+               "LOGIN_FAILURES_PER_IP": "LOGIN_ATTEMPTS_PER_IP"}
+    for old, new in renamed.items():
+        if old in config:  # silently ignoring it would leave the operator's limit unapplied
+            raise ConfigError(f"AUTHSERVER_{old} is no longer read; set AUTHSERVER_{new} instead.")
 
     if config["REGISTRATION_MODE"] not in ("open", "token", "closed"):
         raise ConfigError("AUTHSERVER_REGISTRATION_MODE must be 'open', 'token' or 'closed'.")
