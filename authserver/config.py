@@ -107,6 +107,10 @@ class Defaults:
     LOGIN_DELAY_WINDOW = 15 * 60
     LOGIN_DELAY_PER_FAILURE = 0.2
     LOGIN_DELAY_MAX = 2.0
+    # A signed-in session ends this many seconds after the sign-in (its auth_time), however
+    # active it is: a stolen or forgotten session cookie does not work forever.
+    SESSION_ABSOLUTE_LIFETIME = 12 * 3600
+
     # Trust this many X-Forwarded-For hops when finding the client IP (set behind a proxy).
     PROXY_FIX_HOPS = 0
 

@@ -45,13 +45,20 @@ def current_user() -> User | None:
     """The signed-in, enabled user, or None."""
     if "user" not in g:
         user = None
-        user_id, sid = session.get("user_id"), session.get("sid")
-        if isinstance(user_id, int) and isinstance(sid, str):
+        user_id, sid, auth_time = session.get("user_id"), session.get("sid"), session.get("auth_time")
+        if isinstance(user_id, int) and isinstance(sid, str) and _within_lifetime(auth_time):
             user = db.session.get(User, user_id)
             if user is not None and (user.disabled or store.is_session_ended(sha256_hex(sid))):
                 user = None
         g.user = user
     return g.user
+
+
+def _within_lifetime(auth_time) -> bool:
+    """A session lasts SESSION_ABSOLUTE_LIFETIME seconds from its sign-in, however active."""
+    if not isinstance(auth_time, int):
+        return False
+    return to_epoch(utcnow()) - auth_time < int(current_app.config["SESSION_ABSOLUTE_LIFETIME"])
 
 
 def login_url(next_path: str) -> str:
