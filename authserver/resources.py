@@ -87,7 +87,11 @@ def authenticate(credential_id: str | None, secret: str | None) -> ResourceServe
     resource = get_by_credential_id(credential_id)
     if resource is None:
         return None
-    return resource if verify_secret(resource.credential_secret_hash, secret) else None
+    check = verify_secret(resource.credential_secret_hash, secret)
+    if check.replacement:
+        resource.credential_secret_hash = check.replacement
+        db.session.flush()
+    return resource if check else None
 
 
 def create(

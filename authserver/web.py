@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from urllib.parse import urlsplit
 
 from flask import Flask, abort, g, request
 
@@ -48,9 +49,16 @@ def init_app(app: Flask) -> None:
                 if protocol and not (_OAUTH_CHARS.match(key) and all(_OAUTH_CHARS.match(v) for v in values)):
                     abort(400, f"Parameter '{safe_description(key, 40)}' must contain only printable ASCII characters.")
 
+    # HSTS only when the issuer is https (browsers ignore it over http anyway, and a local http
+    # issuer must keep working). No includeSubDomains: we don't know what runs on names under the
+    # issuer's host; a deployment that does can add it at its proxy.
+    hsts = "max-age=31536000" if urlsplit(app.config["ISSUER"]).scheme == "https" else None
+
     @app.after_request
     def security_headers(response):
         response.headers["X-Content-Type-Options"] = "nosniff"
+        if hsts:
+            response.headers["Strict-Transport-Security"] = hsts
         # Codes and tokens never leak to third parties through the Referer header.
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["X-Request-Id"] = g.get("request_id", "")

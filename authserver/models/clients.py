@@ -42,7 +42,8 @@ class Client(db.Model, ClientMixin):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(2000), unique=True)
-    # Slow hash of the client secret; None for public clients (token_endpoint_auth_method none).
+    # SHA-256 hex of the client secret (a legacy argon2id hash until its first use); None for
+    # public clients (token_endpoint_auth_method none).
     client_secret_hash: Mapped[str | None] = mapped_column(String(255))
     # SHA-256 of the RFC 7592 registration access token; None for CLI-created clients.
     registration_access_token_hash: Mapped[str | None] = mapped_column(String(64))
@@ -133,7 +134,12 @@ class Client(db.Model, ClientMixin):
 
         if not self.client_secret_hash:
             return False
-        return verify_secret(self.client_secret_hash, client_secret)
+        check = verify_secret(self.client_secret_hash, client_secret)
+        if check.replacement:
+            # A legacy argon2 hash: store the SHA-256 form (the view commits).
+            self.client_secret_hash = check.replacement
+            db.session.flush()
+        return check.ok
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         # The registered method is the only one accepted, at the token and revocation endpoints

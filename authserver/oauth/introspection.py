@@ -7,10 +7,11 @@ from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
 
-from .. import accounts, resources
+from .. import accounts, limits, resources
 from ..metrics import INTROSPECTIONS
 from ..secrets import sha256_hex
 from ..timeutil import to_epoch, utcnow
+from .errors import RateLimitedError
 
 INACTIVE = {"active": False}
 
@@ -29,10 +30,15 @@ class Introspection(IntrospectionEndpoint):
             secret = request.form.get("client_secret")
         resource = resources.authenticate(credential_id, secret)
         if resource is None:
+            limits.note_client_auth_failure()  # counted against the caller's address
             # RFC 7662 §2.1 / RFC 6749 §5.2: 401 with a Basic challenge.
             raise InvalidClientError(
                 status_code=401, description="Authenticate with the resource server's credentials."
             )
+        # Counted only once the credential is proven, so nobody else can spend its budget.
+        retry_after = limits.hit("INTROSPECTION_RATE_LIMIT", "introspect-resource", resource.credential_id)
+        if retry_after is not None:
+            raise RateLimitedError(retry_after)
         request.client = resource
         return resource
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 
 from authlib.oauth2.rfc6749 import OAuth2Error
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import Blueprint, current_app, request
 from flask_limiter.util import get_remote_address
 
+from .. import limits
 from ..errors import oauth_json_error
 from ..extensions import csrf, db, limiter
 from ..oauth.server import server
@@ -42,6 +42,7 @@ def refuse_malformed_basic_credentials():
     except (ValueError, UnicodeDecodeError):
         decoded = ""
     if ":" not in decoded:
+        limits.note_client_auth_failure()
         return oauth_json_error(401, "invalid_client", "The Authorization header is not valid Basic credentials.",
                                 {"WWW-Authenticate": 'Basic realm="authserver"'})
     return None
@@ -53,21 +54,22 @@ def oauth_error(error: OAuth2Error):
     return oauth_json_error(status, body["error"], body.get("error_description", ""), {k: v for k, v in headers if k.lower() != "content-type"})
 
 
-def _caller_key() -> str:
-    """Rate-limit key: the authenticating client or resource server, else the IP address."""
-    try:
-        basic_user, _ = extract_basic_authorization(request.headers)
-    except Exception:  # a malformed header is refused later by the endpoint itself
-        basic_user = None
-    caller = basic_user or request.form.get("client_id")
-    return f"caller:{caller[:200]}" if caller else f"ip:{get_remote_address()}"
-
-
 def _limit(setting: str):
     return lambda: current_app.config[setting]
 
 
 FORM = "application/x-www-form-urlencoded"
+
+# Failed client authentications, counted per address on the token, introspection and revocation
+# endpoints together and checked before the request is handled: past the limit an address gets
+# 429 before any credential is looked at, so guessing costs the guesser, never the named client.
+client_auth_failures = limiter.shared_limit(
+    _limit("CLIENT_AUTH_FAILURES_PER_IP"),
+    scope="client-auth-failures",
+    key_func=get_remote_address,
+    methods=["POST"],
+    deduct_when=limits.client_auth_failed,
+)
 
 
 def _require_form():
@@ -85,8 +87,12 @@ def _committed(response):
     return response
 
 
+# Route limits key on the caller's address: before authentication nothing else is known. The
+# per-client and per-resource-server limits are counted after authentication (oauth/server.py,
+# oauth/introspection.py).
 @bp.route("/token", methods=["POST", "OPTIONS"])
-@limiter.limit(_limit("TOKEN_RATE_LIMIT"), key_func=_caller_key, methods=["POST"], scope="token")
+@limiter.limit(_limit("TOKEN_RATE_LIMIT_PER_IP"), key_func=get_remote_address, methods=["POST"], scope="token-ip")
+@client_auth_failures
 def token():
     if request.method == "OPTIONS":
         return "", 204
@@ -112,12 +118,14 @@ def client_configuration(client_id):
 
 
 @bp.route("/introspect", methods=["POST"])
-@limiter.limit(_limit("INTROSPECTION_RATE_LIMIT"), key_func=_caller_key, scope="introspect")
+@limiter.limit(_limit("INTROSPECTION_RATE_LIMIT_PER_IP"), key_func=get_remote_address, scope="introspect-ip")
+@client_auth_failures
 def introspect():
     return _require_form() or _committed(server.create_endpoint_response("introspection"))
 
 
 @bp.route("/revoke", methods=["POST", "OPTIONS"])
+@client_auth_failures
 def revoke():
     if request.method == "OPTIONS":
         return "", 204
