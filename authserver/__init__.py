@@ -43,6 +43,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.init_app(app)
     app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # Explicit per app: Flask-Limiter would otherwise inherit the last app's value (it is one
+    # object shared by every app in the process).
+    app.config.setdefault("RATELIMIT_ENABLED", True)
     limiter.init_app(app)
 
     from .fastlane import FastLane

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from . import audit, scopes
 from .extensions import db
 from .models import Hub, Membership, User
-from .secrets import hash_secret, verify_password
+from .secrets import hash_password, password_needs_rehash, verify_password
 
 #: Role presets: role name -> scopes ("*" means every scope in the catalog).
 DEFAULT_ROLES: dict[str, list[str]] = {
@@ -113,7 +113,7 @@ def create_user(email: str, password: str, display_name: str | None = None) -> U
     user = User(
         email=email,
         display_name=(display_name or email.split("@")[0]).strip()[:200],
-        password_hash=hash_secret(password),
+        password_hash=hash_password(password),
         disabled=False,
     )
     db.session.add(user)
@@ -124,7 +124,7 @@ def create_user(email: str, password: str, display_name: str | None = None) -> U
 def set_password(user: User, password: str) -> None:
     if len(password or "") < 8:
         raise AccountError("The password must be at least 8 characters long.")
-    user.password_hash = hash_secret(password)
+    user.password_hash = hash_password(password)
     db.session.flush()
 
 
@@ -134,6 +134,11 @@ def authenticate(email: str, password: str) -> User | None:
     ok = verify_password(user.password_hash if user else None, password or "")
     if not ok or user is None or user.disabled:
         return None
+    # The password is at hand only now: bring its hash to the configured parameters (the view
+    # commits), so raising PASSWORD_HASH_* takes effect as people sign in.
+    if password_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+        db.session.flush()
     return user
 
 

@@ -88,9 +88,29 @@ class Defaults:
     # None keeps authserver.accounts.DEFAULT_ROLES.
     ROLES: dict | None = None
 
-    # Login throttling (Flask-Limiter syntax). Failed attempts count against both limits.
-    LOGIN_FAILURES_PER_ACCOUNT = "5 per 5 minutes"
-    LOGIN_FAILURES_PER_IP = "20 per 5 minutes"
+    # Passwords are hashed with argon2id at these parameters (OWASP Password Storage Cheat Sheet:
+    # m=19 MiB, t=2, p=1 is its recommended minimum). Raising them slows every sign-in; stored
+    # hashes made with other parameters are rehashed at the owner's next successful sign-in.
+    PASSWORD_HASH_TIME_COST = 2  # iterations
+    PASSWORD_HASH_MEMORY_KIB = 19456  # memory per hash, in KiB
+    PASSWORD_HASH_PARALLELISM = 1  # lanes (threads) per hash
+
+    # Sign-in throttling (Flask-Limiter syntax), counted *before* the password is checked, so
+    # concurrent attempts cannot slip past a limit. Per (account, address): every attempt counts,
+    # a successful sign-in clears the count. Per address: every attempt counts, whatever account.
+    LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP = "5 per 5 minutes"
+    LOGIN_ATTEMPTS_PER_IP = "30 per 5 minutes"
+    # Per account across all addresses sign-in is never refused (that would let anyone who knows
+    # an email lock its owner out); it is slowed instead: each attempt first waits
+    # LOGIN_DELAY_PER_FAILURE seconds for every failed attempt on the account within the last
+    # LOGIN_DELAY_WINDOW seconds, at most LOGIN_DELAY_MAX seconds.
+    LOGIN_DELAY_WINDOW = 15 * 60
+    LOGIN_DELAY_PER_FAILURE = 0.2
+    LOGIN_DELAY_MAX = 2.0
+    # A signed-in session ends this many seconds after the sign-in (its auth_time), however
+    # active it is: a stolen or forgotten session cookie does not work forever.
+    SESSION_ABSOLUTE_LIFETIME = 12 * 3600
+
     # Trust this many X-Forwarded-For hops when finding the client IP (set behind a proxy).
     PROXY_FIX_HOPS = 0
 
@@ -107,14 +127,25 @@ class Defaults:
     # Rate limits (Flask-Limiter syntax), shared across instances when REDIS_URL is set.
     # Hosted AI clients register and refresh from a few shared IP addresses, so per-IP limits
     # are generous; the global registration limit is a ceiling against floods.
+    # Limits never key on a name the request merely claims (that would let anyone spend a
+    # victim's budget): per address before client authentication, per identity after it.
+    # Token requests per client address, whatever client they name.
+    TOKEN_RATE_LIMIT_PER_IP = "6000 per minute"
+    # Token requests per authenticated client; for a public client (nothing proven) per
+    # (client_id, address).
     TOKEN_RATE_LIMIT = "1200 per minute"
     REGISTRATION_RATE_LIMIT_PER_IP = "30 per minute"
     REGISTRATION_RATE_LIMIT_GLOBAL = "1200 per minute"
+    # Introspection requests per caller address, and per authenticated resource server.
+    INTROSPECTION_RATE_LIMIT_PER_IP = "24000 per minute"
     INTROSPECTION_RATE_LIMIT = "12000 per minute"
     # Seconds an instance remembers a resource server's introspection credentials (so that an
     # introspection is one query). A rotated secret works at once; the old one keeps working on
     # other instances for at most this long. 0 reads them on every introspection.
     RESOURCE_SERVER_CACHE_SECONDS = 30
+    # Failed client authentications (token, introspection, revocation) per address; over it, the
+    # address gets 429 before any authentication is attempted.
+    CLIENT_AUTH_FAILURES_PER_IP = "60 per minute"
 
     # Longest query or form parameter accepted, in characters (longer ones get 400).
     MAX_PARAMETER_CHARS = 4096
@@ -164,6 +195,12 @@ def finalize(config, instance_path: str) -> None:
             # the pool's connections; pool_recycle retires idle ones before servers drop them.
             "SQLALCHEMY_ENGINE_OPTIONS", {"pool_size": 10, "max_overflow": 20, "pool_recycle": 300}
         )
+
+    renamed = {"LOGIN_FAILURES_PER_ACCOUNT": "LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP",
+               "LOGIN_FAILURES_PER_IP": "LOGIN_ATTEMPTS_PER_IP"}
+    for old, new in renamed.items():
+        if old in config:  # silently ignoring it would leave the operator's limit unapplied
+            raise ConfigError(f"AUTHSERVER_{old} is no longer read; set AUTHSERVER_{new} instead.")
 
     if config["REGISTRATION_MODE"] not in ("open", "token", "closed"):
         raise ConfigError("AUTHSERVER_REGISTRATION_MODE must be 'open', 'token' or 'closed'.")

@@ -6,8 +6,8 @@ once the database work is one statement. This lane answers a well-formed, clean 
 request with the same code that decides it in the Flask view (resources.authenticate,
 store.get_introspection_row, Introspection.payload) and the same response headers; anything it
 does not fully understand (another content type, a repeated, overlong or non-printable parameter,
-failed authentication, rate limits that are not lifted) goes on to Flask untouched, whose answer
-(and error) is the reference. So the lane can make a request faster, never different.
+failed authentication, a rate limit reached) goes on to Flask untouched, whose answer (and
+error) is the reference. Rate limits are counted on the same counters as the view's. So the lane can make a request faster, never different.
 """
 
 from __future__ import annotations
@@ -21,14 +21,17 @@ import secrets
 import time
 from urllib.parse import parse_qsl, unquote
 
+from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Flask
 
-from . import resources, store
+from . import limits, store
 from .metrics import INTROSPECTIONS, LATENCY, REQUESTS
-from .oauth.introspection import HEADERS, INACTIVE, Introspection
+from .oauth.introspection import HEADERS, INACTIVE, Introspection, authenticate_caller
 from .secrets import sha256_hex
 
 INTROSPECT_PATH = "/oauth/introspect"
+#: Set in the WSGI environ once the lane has counted a request against its address's limit.
+COUNTED = "authserver.introspection_counted"
 FORM = "application/x-www-form-urlencoded"
 #: Bodies larger than this are not for the lane (a token and a hint fit in far less).
 MAX_BODY = 8192
@@ -44,7 +47,6 @@ class FastLane:
         self.wsgi_app = wsgi_app
         self.max_parameter = int(app.config["MAX_PARAMETER_CHARS"])
         self.extra_headers = _security_headers(app)
-        self.limiter_enabled = _limits_enabled(app)
         self.requests_ok = REQUESTS.labels("oauth.introspect", "POST", "200")
         self.latency = LATENCY.labels("oauth.introspect")
         self.active = INTROSPECTIONS.labels("active")
@@ -68,7 +70,7 @@ class FastLane:
     def introspect(self, environ) -> list | None:
         """[body, *headers] for a request the lane can answer, else None (after restoring the
         body for Flask)."""
-        if self.limiter_enabled or environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != FORM:
+        if environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != FORM:
             return None
         try:
             length = int(environ.get("CONTENT_LENGTH") or "")
@@ -82,10 +84,18 @@ class FastLane:
         if form is None or not form.get("token"):
             return None
         credential_id, secret = _credentials(environ.get("HTTP_AUTHORIZATION"), form)
+        address = environ.get("REMOTE_ADDR") or "127.0.0.1"
         with self.app.app_context():
-            caller = resources.authenticate(credential_id, secret)
-            if caller is None:
-                return None  # Flask answers 401 (and counts the failure)
+            # The same limits as the view, in the same order, on the same counters.
+            if limits.failures_exceeded(address) is not None:
+                return None
+            if limits.hit(*limits.INTROSPECTION_PER_IP, address) is not None:
+                return None  # the view counts it again, finds the limit reached and answers 429
+            environ[COUNTED] = True  # the view must not count this request against the address again
+            try:
+                caller = authenticate_caller(credential_id, secret)
+            except OAuth2Error:
+                return None  # Flask answers 401 or 429 (and counts a failure)
             row = store.get_introspection_row(sha256_hex(form["token"]), caller.id)
             payload = self.endpoint.payload(row)
         if payload is INACTIVE:
@@ -139,6 +149,3 @@ def _security_headers(app: Flask) -> list[tuple[str, str]]:
 
     return machine_headers(app)
 
-
-def _limits_enabled(app: Flask) -> bool:
-    return bool(app.config.get("RATELIMIT_ENABLED", True))

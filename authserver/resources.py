@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
 
 from . import rawsql, scopes
 from .extensions import db
@@ -132,13 +132,30 @@ def authenticate(credential_id: str | None, secret: str | None) -> Caller | None
     if not credential_id or not secret or len(credential_id) > 100:
         return None
     caller = get_caller(credential_id)
-    if caller is not None and verify_secret(caller.secret_hash, secret):
-        return caller
-    if caller is not None:
+    if caller is None:
+        return None
+    check = verify_secret(caller.secret_hash, secret)
+    if not check:
         fresh = get_caller(credential_id, fresh=True)
-        if fresh is not None and fresh.secret_hash != caller.secret_hash and verify_secret(fresh.secret_hash, secret):
-            return fresh
-    return None
+        if fresh is None or fresh.secret_hash == caller.secret_hash:
+            return None
+        caller, check = fresh, verify_secret(fresh.secret_hash, secret)
+        if not check:
+            return None
+    if check.replacement:
+        # A legacy argon2 hash that just matched: store its SHA-256 form, in a transaction of its
+        # own (introspection writes nothing else), so the slow hash is verified once.
+        with rawsql.transaction() as tx:
+            tx.execute(_REPLACE_SECRET_HASH, {"id": caller.id, "old": caller.secret_hash, "new": check.replacement})
+        _credentials_cache().pop(credential_id, None)
+    return caller
+
+
+_REPLACE_SECRET_HASH = rawsql.Statement(
+    update(ResourceServer)
+    .where(ResourceServer.id == bindparam("id"), ResourceServer.credential_secret_hash == bindparam("old"))
+    .values(credential_secret_hash=bindparam("new"))
+)
 
 
 def create(

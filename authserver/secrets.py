@@ -1,11 +1,10 @@
 """Secret handling: random credentials with prefixes, SHA-256 and argon2id hashing, constant-time checks.
 
-High-entropy credentials that are looked up (codes, tokens, registration access tokens) are
-stored as SHA-256 hex: a lookup by hash is one indexed query and a database dump reveals nothing
-usable. Passwords and long-lived shared secrets (client and resource-server secrets) are stored
-with argon2id; verifying those on every introspection would cost ~50 ms, so a successful
-verification is remembered in-process for a short time, keyed by the stored hash and a digest of
-the presented secret (rotating the secret changes the stored hash, which invalidates the entry).
+Everything we generate ourselves (codes, tokens, registration access tokens, client and
+resource-server secrets) carries 256 random bits and is stored as SHA-256 hex: a dump of the
+database reveals nothing usable, a lookup is one indexed query, and a check costs microseconds
+whether the presented value is right or wrong (no salt or slow hash adds anything to 256 bits).
+Passwords, which people choose, are stored with argon2id at the parameters in the config.
 """
 
 from __future__ import annotations
@@ -13,18 +12,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets as _secrets
-import threading
-import time
-from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
 
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-
-# A valid-looking hash to verify against when the account does not exist, so that the time of
-# a login attempt does not reveal whether the email is registered.
-_DUMMY_HASH = _hasher.hash(_secrets.token_urlsafe(16))
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
 
 # Recognisable prefixes make leaked credentials easy to spot (and to scan for in logs).
 ACCESS_TOKEN_PREFIX = "ast_"
@@ -33,6 +26,12 @@ AUTHORIZATION_CODE_PREFIX = "asc_"
 CLIENT_SECRET_PREFIX = "ass_"
 REGISTRATION_TOKEN_PREFIX = "asg_"
 RESOURCE_SECRET_PREFIX = "asrs_"
+
+# Client and resource-server secrets used to be stored as argon2id hashes; such a stored value is
+# still accepted once and replaced by its SHA-256 form (see verify_secret).
+LEGACY_SECRET_HASH_PREFIX = "$argon2"
+# Verifying reads the parameters from the stored hash itself, so any hasher verifies any hash.
+_legacy_verifier = PasswordHasher()
 
 
 def new_credential(prefix: str, nbytes: int = 32) -> str:
@@ -48,69 +47,79 @@ def constant_time_equals(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass"))
 
 
+# --- secrets we generate (client and resource-server secrets) ------------------------------------
 def hash_secret(secret: str) -> str:
-    """argon2id hash for a password or a long-lived shared secret."""
-    return _hasher.hash(secret)
+    """The stored form of a secret we generated: SHA-256 hex."""
+    return sha256_hex(secret)
+
+
+@dataclass(frozen=True)
+class SecretCheck:
+    """The outcome of verify_secret; true when the secret matched."""
+
+    ok: bool
+    # Set when the stored value is a legacy argon2 hash that just matched: the caller stores this
+    # SHA-256 form instead, so the slow hash is verified at most once per secret.
+    replacement: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def verify_secret(stored_hash: str | None, secret: str | None) -> SecretCheck:
+    """Check a client or resource-server secret against its stored hash, in constant time."""
+    if not secret or not stored_hash:
+        return SecretCheck(False)
+    if stored_hash.startswith(LEGACY_SECRET_HASH_PREFIX):
+        try:
+            matched = _legacy_verifier.verify(stored_hash, secret)
+        except (VerificationError, InvalidHashError):
+            matched = False
+        return SecretCheck(matched, hash_secret(secret) if matched else None)
+    return SecretCheck(constant_time_equals(hash_secret(secret), stored_hash))
+
+
+# --- passwords -----------------------------------------------------------------------------------
+@lru_cache(maxsize=8)
+def _hasher_for(time_cost: int, memory_kib: int, parallelism: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism)
+
+
+def _password_hasher() -> PasswordHasher:
+    """argon2id at the configured PASSWORD_HASH_* parameters."""
+    config = current_app.config
+    return _hasher_for(
+        int(config["PASSWORD_HASH_TIME_COST"]),
+        int(config["PASSWORD_HASH_MEMORY_KIB"]),
+        int(config["PASSWORD_HASH_PARALLELISM"]),
+    )
+
+
+@lru_cache(maxsize=8)
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """A valid hash at the current parameters, verified when the account does not exist, so that
+    the time of a sign-in attempt does not reveal whether the email is registered."""
+    return hasher.hash(_secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    """argon2id hash of a password at the configured parameters."""
+    return _password_hasher().hash(password)
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
-    """Check a password; burns the same time when there is no stored hash."""
-    if stored_hash is None:
-        try:
-            _hasher.verify(_DUMMY_HASH, password)
-        except VerificationError:
-            pass
-        return False
+    """Check a password; costs the same when there is no stored hash."""
+    hasher = _password_hasher()
     try:
-        return _hasher.verify(stored_hash, password)
-    except (VerificationError, VerifyMismatchError, InvalidHashError):
+        matched = hasher.verify(stored_hash or _dummy_hash(hasher), password)
+    except (VerificationError, InvalidHashError):
         return False
+    return matched and stored_hash is not None
 
 
-class _VerifiedCache:
-    """Bounded, time-limited memory of successful (stored hash, presented secret) checks."""
-
-    def __init__(self, size: int = 4096, ttl: float = 300.0):
-        self._size = size
-        self._ttl = ttl
-        self._items: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _key(stored_hash: str, secret: str) -> str:
-        return hashlib.sha256(stored_hash.encode() + b"\0" + secret.encode("utf-8", "surrogatepass")).hexdigest()
-
-    def hit(self, stored_hash: str, secret: str) -> bool:
-        key = self._key(stored_hash, secret)
-        with self._lock:
-            expires = self._items.get(key)
-            if expires is None:
-                return False
-            if expires < time.monotonic():
-                del self._items[key]
-                return False
-            self._items.move_to_end(key)
-            return True
-
-    def add(self, stored_hash: str, secret: str) -> None:
-        key = self._key(stored_hash, secret)
-        with self._lock:
-            self._items[key] = time.monotonic() + self._ttl
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
-_verified = _VerifiedCache()
-
-
-def verify_secret(stored_hash: str, secret: str) -> bool:
-    """Check a client or resource-server secret against its argon2id hash (cached on success)."""
-    if not secret or not stored_hash:
-        return False
-    if _verified.hit(stored_hash, secret):
+def password_needs_rehash(stored_hash: str) -> bool:
+    """True when a stored password hash was made with other parameters than the configured ones."""
+    try:
+        return _password_hasher().check_needs_rehash(stored_hash)
+    except InvalidHashError:
         return True
-    if verify_password(stored_hash, secret):
-        _verified.add(stored_hash, secret)
-        return True
-    return False

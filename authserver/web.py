@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from urllib.parse import urlsplit
 
 from flask import Flask, abort, g, request
 from flask.sessions import SecureCookieSessionInterface
@@ -59,11 +60,17 @@ class CachedSerializerSessionInterface(SecureCookieSessionInterface):
 
 def machine_headers(app: Flask) -> list[tuple[str, str]]:
     """Headers on every response, pages and machine endpoints alike."""
-    return [
+    headers = [
         ("X-Content-Type-Options", "nosniff"),
         # Codes and tokens never leak to third parties through the Referer header.
         ("Referrer-Policy", "no-referrer"),
     ]
+    # HSTS only when the issuer is https (browsers ignore it over http anyway, and a local http
+    # issuer must keep working). No includeSubDomains: we don't know what runs on names under the
+    # issuer's host; a deployment that does can add it at its proxy.
+    if urlsplit(app.config["ISSUER"]).scheme == "https":
+        headers.append(("Strict-Transport-Security", "max-age=31536000"))
+    return headers
 
 
 def init_app(app: Flask) -> None:

@@ -26,13 +26,11 @@ import flask_migrate
 import psycopg
 import pytest
 import redis
-from argon2 import PasswordHasher
 from flask import Flask
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 
 from authserver import accounts, create_app, rawsql, resources
-from authserver import secrets as authserver_secrets
 from authserver.extensions import db
 from authserver.models import Hub
 from logscan import Recorder
@@ -49,6 +47,10 @@ TEST_SETTINGS = {
     "TESTING": True,
     "SECRET_KEY": "test-secret-key-long-enough-to-pass-the-production-check",
     "ISSUER": "https://auth.test",
+    # argon2's cheapest parameters: the real cost (see config.py) would dominate the run.
+    "PASSWORD_HASH_TIME_COST": 1,
+    "PASSWORD_HASH_MEMORY_KIB": 8,
+    "PASSWORD_HASH_PARALLELISM": 1,
 }
 
 _CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -102,17 +104,13 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session", autouse=True)
 def _hermetic(tmp_path_factory):
-    """Tests never read the developer's instance/ folder or AUTHSERVER_* settings, and passwords
-    are hashed with argon2's cheapest parameters (the real cost would dominate the run)."""
+    """Tests never read the developer's instance/ folder or AUTHSERVER_* settings."""
     instance = tmp_path_factory.mktemp("instance")
-    fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Flask, "auto_find_instance_path", lambda self: str(instance))
         for name in list(os.environ):
             if name == "FLASK_DEBUG" or (name.startswith("AUTHSERVER_") and not name.startswith("AUTHSERVER_TEST_")):
                 mp.delenv(name)
-        mp.setattr(authserver_secrets, "_hasher", fast)
-        mp.setattr(authserver_secrets, "_DUMMY_HASH", fast.hash("not a password"))
         yield instance
 
 

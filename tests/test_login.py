@@ -16,8 +16,9 @@ from conftest import PASSWORD
 EMAIL = "alice@example.com"
 THROTTLE_WINDOW = 2  # seconds, in the app_config of the throttling tests below
 THROTTLED = pytest.mark.app_config(
-    LOGIN_FAILURES_PER_ACCOUNT=f"3 per {THROTTLE_WINDOW} seconds",
-    LOGIN_FAILURES_PER_IP=f"5 per {THROTTLE_WINDOW} seconds",
+    LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP=f"3 per {THROTTLE_WINDOW} seconds",
+    LOGIN_ATTEMPTS_PER_IP=f"5 per {THROTTLE_WINDOW} seconds",
+    LOGIN_DELAY_PER_FAILURE=0,
 )
 
 
@@ -104,19 +105,30 @@ def test_local_next_is_honoured(client, alice, login):
 
 
 @THROTTLED
-def test_failures_are_throttled_per_account(client, alice, login):
-    # Failures from three different addresses still count against the one account.
-    for i in range(3):
-        assert login(client, EMAIL, "wrong", ip=f"192.0.2.{i + 1}").status_code == 200
-    blocked = login(client, EMAIL, ip="192.0.2.99")
+def test_failures_are_throttled_per_account_and_address(client, alice, login):
+    for _ in range(3):
+        assert login(client, EMAIL, "wrong", ip="192.0.2.1").status_code == 200
+    # That address is refused for alice, even with her password...
+    blocked = login(client, EMAIL, ip="192.0.2.1")
     assert blocked.status_code == 429
-    assert "Retry-After" in blocked.headers
+    assert int(blocked.headers["Retry-After"]) > 0
     assert not signed_in(client)
-    # Another account is not affected by alice's failures.
-    assert login(client, "someone@example.com", "wrong", ip="192.0.2.50").status_code == 200
+    # ...but not for another account, and alice is not refused from elsewhere.
+    assert login(client, "someone@example.com", "wrong", ip="192.0.2.1").status_code == 200
+    assert login(client, EMAIL, ip="192.0.2.2").status_code == 302
 
     time.sleep(THROTTLE_WINDOW + 0.2)
-    assert login(client, EMAIL).status_code == 302
+    assert login(client, EMAIL, ip="192.0.2.1").status_code == 302
+
+
+@pytest.mark.app_config(LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP="3 per minute", LOGIN_DELAY_PER_FAILURE=0)
+def test_a_successful_sign_in_clears_the_account_and_address_count(client, alice, login):
+    # Two typos before each success, three times: six failures from one address in all, yet the
+    # owner is never refused, because each success starts the count again.
+    for _ in range(3):
+        assert login(client, EMAIL, "typo", ip="192.0.2.1").status_code == 200
+        assert login(client, EMAIL, "typo", ip="192.0.2.1").status_code == 200
+        assert login(client, EMAIL, ip="192.0.2.1").status_code == 302
 
 
 @THROTTLED
@@ -179,3 +191,11 @@ def test_logout_needs_the_form_and_its_csrf_token(client, alice, login, csrf_tok
     response = client.post("/logout", data={"csrf_token": csrf_token(client, "/logout")})
     assert response.status_code == 302
     assert not signed_in(client)
+
+
+@pytest.mark.parametrize("old", ["LOGIN_FAILURES_PER_ACCOUNT", "LOGIN_FAILURES_PER_IP"])
+def test_the_old_throttle_settings_are_refused_not_ignored(make_app, old):
+    from authserver.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"AUTHSERVER_{old} is no longer read"):
+        make_app(**{old: "5 per 5 minutes"})

@@ -8,6 +8,7 @@ import pytest
 from authserver import resources, scopes
 from authserver.extensions import db
 from authserver.models import ResourceServer
+from authserver.secrets import sha256_hex
 
 
 @pytest.mark.parametrize(
@@ -46,13 +47,13 @@ def test_a_second_spelling_of_the_same_uri_is_refused(app):
         assert resources.get_by_uri("https://mcp.example.com/mcp/").name == "One"
 
 
-def test_secret_is_stored_only_as_a_slow_hash_and_rotation_replaces_it(app):
+def test_secret_is_stored_only_as_a_hash_and_rotation_replaces_it(app):
     with app.app_context():
         resource, secret = resources.create("https://mcp.example.com/mcp", "MCP")
         db.session.commit()
         row = db.session.get(ResourceServer, resource.id)
         assert secret not in row.credential_secret_hash
-        assert row.credential_secret_hash.startswith("$argon2id$")
+        assert row.credential_secret_hash == sha256_hex(secret)
         assert resources.authenticate(row.credential_id, secret).id == row.id
         assert resources.authenticate(row.credential_id, secret + "x") is None
         assert resources.authenticate("rs_unknown", secret) is None

@@ -28,10 +28,13 @@ def without_loopback_port(uri: str) -> str | None:
 
 
 def redirect_host(uri: str) -> str:
-    """Where a redirect URI sends people back to, as shown to them: host[:port], or `scheme:` for
-    a native app's private-use scheme."""
+    """Where a redirect URI sends people back to, as shown to them: host[:port] for http(s); for
+    any other scheme the whole `scheme://authority` (or `scheme:`), because a private-use scheme
+    such as claude://claude.ai goes to whichever program claimed it, not to that web host."""
     parts = urlsplit(uri)
-    return parts.netloc or f"{parts.scheme}:"
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return parts.netloc
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
 
 
 class Client(db.Model, ClientMixin):
@@ -39,7 +42,8 @@ class Client(db.Model, ClientMixin):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[str] = mapped_column(String(2000), unique=True)
-    # Slow hash of the client secret; None for public clients (token_endpoint_auth_method none).
+    # SHA-256 hex of the client secret (a legacy argon2id hash until its first use); None for
+    # public clients (token_endpoint_auth_method none).
     client_secret_hash: Mapped[str | None] = mapped_column(String(255))
     # SHA-256 of the RFC 7592 registration access token; None for CLI-created clients.
     registration_access_token_hash: Mapped[str | None] = mapped_column(String(64))
@@ -130,7 +134,12 @@ class Client(db.Model, ClientMixin):
 
         if not self.client_secret_hash:
             return False
-        return verify_secret(self.client_secret_hash, client_secret)
+        check = verify_secret(self.client_secret_hash, client_secret)
+        if check.replacement:
+            # A legacy argon2 hash: store the SHA-256 form (the view commits).
+            self.client_secret_hash = check.replacement
+            db.session.flush()
+        return check.ok
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         # The registered method is the only one accepted, at the token and revocation endpoints

@@ -31,6 +31,9 @@ class Token(db.Model, TokenMixin):
     access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     scope: Mapped[str] = mapped_column(Text)
+    # The scope the family's authorization code granted (copied along every refresh): a refresh
+    # may never get more (RFC 6749 §6). NULL on rows from before it was recorded: use `scope`.
+    authorized_scope: Mapped[str | None] = mapped_column(Text)
     issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     access_expires_at: Mapped[datetime] = mapped_column(DateTime)
     refresh_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -42,6 +45,10 @@ class Token(db.Model, TokenMixin):
     access_revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     grant: Mapped[Grant] = relationship()
+
+    def get_authorized_scope(self) -> str:
+        """The most any token of this family may carry: what its authorization code granted."""
+        return self.scope if self.authorized_scope is None else self.authorized_scope
 
     # --- Authlib TokenMixin -------------------------------------------------------------------
     def check_client(self, client) -> bool:

@@ -61,12 +61,15 @@ def _public_key(keys: list[dict], header: dict):
         raise _refuse("the client's JWKS has several keys: the assertion must name one with kid")
     try:
         return jwt.PyJWK.from_dict(candidates[0], algorithm=alg).key
-    except (jwt.PyJWKError, ValueError, TypeError) as error:
-        raise _refuse(f"the client's key is not usable ({error})") from None
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        # Not quoting the error: it repeats the key's members, which the document's author wrote.
+        raise _refuse("the client's key (in its JWKS) is not usable for its alg") from None
 
 
 def _remember_jti(client_id: str, jti: str, exp: int) -> None:
-    expires = datetime.fromtimestamp(exp, timezone.utc).replace(tzinfo=None)
+    # Kept until the assertion can no longer verify, exp + LEEWAY (exp is accepted with clock
+    # skew): a record purged at exp would let the same assertion be replayed inside the leeway.
+    expires = datetime.fromtimestamp(exp + LEEWAY, timezone.utc).replace(tzinfo=None)
     if not store.add_unless_present(UsedAssertion(key_hash=sha256_hex(f"{client_id}\0{jti}"), expires_at=expires)):
         raise _refuse("this assertion (jti) was already used")
 

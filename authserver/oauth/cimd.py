@@ -25,7 +25,7 @@ from ..models import Client, RemoteDocument
 from ..timeutil import to_epoch, utcnow
 from .errors import safe_description
 from .fetch import FetchError, FetchPolicy, check_url, fetch_json
-from .registration import GRANT_TYPES, RESPONSE_TYPES, redirect_uris_problem
+from .registration import GRANT_TYPES, RESPONSE_TYPES, redirect_uri_problem, redirect_uris_problem
 
 #: Token endpoint authentication methods a CIMD client can use, strongest first. There is no
 #: shared secret with a document, so the secret methods are not possible.
@@ -55,11 +55,14 @@ def fetch_policy() -> FetchPolicy:
 
 
 def _domain_problem(url: str) -> str | None:
-    host = (urlsplit(url).hostname or "").lower()
+    # `client.test.` is the same DNS name as `client.test` (the root label written out), in the
+    # URL and in the operator's lists alike: compare without trailing dots.
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
     config = current_app.config
 
     def matches(domains) -> bool:
-        return any(host == d.lower() or host.endswith("." + d.lower()) for d in domains)
+        names = [d.lower().strip(".") for d in domains]
+        return any(host == name or host.endswith("." + name) for name in names if name)
 
     if matches(config["CIMD_DENIED_DOMAINS"]):
         return f"client_id host {host} is not accepted by this server."
@@ -98,7 +101,7 @@ def get_document(url: str, kind: str) -> dict:
     except FetchError as error:
         usable = cached is not None and cached.stale_until > now
         audit.record("cimd.fetch_failed", client=url if kind == "client" else None, url=url, kind=kind,
-                     reason=str(error), served_stale=usable)
+                     reason=str(error), served_stale=usable, **({"detail": error.detail} if error.detail else {}))
         db.session.commit()
         if usable:
             return cached.document
@@ -120,6 +123,8 @@ def choose_auth_method(document: dict) -> str:
     declared = document.get("token_endpoint_auth_methods_supported")
     if declared is None:
         declared = [document.get("token_endpoint_auth_method") or "none"]
+    elif not isinstance(declared, list):
+        raise ValueError("token_endpoint_auth_methods_supported must be an array")
     elif document.get("token_endpoint_auth_method"):
         declared = [document["token_endpoint_auth_method"], *declared]
     ours = [m for m in CIMD_AUTH_METHODS if m != "private_key_jwt" or current_app.config["PRIVATE_KEY_JWT_ENABLED"]]
@@ -128,26 +133,27 @@ def choose_auth_method(document: dict) -> str:
             if method == "private_key_jwt" and not (document.get("jwks") or document.get("jwks_uri")):
                 continue
             return method
+    # Our own words only: the declared methods are the document author's text.
     raise ValueError(
-        "the document allows token endpoint authentication only by "
-        f"{', '.join(map(str, declared))}; this server accepts {' or '.join(ours)} for such clients"
+        "the document allows token endpoint authentication only by methods this server does not "
+        f"accept; this server accepts {' or '.join(ours)} for such clients"
         + (" (private_key_jwt needs jwks or jwks_uri)" if "private_key_jwt" in declared else "")
     )
 
 
 def validate_document(url: str, document: dict) -> dict:
-    """The client metadata to store, or ValueError saying what is wrong with the document."""
+    """The client metadata to store, or ValueError saying what is wrong with the document, in
+    our own words: its messages reach people's pages, so they never quote the document."""
     if document.get("client_id") != url:
-        raise ValueError(f"its client_id ({str(document.get('client_id'))[:200]!r}) is not the URL it was fetched from")
+        raise ValueError("its client_id is not the URL it was fetched from")
     name = document.get("client_name")
     if not isinstance(name, str) or not name.strip():
         raise ValueError("client_name is missing")
     uris = document.get("redirect_uris")
     if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
         raise ValueError("redirect_uris is missing or not an array of strings")
-    problem = redirect_uris_problem(uris)
-    if problem:
-        raise ValueError(f"redirect_uris: {problem}")
+    if redirect_uris_problem(uris):
+        raise ValueError(f"redirect_uris: {_redirect_uris_problem(uris)}")
     if "client_secret" in document or "client_secret_expires_at" in document:
         raise ValueError("a metadata document must not contain a client secret")
     grant_types = document.get("grant_types", ["authorization_code"])
@@ -161,13 +167,23 @@ def validate_document(url: str, document: dict) -> dict:
     if "jwks_uri" in document:
         try:
             check_url(str(document["jwks_uri"]), fetch_policy())
-        except FetchError as error:
-            raise ValueError(f"jwks_uri: {error}") from None
+        except FetchError:
+            raise ValueError("jwks_uri must be an https URL on port 443, without user name or fragment") from None
     metadata = {k: document[k] for k in _KEPT_MEMBERS if k in document}
     metadata["grant_types"] = [g for g in grant_types if g in GRANT_TYPES]
     metadata["response_types"] = ["code"]
     metadata["token_endpoint_auth_method"] = choose_auth_method(document)
     return metadata
+
+
+def _redirect_uris_problem(uris: list[str]) -> str:
+    """What is wrong with a document's redirect URIs, naming the bad one by position (the
+    registration policy's message quotes the URI itself)."""
+    for position, uri in enumerate(uris):
+        problem = redirect_uri_problem(uri)
+        if problem:
+            return f"the one at position {position + 1}: {problem}"
+    return redirect_uris_problem(uris) or ""
 
 
 def _invalid(url: str, reason: str) -> InvalidClientError:

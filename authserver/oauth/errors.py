@@ -21,3 +21,18 @@ def safe_description(text: str, limit: int = 200) -> str:
     """Fit text into RFC 6749's error_description alphabet (%x20-21 / %x23-5B / %x5D-7E)."""
     cleaned = "".join(c if (0x20 <= ord(c) <= 0x7E and c not in '"\\') else "?" for c in text)
     return cleaned[:limit]
+
+
+class RateLimitedError(OAuth2Error):
+    """Too many requests for this client or resource server: 429 with Retry-After, and the code
+    the route-level limits answer with (`temporarily_unavailable`, RFC 6749 §4.1.2.1)."""
+
+    error = "temporarily_unavailable"
+    status_code = 429
+
+    def __init__(self, retry_after: int):
+        super().__init__(description="Too many requests; retry after the time in Retry-After.")
+        self.retry_after = retry_after
+
+    def get_headers(self):
+        return [*super().get_headers(), ("Retry-After", str(self.retry_after))]

@@ -4,7 +4,8 @@ The URL comes from an untrusted party, so the fetch must not become a way to rea
 own network (SSRF) or to tie up a worker. Hence: https only, the host resolved once and every
 address checked before connecting, the connection made to the checked address (so DNS rebinding
 cannot swap it), the certificate always verified against the hostname, no redirects, and an
-overall deadline and size cap. Every failure is a FetchError whose message a developer can act on.
+overall deadline and size cap. Every failure is a FetchError whose message a developer can act on
+and which never quotes what the server sent (it reaches people's pages); that goes in its `detail`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import math
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,7 +62,12 @@ class FetchPolicy:
 
 
 class FetchError(Exception):
-    """The document could not be fetched or is unusable; the message says why in plain words."""
+    """The document could not be fetched or is unusable; the message says why in plain words of
+    our own. `detail` holds what the server sent (for the operator's log only), if anything."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail[:200] if detail else None
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ def fetch_json(url: str, policy: FetchPolicy) -> Fetched:
     """GET a JSON object from `url` under `policy`; raise FetchError for anything unsafe or wrong."""
     target = _parse(url, policy)
     deadline = time.monotonic() + policy.timeout
-    addresses = _resolve(target, policy)
+    addresses = _resolve(target, policy, deadline)
     try:
         context = ssl.create_default_context(cafile=policy.ca_bundle)
     except (OSError, ValueError) as exc:
@@ -108,7 +115,7 @@ def fetch_json(url: str, policy: FetchPolicy) -> Fetched:
     except ssl.SSLError as exc:
         raise FetchError(f"the TLS handshake with {target.hostname} failed: {exc.reason or exc}") from exc
     except http.client.HTTPException as exc:
-        raise FetchError(f"the server sent a malformed HTTP response: {exc!r}") from exc
+        raise FetchError("the server sent a malformed HTTP response", detail=repr(exc)) from exc
     except OSError as exc:
         raise FetchError(f"could not connect to {target.hostname} port {target.port}: {exc}") from exc
     finally:
@@ -133,6 +140,11 @@ def _parse(url: str, policy: FetchPolicy) -> _Target:
     if not parts.hostname:
         raise FetchError("the URL has no host")
     try:
+        # What TLS will do with it (SNI): an empty or overlong label would fail there, later.
+        parts.hostname.encode("idna")
+    except UnicodeError as exc:
+        raise FetchError("the URL's host is not a valid DNS name") from exc
+    try:
         port = parts.port or DEFAULT_PORT
     except ValueError as exc:
         raise FetchError("the URL's port is not a number between 1 and 65535") from exc
@@ -142,8 +154,9 @@ def _parse(url: str, policy: FetchPolicy) -> _Target:
     return _Target(hostname=parts.hostname.lower(), port=port, path=path)
 
 
-def _resolve(target: _Target, policy: FetchPolicy) -> list[str]:
-    """Resolve the host once and check every address, so the one we connect to was checked."""
+def _resolve(target: _Target, policy: FetchPolicy, deadline: float) -> list[str]:
+    """Resolve the host once (by the deadline) and check every address, so the one we connect
+    to was checked."""
     hostname = target.hostname
     try:
         literal = ipaddress.ip_address(hostname)
@@ -156,7 +169,9 @@ def _resolve(target: _Target, policy: FetchPolicy) -> list[str]:
             if hostname in policy.host_overrides:
                 addresses = [policy.host_overrides[hostname]]
             else:
-                addresses = (policy.resolver or _system_resolver)(hostname, target.port)
+                addresses = _by_deadline(policy.resolver or _system_resolver, hostname, target.port, deadline)
+        except TimeoutError as exc:
+            raise FetchError(f"the DNS lookup of {hostname} did not answer within {policy.timeout:g} seconds") from exc
         except (OSError, UnicodeError) as exc:
             raise FetchError(f"cannot resolve {hostname}: {exc}") from exc
         if not addresses:
@@ -172,6 +187,31 @@ def _resolve(target: _Target, policy: FetchPolicy) -> list[str]:
             subject = f"{hostname} is" if literal is not None else f"{hostname} resolves to {address},"
             raise FetchError(f"{subject} {reason}")
     return addresses
+
+
+def _by_deadline(resolve: Callable[[str, int], list[str]], hostname: str, port: int, deadline: float) -> list[str]:
+    """`resolve(hostname, port)`, waited for only until the deadline (TimeoutError after it).
+
+    getaddrinfo has no timeout of its own and a resolver may take many seconds, so the lookup runs
+    on a daemon thread; one that outlives the wait ends on its own, unobserved. (A thread per
+    lookup rather than a shared pool: a pool copied into a forked worker has no threads left.)"""
+    wait = _remaining(deadline)
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["addresses"] = resolve(hostname, port)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, re-raised there
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="fetch-resolve", daemon=True)
+    thread.start()
+    thread.join(wait)
+    if thread.is_alive():
+        raise TimeoutError("the DNS lookup did not finish by the deadline")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["addresses"]  # type: ignore[return-value]
 
 
 def _system_resolver(hostname: str, port: int) -> list[str]:
@@ -259,13 +299,14 @@ def _check_response(response: http.client.HTTPResponse, policy: FetchPolicy) -> 
     if 300 <= status < 400:
         raise FetchError(f"the server answered with a redirect (HTTP {status}); redirects are not followed")
     if status != 200:
-        raise FetchError(f"the server answered with HTTP {status} {response.reason}; expected 200")
+        raise FetchError(f"the server answered with HTTP {status}; expected 200", detail=response.reason)
     content_type = response.getheader("Content-Type")
     if content_type is None:
         raise FetchError("the server sent no Content-Type; expected application/json")
     media_type = response.headers.get_content_type()
     if media_type != "application/json" and not (media_type.startswith("application/") and media_type.endswith("+json")):
-        raise FetchError(f"the server sent Content-Type {content_type}; expected application/json")
+        raise FetchError("the server sent a Content-Type other than JSON; expected application/json",
+                         detail=f"Content-Type: {content_type}")
     if response.length is not None and response.length > policy.max_bytes:
         raise FetchError(f"the document is larger than {policy.max_bytes} bytes")
 

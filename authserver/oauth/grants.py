@@ -61,10 +61,18 @@ class ReplayMixin(ABC):
         """What binds a retry to its request (each grant names its own parameters)."""
 
     def cached_response(self, credential: str, key_hash: str) -> dict | None:
+        """The answer to an identical earlier request, while what it hands out is still live:
+        a grant revoked (or a family ended) inside the grace window is not undone by a retry."""
         entry = store.get_replay(key_hash)
         if entry is None:
             return None
-        return unseal(credential, self.replay_context(), entry.ciphertext)
+        cached = unseal(credential, self.replay_context(), entry.ciphertext)
+        if cached is None:
+            return None
+        issued = store.get_token_by_access_hash(sha256_hex(cached["access_token"]))
+        if issued is None or issued.revoked_at is not None or issued.grant.revoked_at is not None:
+            return None
+        return cached
 
     def remember_response(self, credential: str, key_hash: str, token: dict) -> None:
         grace = int(current_app.config["REPLAY_GRACE_SECONDS"])
@@ -223,15 +231,15 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
         return row
 
     def _validate_token_scope(self, token: Token):
-        """A requested scope can only narrow what the user consented to (RFC 6749 §6): it is
-        intersected with the grant, never widened. Deliberately lenient: clients (Authlib's
+        """A requested scope can only narrow what this token's authorization granted (RFC 6749
+        §6): it is intersected with it, never widened. Deliberately lenient: clients (Authlib's
         among them) resend their original request scope at refresh, including scopes the user
         unticked, and must not be logged out for it. Nothing in common is `invalid_scope`."""
         scope = self.request.payload.scope
         if not scope:
             return
         requested = set(scope.split()) - IGNORED_SCOPES
-        if not requested & token.grant.scope_set:
+        if not requested & set(token.get_authorized_scope().split()):
             raise InvalidScopeError("None of the requested scopes was granted.")
 
     def validate_token_request(self):
@@ -251,8 +259,11 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
                 return 200, cached, self.TOKEN_RESPONSE_HEADER
             raise InvalidGrantError("The refresh token has already been used.")
         grant = old.grant
-        wanted = " ".join(s for s in (self.request.payload.scope or grant.scope).split() if s not in IGNORED_SCOPES)
-        scope = live_scope(grant, wanted)
+        # The grant may since have gained scopes from another authorization (remembered consent
+        # for a wider request): this family keeps the ceiling its own code set.
+        authorized = old.get_authorized_scope().split()
+        requested = (self.request.payload.scope or "").split() or authorized
+        scope = live_scope(grant, " ".join(s for s in requested if s in authorized))
         token = self.issue(grant, scope, include_refresh_token=True)
         # One live access token per family: the one the rotated refresh token came with ends.
         store.revoke_access_token(old)

@@ -17,10 +17,11 @@ from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
 
-from .. import accounts, resources, store
+from .. import accounts, limits, resources, store
 from ..metrics import INTROSPECTIONS
 from ..secrets import sha256_hex
 from ..timeutil import to_epoch, utcnow
+from .errors import RateLimitedError
 from .grants import validate_no_duplicate_parameters
 
 INACTIVE = {"active": False}
@@ -61,13 +62,11 @@ class Introspection(IntrospectionEndpoint):
         if not credential_id:
             credential_id = request.form.get("client_id")
             secret = request.form.get("client_secret")
-        resource = resources.authenticate(credential_id, secret)
-        if resource is None:
-            # RFC 7662 §2.1 / RFC 6749 §5.2: 401 with a Basic challenge.
-            raise InvalidClientError(
-                status_code=401, description="Authenticate with the resource server's credentials."
-            )
-        return resource
+        try:
+            return authenticate_caller(credential_id, secret)
+        except InvalidClientError:
+            limits.note_client_auth_failure()  # counted against the caller's address
+            raise
 
     @staticmethod
     def payload(row) -> dict:
@@ -96,3 +95,16 @@ class Introspection(IntrospectionEndpoint):
             "iat": to_epoch(row.issued_at),
             "token_type": "Bearer",
         }
+
+
+def authenticate_caller(credential_id: str | None, secret: str | None) -> resources.Caller:
+    """The resource server these credentials prove, counted against its own rate limit."""
+    resource = resources.authenticate(credential_id, secret)
+    if resource is None:
+        # RFC 7662 §2.1 / RFC 6749 §5.2: 401 with a Basic challenge.
+        raise InvalidClientError(status_code=401, description="Authenticate with the resource server's credentials.")
+    # Counted only once the credential is proven, so nobody else can spend its budget.
+    retry_after = limits.hit("INTROSPECTION_RATE_LIMIT", "introspect-resource", resource.credential_id)
+    if retry_after is not None:
+        raise RateLimitedError(retry_after)
+    return resource

@@ -6,17 +6,18 @@ from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
-from authlib.oauth2.rfc6749 import InvalidScopeError, OAuth2Error, OAuth2Payload
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, OAuth2Error, OAuth2Payload
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
 from flask import request as flask_request
+from flask_limiter.util import get_remote_address
 
-from .. import scopes, store
+from .. import limits, scopes, store
 from ..models import Token
 from ..secrets import sha256_hex
 from ..timeutil import utcnow
 from . import assertion, cimd
-from .errors import safe_description
+from .errors import RateLimitedError, safe_description
 from .grants import AuthorizationCodeGrant, RefreshTokenGrant, validate_no_duplicate_parameters
 from .introspection import Introspection
 from .pkce import S256CodeChallenge
@@ -94,6 +95,25 @@ class AuthorizationServer(FlaskAuthorizationServer):
             return cimd.load_client(client_id)
         return store.get_client(client_id)
 
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """RFC 6749 §2.3 client authentication (token and revocation endpoints), counted for rate
+        limits only by what it proves: a failure against the caller's address, a token request
+        against the client it authenticated (with the address when nothing was proven: a public
+        client's id is only a claim). A name merely sent never spends anyone's budget."""
+        try:
+            client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            limits.note_client_auth_failure()
+            raise
+        if endpoint == "token":
+            key = [client.client_id]
+            if request.auth_method == "none":
+                key.append(get_remote_address())
+            retry_after = limits.hit("TOKEN_RATE_LIMIT", "token-client", *key)
+            if retry_after is not None:
+                raise RateLimitedError(retry_after)
+        return client
+
     def create_oauth2_request(self, request):
         """Authorization requests read the URL query only (so the consent form's own fields never
         mix in); every other endpoint reads the form body only, never the query string."""
@@ -131,14 +151,17 @@ class AuthorizationServer(FlaskAuthorizationServer):
         return super().create_endpoint_response(name, request)
 
     def save_token(self, token: dict, request) -> None:
-        """Store the token pair as SHA-256 hashes, stamped with the grant and its code lineage."""
+        """Store the token pair as SHA-256 hashes, stamped with the grant, its code lineage and
+        the scope that code authorized (the ceiling of every refresh, RFC 6749 §6)."""
         now = utcnow()
         if request.payload.grant_type == RefreshTokenGrant.GRANT_TYPE:
             previous = request.refresh_token
             grant, code_id, parent_id = previous.grant, previous.code_id, previous.id
+            authorized = previous.get_authorized_scope()
         else:
             code = request.authorization_code
             grant, code_id, parent_id = code.grant, code.id, None
+            authorized = code.scope
         refresh = token.get("refresh_token")
         store.save_token(
             Token(
@@ -149,6 +172,7 @@ class AuthorizationServer(FlaskAuthorizationServer):
                 access_token_hash=sha256_hex(token["access_token"]),
                 refresh_token_hash=sha256_hex(refresh) if refresh else None,
                 scope=token["scope"],
+                authorized_scope=authorized,
                 issued_at=now,
                 access_expires_at=now + timedelta(seconds=token["expires_in"]),
                 refresh_expires_at=(

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from functools import wraps
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import TooManyRequests
 
-from .. import accounts, audit, store
-from ..extensions import db, limiter
+from .. import accounts, audit, limits, store
+from ..extensions import db
 from ..models import User
 from ..secrets import sha256_hex
 from ..timeutil import utcnow, to_epoch
@@ -43,13 +45,20 @@ def current_user() -> User | None:
     """The signed-in, enabled user, or None."""
     if "user" not in g:
         user = None
-        user_id, sid = session.get("user_id"), session.get("sid")
-        if isinstance(user_id, int) and isinstance(sid, str):
+        user_id, sid, auth_time = session.get("user_id"), session.get("sid"), session.get("auth_time")
+        if isinstance(user_id, int) and isinstance(sid, str) and _within_lifetime(auth_time):
             user = db.session.get(User, user_id)
             if user is not None and (user.disabled or store.is_session_ended(sha256_hex(sid))):
                 user = None
         g.user = user
     return g.user
+
+
+def _within_lifetime(auth_time) -> bool:
+    """A session lasts SESSION_ABSOLUTE_LIFETIME seconds from its sign-in, however active."""
+    if not isinstance(auth_time, int):
+        return False
+    return to_epoch(utcnow()) - auth_time < int(current_app.config["SESSION_ABSOLUTE_LIFETIME"])
 
 
 def login_url(next_path: str) -> str:
@@ -68,38 +77,37 @@ def login_required(view):
     return wrapped
 
 
-def _account_key() -> str:
-    return "login-account:" + accounts.normalize_email(request.form.get("email", ""))[:320]
-
-
-def _failed(response) -> bool:
-    return response.status_code != 302
+def _throttle(account: str, address: str) -> None:
+    """Count this attempt before the password is checked, and refuse it over the per-address or
+    per-(account, address) limit: counting first means concurrent attempts cannot all pass a
+    check made before any of them was counted. Per account alone nothing is refused (anyone who
+    knows an email could lock its owner out); attempts wait longer the more recent failures the
+    account has, up to LOGIN_DELAY_MAX seconds."""
+    retry_after = limits.hit("LOGIN_ATTEMPTS_PER_IP", "login-ip", address) or limits.hit(
+        "LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP", "login-account-ip", account, address
+    )
+    if retry_after is not None:
+        raise TooManyRequests(retry_after=retry_after)
+    config = current_app.config
+    failures = limits.count("LOGIN_DELAY_WINDOW", "login-account-failures", account)
+    delay = min(float(config["LOGIN_DELAY_MAX"]), float(config["LOGIN_DELAY_PER_FAILURE"]) * failures)
+    if delay > 0:
+        time.sleep(delay)
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(
-    lambda: current_app.config["LOGIN_FAILURES_PER_IP"],
-    methods=["POST"],
-    key_func=get_remote_address,
-    scope="login-ip",
-    deduct_when=_failed,
-)
-@limiter.limit(
-    lambda: current_app.config["LOGIN_FAILURES_PER_ACCOUNT"],
-    methods=["POST"],
-    key_func=_account_key,
-    scope="login-account",
-    deduct_when=_failed,
-)
 def login():
     next_path = safe_next(request.values.get("next"))
     if request.method == "GET":
         return render_template("auth/login.html", next=next_path, email="", error=None)
 
     email = request.form.get("email", "")
+    account, address = accounts.normalize_email(email)[:320], get_remote_address()
+    _throttle(account, address)
     user = accounts.authenticate(email, request.form.get("password", ""))
     if user is None:
-        audit.record("login.failure", email=accounts.normalize_email(email)[:320])
+        limits.record("LOGIN_DELAY_WINDOW", "login-account-failures", account)
+        audit.record("login.failure", email=account)
         db.session.commit()
         return render_template("auth/login.html", next=next_path, email=email[:320], error=LOGIN_ERROR), 200
 
@@ -109,6 +117,7 @@ def login():
     session["user_id"] = user.id
     session["auth_time"] = to_epoch(utcnow())
     session["sid"] = secrets.token_urlsafe(16)
+    limits.clear("LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP", "login-account-ip", account, address)
     audit.record("login.success", user=user)
     db.session.commit()
     return redirect(next_path)

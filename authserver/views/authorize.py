@@ -11,7 +11,7 @@ from .. import audit, consent
 from ..errors import error_page
 from ..extensions import db
 from ..oauth.server import server
-from .auth import current_user, login_url
+from .auth import current_user, login_url, safe_next
 
 bp = Blueprint("authorize", __name__)
 log = logging.getLogger(__name__)
@@ -33,6 +33,11 @@ def authorize():
     try:
         grant = server.get_consent_grant(end_user=user)
     except OAuth2Error as error:
+        if user is None and error.redirect_uri and not _vetted_redirect_uris():
+            # RFC 9700 §4.11.2: redirecting a stranger's error to a URI anyone could register
+            # would make this domain an open redirector. Sign in first; then the same request
+            # is validated again and its error redirected.
+            return _redirect_to_login() if _can_return_after_login() else _invalid_request_page(error)
         response = server.authorization_error_response(error)
         return response if response is not None else _invalid_request_page(error)
 
@@ -80,6 +85,22 @@ def _consent_page(user, grant, hub: str | None, ticked: set[str] | None = None, 
     """The consent page for `hub` (None: the person's last or first hub), with `ticked` boxes."""
     page = consent.build_page(user, grant, hub, ticked)
     return render_template("oauth/consent.html", page=page, error=error, notice=notice)
+
+
+#: Clients whose redirect URIs the operator vetted (pre-registered with the CLI); the URIs of
+#: dynamically registered and metadata-document clients are whatever their author chose.
+VETTED_REGISTRATIONS = frozenset({"cli"})
+
+
+def _vetted_redirect_uris() -> bool:
+    """Whether the request's client had its redirect URIs vetted by the operator."""
+    client = server.query_client(request.args.get("client_id"))
+    return client is not None and client.registration in VETTED_REGISTRATIONS
+
+
+def _can_return_after_login() -> bool:
+    """A GET whose URL survives the login page's `next` rule; anything else gets the error page."""
+    return request.method == "GET" and safe_next(request.full_path, default="") == request.full_path
 
 
 def _redirect_to_login():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 
 from authlib.oauth2.rfc6749 import OAuth2Error
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import Blueprint, current_app, request
 from flask_limiter.util import get_remote_address
 
+from .. import fastlane, limits
 from ..errors import oauth_json_error
 from ..extensions import csrf, db, limiter
 from ..oauth.server import server
@@ -30,6 +30,27 @@ def cors(response):
     return response
 
 
+#: Endpoints that authenticate clients or resource servers (see limits.FAILURES).
+AUTHENTICATING_ENDPOINTS = {"oauth.token", "oauth.introspect", "oauth.revoke"}
+
+
+@bp.before_request
+def refuse_addresses_that_keep_failing():
+    if request.method == "POST" and request.endpoint in AUTHENTICATING_ENDPOINTS:
+        retry_after = limits.failures_exceeded(get_remote_address())
+        if retry_after is not None:
+            return oauth_json_error(429, "temporarily_unavailable",
+                                    "Too many failed client authentications from this address; retry after the time "
+                                    "in Retry-After.", {"Retry-After": str(retry_after)})
+    return None
+
+
+@bp.after_request
+def count_client_auth_failures(response):
+    limits.count_client_auth_failure(get_remote_address())
+    return response
+
+
 @bp.before_request
 def refuse_malformed_basic_credentials():
     """Basic credentials must be base64 of UTF-8 `id:secret` (RFC 6749 §2.3.1); Authlib would
@@ -42,6 +63,7 @@ def refuse_malformed_basic_credentials():
     except (ValueError, UnicodeDecodeError):
         decoded = ""
     if ":" not in decoded:
+        limits.note_client_auth_failure()
         return oauth_json_error(401, "invalid_client", "The Authorization header is not valid Basic credentials.",
                                 {"WWW-Authenticate": 'Basic realm="authserver"'})
     return None
@@ -53,22 +75,11 @@ def oauth_error(error: OAuth2Error):
     return oauth_json_error(status, body["error"], body.get("error_description", ""), {k: v for k, v in headers if k.lower() != "content-type"})
 
 
-def _caller_key() -> str:
-    """Rate-limit key: the authenticating client or resource server, else the IP address."""
-    try:
-        basic_user, _ = extract_basic_authorization(request.headers)
-    except Exception:  # a malformed header is refused later by the endpoint itself
-        basic_user = None
-    caller = basic_user or request.form.get("client_id")
-    return f"caller:{caller[:200]}" if caller else f"ip:{get_remote_address()}"
-
-
 def _limit(setting: str):
     return lambda: current_app.config[setting]
 
 
 FORM = "application/x-www-form-urlencoded"
-
 
 def _require_form():
     """RFC 6749 §3.2 / RFC 7662 §2.1 / RFC 7009 §2.1: parameters come form-encoded in the body
@@ -85,8 +96,11 @@ def _committed(response):
     return response
 
 
+# Route limits key on the caller's address: before authentication nothing else is known. The
+# per-client and per-resource-server limits are counted after authentication (oauth/server.py,
+# oauth/introspection.py).
 @bp.route("/token", methods=["POST", "OPTIONS"])
-@limiter.limit(_limit("TOKEN_RATE_LIMIT"), key_func=_caller_key, methods=["POST"], scope="token")
+@limiter.limit(_limit("TOKEN_RATE_LIMIT_PER_IP"), key_func=get_remote_address, methods=["POST"], scope="token-ip")
 def token():
     if request.method == "OPTIONS":
         return "", 204
@@ -112,8 +126,14 @@ def client_configuration(client_id):
 
 
 @bp.route("/introspect", methods=["POST"])
-@limiter.limit(_limit("INTROSPECTION_RATE_LIMIT"), key_func=_caller_key, scope="introspect")
 def introspect():
+    # Counted explicitly (not by a decorator) so that the WSGI lane counts on the same counter; a
+    # request the lane counted and then passed on is not counted twice.
+    counted = request.environ.get(fastlane.COUNTED)
+    retry_after = None if counted else limits.hit(*limits.INTROSPECTION_PER_IP, get_remote_address())
+    if retry_after is not None:
+        return oauth_json_error(429, "temporarily_unavailable", "Too many requests; retry after the time in Retry-After.",
+                                {"Retry-After": str(retry_after)})
     refused = _require_form()
     if refused is not None:
         return refused

@@ -85,6 +85,7 @@ class Route:
     content_type: str = "application/json"
     headers: dict[str, str] | None = None
     delay: float = 0.0
+    reason: str | None = None
 
 
 class Origin:
@@ -100,9 +101,10 @@ class Origin:
         return f"https://{host}:{self.port}{path}"
 
     def serve(self, path: str, document=None, *, raw: bytes | None = None, status: int = 200,
-              content_type: str = "application/json", headers: dict[str, str] | None = None, delay: float = 0.0):
+              content_type: str = "application/json", headers: dict[str, str] | None = None, delay: float = 0.0,
+              reason: str | None = None):
         body = raw if raw is not None else json.dumps(document).encode()
-        self.routes[path] = Route(status, body, content_type, headers, delay)
+        self.routes[path] = Route(status, body, content_type, headers, delay, reason)
 
     def reset(self) -> None:
         self.routes.clear()
@@ -127,7 +129,7 @@ def start(directory: Path) -> tuple[Origin, ThreadingHTTPServer, threading.Threa
             route = origin.routes.get(path, Route(404, b"not found", "text/plain"))
             if route.delay:
                 time.sleep(route.delay)
-            self.send_response_only(route.status)
+            self.send_response_only(route.status, route.reason)
             for name, value in {"Content-Type": route.content_type, "Content-Length": str(len(route.body)),
                                 **(route.headers or {})}.items():
                 self.send_header(name, value)

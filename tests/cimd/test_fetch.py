@@ -276,6 +276,34 @@ def test_slow_server_times_out(server: Server) -> None:
     assert time.monotonic() - started < TIMEOUT + 0.5
 
 
+def _slow_resolver(seconds: float):
+    def resolve(hostname: str, port: int) -> list[str]:
+        time.sleep(seconds)
+        return _resolve_test_host(hostname, port)
+
+    return resolve
+
+
+@pytest.mark.parametrize(("lookup", "path"), [
+    (TIMEOUT * 3, "/good.json"),  # a resolver that hangs
+    (TIMEOUT * 1.8, "/good.json"),  # one that answers too late
+    (TIMEOUT * 0.6, "/slow.json"),  # a slow lookup, then a slow server: together too long
+], ids=["hanging resolver", "late resolver", "slow resolver and server"])
+def test_dns_resolution_counts_against_the_overall_deadline(server: Server, lookup: float, path: str) -> None:
+    """Issue 11 item 10 (f): the fetch as a whole, resolving included, ends at its deadline."""
+    started = time.monotonic()
+    message = _refused(server.url(path), _policy(server, resolver=_slow_resolver(lookup)))
+    assert message.endswith("did not answer within 1 seconds"), message
+    assert time.monotonic() - started < TIMEOUT + 0.5
+
+
+def test_resolver_errors_still_reach_the_caller(server: Server) -> None:
+    def broken(hostname: str, port: int) -> list[str]:
+        raise OSError("no such host")
+
+    assert _refused(server.url("/good.json"), _policy(server, resolver=broken)) == "cannot resolve cimd.test: no such host"
+
+
 def test_trickling_server_times_out_at_the_overall_deadline(server: Server) -> None:
     started = time.monotonic()
     assert _refused(server.url("/trickle.json"), _policy(server)) == "the server did not answer within 1 seconds"
@@ -288,8 +316,11 @@ def test_redirect_is_refused(server: Server) -> None:
 
 
 def test_non_json_content_type_is_refused(server: Server) -> None:
-    message = _refused(server.url("/html"), _policy(server))
-    assert "Content-Type text/html; charset=utf-8; expected application/json" in message
+    with pytest.raises(FetchError) as caught:
+        fetch_json(server.url("/html"), _policy(server))
+    # The message is ours (people see it); what the server sent is only in the detail, for logs.
+    assert str(caught.value) == "the server sent a Content-Type other than JSON; expected application/json"
+    assert caught.value.detail == "Content-Type: text/html; charset=utf-8"
 
 
 def test_top_level_array_is_refused(server: Server) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import jwt
 import pytest
@@ -158,3 +159,37 @@ def test_metadata_advertises_private_key_jwt(client):
     metadata = client.get("/.well-known/oauth-authorization-server").get_json()
     assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
     assert metadata["token_endpoint_auth_signing_alg_values_supported"] == ["RS256", "ES256"]
+
+
+
+@pytest.mark.parametrize("change", [{"crv": "Call 555-HACKER"}, {"x": None}, {"x": 555}, {"y": ["555-HACKER"]}],
+                         ids=["unknown curve", "no x", "x not a string", "y not a string"])
+def test_an_unusable_key_is_refused_without_quoting_the_jwks(agent, key, origin, change):
+    """Issue 11 item 10 (c): a malformed key is a 401 in our own words (it was a 500 for some),
+    never quoting the JWKS, which is the document author's text."""
+    origin.serve(JWKS, {"keys": [{k: v for k, v in {**key.jwk, **change}.items() if v is not None}]})
+    body = assert_oauth_error(agent.exchange(), "invalid_client", 401)
+    assert "not usable" in body["error_description"]
+    assert "555" not in body["error_description"]
+
+
+@pytest.mark.parametrize("expires_in", [-20, -1, 1, 60, 300])
+def test_a_used_jti_is_remembered_for_as_long_as_the_assertion_is_accepted(agent, key, app, expires_in):
+    """Issue 11 item 10 (e): exp is accepted with LEEWAY seconds of clock skew, so the jti record
+    must outlive exp by as much: purging at any instant the assertion still verifies keeps it."""
+    from datetime import datetime, timezone
+
+    from authserver import store
+    from authserver.extensions import db
+    from authserver.oauth.assertion import LEEWAY
+
+    now = int(time.time())
+    exp = now + expires_in
+    assertion = key.assertion(agent.client_id, agent.token_url, iat=min(now, exp - 1), exp=exp)
+    assert agent.exchange(assertion).status_code == 200
+    with app.app_context():
+        # The last instant at which the assertion is still accepted (exp + LEEWAY is exclusive).
+        store.purge_expired(datetime.fromtimestamp(exp + LEEWAY - 1, timezone.utc).replace(tzinfo=None))
+        db.session.commit()
+    body = assert_oauth_error(agent.exchange(assertion), "invalid_client", 401)
+    assert "already used" in body["error_description"]

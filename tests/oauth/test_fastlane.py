@@ -70,8 +70,11 @@ def _requests(world, tokens, other_token):
     }, form
 
 
-@pytest.mark.app_config(RATELIMIT_ENABLED=False)
-def test_lane_answers_clean_requests_exactly_as_flask_and_passes_the_rest(app, flow, register, world, paths):
+@pytest.mark.parametrize("limits", [
+    pytest.param(True, id="limits on"),
+    pytest.param(False, id="limits lifted", marks=pytest.mark.app_config(RATELIMIT_ENABLED=False)),
+])
+def test_lane_answers_clean_requests_exactly_as_flask_and_passes_the_rest(limits, app, flow, register, world, paths):
     lane, flask, calls = paths
     tokens = flow.tokens(register()["client_id"])
     other_client = register(client_name="Other")["client_id"]
@@ -86,7 +89,6 @@ def test_lane_answers_clean_requests_exactly_as_flask_and_passes_the_rest(app, f
         _same(fast, flask.post("/oauth/introspect", data=body, headers=headers))
 
 
-@pytest.mark.app_config(RATELIMIT_ENABLED=False)
 def test_lane_sees_revocation_and_permission_changes_at_once(app, flow, register, world, paths):
     lane, _, calls = paths
     tokens = flow.tokens(register()["client_id"])

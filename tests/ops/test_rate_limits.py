@@ -8,7 +8,7 @@ from oauth.support import ALL_READ, assert_oauth_error
 
 
 @pytest.mark.app_config(TOKEN_RATE_LIMIT="3 per minute")
-def test_token_endpoint_limit_per_client(client, register, world):
+def test_token_endpoint_limit_per_public_client_and_address(client, register, world):
     client_id = register()["client_id"]
     data = {"grant_type": "refresh_token", "refresh_token": "asr_nope", "client_id": client_id}
     statuses = [client.post("/oauth/token", data=data).status_code for _ in range(4)]
@@ -17,20 +17,67 @@ def test_token_endpoint_limit_per_client(client, register, world):
     body = assert_oauth_error(response, "temporarily_unavailable", 429)
     assert int(response.headers["Retry-After"]) > 0
     assert body["error_description"]
-    # Another client is not affected.
+    # Another client is not affected, nor the same public client from another address.
     other = register(client_name="Other")["client_id"]
     assert client.post("/oauth/token", data={**data, "client_id": other}).status_code == 400
+    assert client.post("/oauth/token", data=data, environ_base={"REMOTE_ADDR": "192.0.2.9"}).status_code == 400
+
+
+@pytest.mark.app_config(TOKEN_RATE_LIMIT="3 per minute")
+def test_token_endpoint_limit_per_confidential_client(client, preregistered):
+    client_id, secret = preregistered()
+    data = {"grant_type": "refresh_token", "refresh_token": "asr_nope"}
+    statuses = [client.post("/oauth/token", data=data, auth=(client_id, secret),
+                            environ_base={"REMOTE_ADDR": f"192.0.2.{i}"}).status_code for i in range(4)]
+    # A proven client's budget is its own wherever it calls from.
+    assert statuses == [400, 400, 400, 429]
+
+
+@pytest.mark.app_config(TOKEN_RATE_LIMIT_PER_IP="3 per minute", INTROSPECTION_RATE_LIMIT_PER_IP="2 per minute")
+def test_route_limits_count_per_address_whatever_name_is_sent(client, register, world):
+    clients = [register(client_name=f"App {i}")["client_id"] for i in range(4)]
+    statuses = [client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": "asr_nope",
+                                                  "client_id": c}).status_code for c in clients]
+    assert statuses == [400, 400, 400, 429]
+    statuses = [client.post("/oauth/introspect", data={"token": "x"}, headers=auth).status_code
+                for auth in (world.mcp_auth, world.other_auth, world.mcp_auth)]
+    assert statuses == [200, 200, 429]
+    other_address = {"REMOTE_ADDR": "192.0.2.9"}
+    assert client.post("/oauth/introspect", data={"token": "x"}, headers=world.mcp_auth,
+                       environ_base=other_address).status_code == 200
+
+
+@pytest.mark.app_config(CLIENT_AUTH_FAILURES_PER_IP="2 per minute")
+def test_failed_client_authentication_is_limited_per_address(client, preregistered, world):
+    client_id, secret = preregistered()
+    data = {"grant_type": "refresh_token", "refresh_token": "asr_nope"}
+    assert client.post("/oauth/token", data=data, auth=(client_id, "ass_wrong")).status_code == 401
+    assert client.post("/oauth/introspect", data={"token": "x"}, auth=("rs_nope", "asrs_wrong")).status_code == 401
+    # Over the limit, the address is refused before any authentication, at every client endpoint,
+    # even with the right credentials.
+    for path, auth in (("/oauth/token", (client_id, secret)), ("/oauth/revoke", (client_id, secret))):
+        response = client.post(path, data={**data, "token": "x"}, auth=auth)
+        body = assert_oauth_error(response, "temporarily_unavailable", 429)
+        assert int(response.headers["Retry-After"]) > 0 and body["error_description"]
+    assert client.post("/oauth/introspect", data={"token": "x"}, headers=world.mcp_auth).status_code == 429
+    # Successful authentications never count.
+    other = {"REMOTE_ADDR": "192.0.2.9"}
+    for _ in range(3):
+        assert client.post("/oauth/introspect", data={"token": "x"}, headers=world.mcp_auth,
+                           environ_base=other).status_code == 200
 
 
 @pytest.mark.app_config(INTROSPECTION_RATE_LIMIT="2 per minute")
 def test_introspection_limit_per_resource_server(client, world):
-    statuses = [client.post("/oauth/introspect", data={"token": "x"}, headers=world.mcp_auth).status_code
-                for _ in range(3)]
+    statuses = [client.post("/oauth/introspect", data={"token": "x"}, headers=world.mcp_auth,
+                            environ_base={"REMOTE_ADDR": f"192.0.2.{i}"}).status_code for i in range(3)]
     assert statuses == [200, 200, 429]
+    assert int(client.post("/oauth/introspect", data={"token": "x"}, headers=world.mcp_auth)
+               .headers["Retry-After"]) > 0
     assert client.post("/oauth/introspect", data={"token": "x"}, headers=world.other_auth).status_code == 200
 
 
-@pytest.mark.app_config(LOGIN_FAILURES_PER_IP="2 per minute", LOGIN_FAILURES_PER_ACCOUNT="100 per minute")
+@pytest.mark.app_config(LOGIN_ATTEMPTS_PER_IP="2 per minute", LOGIN_DELAY_PER_FAILURE=0)
 def test_login_limit_is_a_page(client, world):
     import re
 

@@ -41,6 +41,7 @@ def live_api(make_app):
 
     def build(url):
         app = make_app(ISSUER=url, TOKEN_RATE_LIMIT="100000 per minute", INTROSPECTION_RATE_LIMIT="100000 per minute",
+                       CLIENT_AUTH_FAILURES_PER_IP="100000 per minute",
                        REGISTRATION_RATE_LIMIT_PER_IP="100000 per minute", REGISTRATION_RATE_LIMIT_GLOBAL="100000 per minute")
         with app.app_context():
             user = accounts.create_user("fuzz@example.com", "correct horse battery", "Fuzz")

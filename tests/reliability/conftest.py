@@ -188,6 +188,8 @@ def instances(world, database_url: str, redis_url: str, tmp_path: Path):
         # what these tests are about, so the token and introspection limits are raised.
         "AUTHSERVER_TOKEN_RATE_LIMIT": "1000000 per minute",
         "AUTHSERVER_INTROSPECTION_RATE_LIMIT": "1000000 per minute",
+        "AUTHSERVER_TOKEN_RATE_LIMIT_PER_IP": "1000000 per minute",
+        "AUTHSERVER_INTROSPECTION_RATE_LIMIT_PER_IP": "1000000 per minute",
         "AUTHSERVER_LOG_FORMAT": "text",
         "AUTHSERVER_LOG_LEVEL": "WARNING",
     }

@@ -1,0 +1,97 @@
+"""Rate-limit counters a request consults itself (after client authentication, before a password
+check), kept in Flask-Limiter's storage so they are shared across instances like the route limits."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import current_app, g
+from limits import RateLimitItem, RateLimitItemPerSecond, parse
+
+from .extensions import limiter
+
+
+def _item(setting: str) -> RateLimitItem:
+    return parse(current_app.config[setting])
+
+
+def _identifiers(scope: str, key: tuple[str, ...]) -> tuple[str, ...]:
+    return (current_app.config.get("RATELIMIT_KEY_PREFIX") or "authserver", scope, *key)
+
+
+def _retry_after(item: RateLimitItem, identifiers: tuple[str, ...]) -> int:
+    reset_at = limiter.limiter.get_window_stats(item, *identifiers).reset_time
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def hit(setting: str, scope: str, *key: str) -> int | None:
+    """Count one event against the limit in `setting`; None while within it, else the seconds to
+    wait (the event is counted before anything is checked, so concurrent requests cannot all pass)."""
+    if not limiter.enabled:  # RATELIMIT_ENABLED=false lifts these limits too
+        return None
+    item, identifiers = _item(setting), _identifiers(scope, key)
+    if limiter.limiter.hit(item, *identifiers):
+        return None
+    return _retry_after(item, identifiers)
+
+
+def test(setting: str, scope: str, *key: str) -> int | None:
+    """Like `hit`, without counting: None while the limit is not reached, else the seconds to wait."""
+    if not limiter.enabled:
+        return None
+    item, identifiers = _item(setting), _identifiers(scope, key)
+    if limiter.limiter.test(item, *identifiers):
+        return None
+    return _retry_after(item, identifiers)
+
+
+def clear(setting: str, scope: str, *key: str) -> None:
+    if limiter.enabled:
+        limiter.limiter.clear(_item(setting), *_identifiers(scope, key))
+
+
+# A window counter with no practical ceiling: it only counts, it never refuses.
+_UNLIMITED = 10**9
+
+
+def _counter(window_setting: str) -> RateLimitItem:
+    return RateLimitItemPerSecond(_UNLIMITED, int(current_app.config[window_setting]))
+
+
+def count(window_setting: str, scope: str, *key: str) -> int:
+    """How many events `record` counted under this key in the current window."""
+    if not limiter.enabled:
+        return 0
+    item = _counter(window_setting)
+    return _UNLIMITED - limiter.limiter.get_window_stats(item, *_identifiers(scope, key)).remaining
+
+
+def record(window_setting: str, scope: str, *key: str) -> None:
+    if limiter.enabled:
+        limiter.limiter.hit(_counter(window_setting), *_identifiers(scope, key))
+
+
+# --- failed client authentication ----------------------------------------------------------------
+# Counted per address over the token, introspection and revocation endpoints together, and checked
+# before a request is handled: past the limit an address gets 429 before any credential is looked
+# at, so guessing costs the guesser, never the client or resource server it names.
+FAILURES = ("CLIENT_AUTH_FAILURES_PER_IP", "client-auth-failures")
+#: Introspections per caller address, before authentication.
+INTROSPECTION_PER_IP = ("INTROSPECTION_RATE_LIMIT_PER_IP", "introspect-ip")
+
+
+def note_client_auth_failure() -> None:
+    """Mark this request as a failed client authentication (counted per address on the way out)."""
+    g.client_auth_failed = True
+
+
+def failures_exceeded(address: str) -> int | None:
+    """Seconds this address must wait because of its failed client authentications, or None."""
+    return test(*FAILURES, address)
+
+
+def count_client_auth_failure(address: str) -> None:
+    """Count the failure noted during this request, if any."""
+    if g.get("client_auth_failed"):
+        hit(*FAILURES, address)
