@@ -6,10 +6,12 @@ import logging
 from datetime import datetime
 
 from flask import g, has_request_context, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 
+from . import rawsql
 from .extensions import db
 from .models import AuditEvent
+from .timeutil import utcnow
 
 log = logging.getLogger("authserver.audit")
 
@@ -17,24 +19,34 @@ log = logging.getLogger("authserver.audit")
 _FORBIDDEN = ("token", "secret", "password", "code", "assertion")
 
 
-def record(event: str, *, user=None, hub=None, client=None, **detail) -> AuditEvent:
-    """Append an event to the session (committed with the request) and log it."""
+_INSERT = rawsql.Statement(
+    insert(AuditEvent).values(
+        created_at=bindparam("created_at"), event=bindparam("event"), user_id=bindparam("user_id"),
+        hub_id=bindparam("hub_id"), client_id=bindparam("client_id"), ip=bindparam("ip"),
+        request_id=bindparam("request_id"), detail=bindparam("detail", type_=AuditEvent.detail.type),
+    )
+)
+
+
+def record(event: str, *, user=None, hub=None, client=None, **detail) -> None:
+    """Append an event in the request's transaction (committed with it) and log it. A plain
+    INSERT on the session's connection: events are only ever inserted, and this runs on hot paths
+    (every token issued), where an ORM object and its flush cost several times as much."""
     clean = {k: v for k, v in detail.items() if not any(f in k.lower() for f in _FORBIDDEN)}
-    entry = AuditEvent(
-        event=event,
-        user_id=getattr(user, "id", user),
-        hub_id=getattr(hub, "public_id", hub),
-        client_id=getattr(client, "client_id", client),
-        ip=request.remote_addr if has_request_context() else None,
-        request_id=g.get("request_id") if has_request_context() else None,
-        detail=clean,
-    )
-    db.session.add(entry)
-    log.info(
-        "%s user=%s hub=%s client=%s %s", event, entry.user_id, entry.hub_id, entry.client_id,
-        " ".join(f"{k}={v}" for k, v in clean.items()),
-    )
-    return entry
+    values = {
+        "created_at": utcnow(),
+        "event": event,
+        "user_id": getattr(user, "id", user),
+        "hub_id": getattr(hub, "public_id", hub),
+        "client_id": getattr(client, "client_id", client),
+        "ip": request.remote_addr if has_request_context() else None,
+        "request_id": g.get("request_id") if has_request_context() else None,
+        "detail": clean,
+    }
+    rawsql.in_session().execute(_INSERT, values).close()
+    if log.isEnabledFor(logging.INFO):
+        log.info("%s user=%s hub=%s client=%s %s", event, values["user_id"], values["hub_id"], values["client_id"],
+                 " ".join(f"{k}={v}" for k, v in clean.items()))
 
 
 def find_events(

@@ -98,6 +98,13 @@ class Transaction:
         return statement.rows(self.engine, [row])[0] if row is not None else None
 
 
+def in_session() -> Transaction:
+    """The ORM session's own connection, so that raw statements join the request's one
+    transaction (committed or rolled back with it by the view)."""
+    connection = db.session.connection()
+    return Transaction(connection.engine, connection.connection)
+
+
 def _is_postgresql(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
