@@ -62,7 +62,7 @@ def get_by_uri(uri: str) -> ResourceServer | None:
 _BY_CREDENTIAL_ID = select(ResourceServer).where(ResourceServer.credential_id == bindparam("credential_id"))
 # Built once: every introspection authenticates its caller with this lookup (on a cache miss).
 _CREDENTIALS = rawsql.Statement(
-    select(ResourceServer.id, ResourceServer.credential_id, ResourceServer.credential_secret_hash).where(
+    select(ResourceServer.id, ResourceServer.uri, ResourceServer.credential_id, ResourceServer.credential_secret_hash).where(
         ResourceServer.credential_id == bindparam("credential_id")
     )
 )
@@ -73,6 +73,7 @@ class Caller:
     """An authenticated resource server, as the introspection endpoint needs it."""
 
     id: int
+    uri: str
     credential_id: str
     secret_hash: str
 
@@ -95,7 +96,7 @@ def get_caller(credential_id: str, fresh: bool = False) -> Caller | None:
     if hit is not None and hit[0] > now and not fresh:
         return hit[1]
     row = rawsql.read_one(_CREDENTIALS, {"credential_id": credential_id})
-    caller = Caller(row.id, row.credential_id, row.credential_secret_hash) if row else None
+    caller = Caller(row.id, row.uri, row.credential_id, row.credential_secret_hash) if row else None
     if caller is not None:
         if len(cache) >= _CACHE_SIZE:
             cache.clear()
