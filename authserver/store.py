@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
@@ -64,6 +64,64 @@ _INTROSPECTION_ROW = rawsql.Statement(
     .join(Client, Client.id == Token.client_pk)
     .outerjoin(Membership, (Membership.user_id == Grant.user_id) & (Membership.hub_id == Grant.hub_id))
     .where(Token.access_token_hash == bindparam("token_hash"), Grant.resource_id == bindparam("resource_id"))
+)
+
+
+# The token endpoint reads a code or a refresh token with everything its exchange decides on: the
+# grant's consent and state, the user's live membership (plain columns, one statement).
+_EXCHANGE_GRANT_COLUMNS = (
+    Grant.scope.label("grant_scope"), Grant.revoked_at.label("grant_revoked_at"), Grant.user_id, Grant.hub_id,
+    Grant.resource_id, Grant.last_used_at.label("grant_last_used_at"), User.disabled.label("user_disabled"),
+    Hub.public_id.label("hub_public_id"), Membership.role, Membership.granted, Membership.denied,
+)
+
+
+def _exchange_read(*columns, key):
+    grant_id = columns[0].table.c.grant_id
+    return rawsql.Statement(
+        select(*columns, *_EXCHANGE_GRANT_COLUMNS)
+        .join(Grant, Grant.id == grant_id)
+        .join(User, User.id == Grant.user_id)
+        .join(Hub, Hub.id == Grant.hub_id)
+        .outerjoin(Membership, (Membership.user_id == Grant.user_id) & (Membership.hub_id == Grant.hub_id))
+        .where(key == bindparam("hash"))
+    )
+
+
+_CODE_FOR_EXCHANGE = _exchange_read(
+    AuthorizationCode.id, AuthorizationCode.grant_id, AuthorizationCode.code_hash, AuthorizationCode.client_pk,
+    AuthorizationCode.redirect_uri, AuthorizationCode.redirect_uri_sent, AuthorizationCode.scope,
+    AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.expires_at,
+    AuthorizationCode.consumed_at,
+    key=AuthorizationCode.code_hash,
+)
+_REFRESH_FOR_EXCHANGE = _exchange_read(
+    Token.id, Token.grant_id, Token.code_id, Token.client_pk, Token.refresh_token_hash, Token.scope,
+    Token.authorized_scope, Token.rotated_at, Token.revoked_at, Token.refresh_expires_at,
+    key=Token.refresh_token_hash,
+)
+_CONSUME_CODE = rawsql.Statement(
+    update(AuthorizationCode)
+    .where(AuthorizationCode.id == bindparam("id"), AuthorizationCode.consumed_at.is_(None),
+           AuthorizationCode.expires_at > bindparam("now"))
+    .values(consumed_at=bindparam("consumed_at"))
+)
+# Rotation and the end of the rotated pair's access token in one statement (one live access token
+# per family): the conditional WHERE makes it single use, the row lock settles races.
+_CONSUME_REFRESH = rawsql.Statement(
+    update(Token)
+    .where(Token.id == bindparam("id"), Token.rotated_at.is_(None), Token.revoked_at.is_(None))
+    .values(rotated_at=bindparam("now"), access_revoked_at=func.coalesce(Token.access_revoked_at, bindparam("ended")))
+)
+_INSERT_TOKEN = rawsql.Statement(
+    insert(Token).values({column: bindparam(column) for column in (
+        "grant_id", "code_id", "parent_id", "client_pk", "access_token_hash", "refresh_token_hash", "scope",
+        "authorized_scope", "issued_at", "access_expires_at", "refresh_expires_at",
+    )})
+)
+_TOUCH_GRANT = rawsql.Statement(update(Grant).where(Grant.id == bindparam("id")).values(last_used_at=bindparam("now")))
+_INSERT_REPLAY = rawsql.Statement(
+    insert(ReplayCache).values({column: bindparam(column) for column in ("key_hash", "kind", "ciphertext", "expires_at")})
 )
 
 
@@ -313,24 +371,16 @@ def save_authorization_code(code: AuthorizationCode) -> AuthorizationCode:
     return code
 
 
-def get_authorization_code(code_hash: str) -> AuthorizationCode | None:
-    return db.session.scalar(select(AuthorizationCode).where(AuthorizationCode.code_hash == code_hash))
+def get_code_for_exchange(code_hash: str):
+    """The code with its grant's state and the user's live membership (one statement), or None."""
+    return rawsql.in_session().one(_CODE_FOR_EXCHANGE, {"hash": code_hash})
 
 
-def consume_authorization_code(code: AuthorizationCode) -> bool:
+def consume_authorization_code(code) -> bool:
     """Mark the code used. True for exactly one caller, however many race."""
     now = utcnow()
-    result = db.session.execute(
-        update(AuthorizationCode)
-        .where(
-            AuthorizationCode.id == code.id,
-            AuthorizationCode.consumed_at.is_(None),
-            AuthorizationCode.expires_at > now,
-        )
-        .values(consumed_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    cursor = rawsql.in_session().execute(_CONSUME_CODE, {"id": code.id, "now": now, "consumed_at": now})
+    return cursor.rowcount == 1
 
 
 def revoke_code_family(code: AuthorizationCode) -> int:
@@ -345,10 +395,9 @@ def revoke_code_family(code: AuthorizationCode) -> int:
 
 
 # --- tokens --------------------------------------------------------------------------------------
-def save_token(token: Token) -> Token:
-    db.session.add(token)
-    db.session.flush()
-    return token
+def save_token(**values) -> None:
+    """Insert a token row (the columns of _INSERT_TOKEN) in the request's transaction."""
+    rawsql.in_session().execute(_INSERT_TOKEN, values).close()
 
 
 def get_token_by_access_hash(token_hash: str) -> Token | None:
@@ -359,16 +408,17 @@ def get_token_by_refresh_hash(token_hash: str) -> Token | None:
     return db.session.scalar(_TOKEN_BY_REFRESH_HASH, {"token_hash": token_hash})
 
 
-def consume_refresh_token(token: Token) -> bool:
-    """Mark a refresh token rotated. True for exactly one caller, however many race."""
+def get_refresh_for_exchange(token_hash: str):
+    """The refresh token with its grant's state and the user's live membership (one statement)."""
+    return rawsql.in_session().one(_REFRESH_FOR_EXCHANGE, {"hash": token_hash})
+
+
+def consume_refresh_token(token) -> bool:
+    """Mark a refresh token rotated and end its access token. True for exactly one caller,
+    however many race."""
     now = utcnow()
-    result = db.session.execute(
-        update(Token)
-        .where(Token.id == token.id, Token.rotated_at.is_(None), Token.revoked_at.is_(None))
-        .values(rotated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    cursor = rawsql.in_session().execute(_CONSUME_REFRESH, {"id": token.id, "now": now, "ended": now})
+    return cursor.rowcount == 1
 
 
 def revoke_access_token(token: Token) -> None:
@@ -381,10 +431,12 @@ def revoke_access_token(token: Token) -> None:
     )
 
 
-def touch_usage(client: Client, grant: Grant) -> None:
+def touch_usage(client: Client, grant_id: int, grant_last_used_at: datetime | None) -> None:
+    """Record when a client and a grant were last used (for people to see), at most once a minute."""
     now = utcnow()
     _touch(client, now)
-    _touch(grant, now)
+    if grant_last_used_at is None or now - grant_last_used_at > TOUCH_INTERVAL:
+        rawsql.in_session().execute(_TOUCH_GRANT, {"id": grant_id, "now": now}).close()
 
 
 def get_introspection_row(token_hash: str, resource_id: int):
@@ -395,8 +447,8 @@ def get_introspection_row(token_hash: str, resource_id: int):
 
 # --- replay cache --------------------------------------------------------------------------------
 def save_replay(key_hash: str, kind: str, ciphertext: bytes, expires_at: datetime) -> None:
-    db.session.add(ReplayCache(key_hash=key_hash, kind=kind, ciphertext=ciphertext, expires_at=expires_at))
-    db.session.flush()
+    values = {"key_hash": key_hash, "kind": kind, "ciphertext": ciphertext, "expires_at": expires_at}
+    rawsql.in_session().execute(_INSERT_REPLAY, values).close()
     # Expired entries are deleted now and then rather than on every write, so concurrent
     # writers rarely contend on the same rows; `flask purge` removes the rest.
     if random.random() < 0.05:

@@ -8,13 +8,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import timedelta
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc6749 import grants
 from flask import current_app
 
 from .. import accounts, audit, store
+from ..extensions import db
 from ..metrics import TOKENS_ISSUED
-from ..models import AuthorizationCode, Grant, Hub, Token, User
+from ..models import AuthorizationCode, Grant, Hub, User
 from ..scopes import IGNORED_SCOPES
 from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex
 from ..timeutil import utcnow
@@ -38,14 +39,57 @@ class Decision:
     scope: str
 
 
-def live_scope(grant: Grant, wanted: str) -> str:
+class Exchanged:
+    """A code or refresh token as the token endpoint reads it (store.get_code_for_exchange,
+    store.get_refresh_for_exchange): its own columns plus its grant's consent and state and the
+    user's live membership, read in one statement. The ORM rows are loaded only on rare paths."""
+
+    def __init__(self, row):
+        self.__dict__.update(row._asdict())
+
+    @property
+    def grant(self) -> Grant:
+        """The grant as an ORM row (replay and reuse handling revoke through it)."""
+        return db.session.get(Grant, self.grant_id)
+
+    @property
+    def allowed(self) -> frozenset[str]:
+        """What the user may do in the grant's hub right now (accounts.permissions_from)."""
+        return accounts.permissions_from(self.user_disabled, self.role, self.granted, self.denied)
+
+
+class ExchangedCode(Exchanged, AuthorizationCodeMixin):
+    def get_redirect_uri(self) -> str | None:
+        return self.redirect_uri if self.redirect_uri_sent else None
+
+    def get_scope(self) -> str:
+        return self.scope
+
+
+class ExchangedRefreshToken(Exchanged):
+    def check_client(self, client) -> bool:
+        return self.client_pk == client.id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_authorized_scope(self) -> str:
+        """The scope of the authorization this family descends from (older rows: their own)."""
+        return self.authorized_scope if self.authorized_scope is not None else self.scope
+
+    def is_refresh_expired(self) -> bool:
+        return self.refresh_expires_at is None or self.refresh_expires_at <= utcnow()
+
+
+def live_scope(exchanged: Exchanged, wanted: str) -> str:
     """`wanted` ∩ the grant's consented scopes ∩ what the user may do in the hub right now.
 
     Raises invalid_grant when the user has left the hub (or is disabled) or nothing is left."""
-    allowed = accounts.permissions(grant.user, grant.hub)
+    allowed = exchanged.allowed
     if not allowed:
         raise InvalidGrantError("The user no longer has access to this hub.")
-    scopes = [s for s in wanted.split() if s in grant.scope_set and s in allowed]
+    consented = exchanged.grant_scope.split()
+    scopes = [s for s in wanted.split() if s in consented and s in allowed]
     if not scopes:
         raise InvalidGrantError("The user no longer has any of the granted permissions in this hub.")
     return " ".join(scopes)
@@ -85,15 +129,12 @@ class ReplayMixin(ABC):
             utcnow() + timedelta(seconds=grace),
         )
 
-    def issue(self, grant: Grant, scope: str, *, include_refresh_token: bool) -> dict:
-        token = self.generate_token(
-            user=grant.user, scope=scope, include_refresh_token=include_refresh_token
-        )
-        self.request.user = grant.user
+    def issue(self, exchanged: Exchanged, scope: str, *, include_refresh_token: bool) -> dict:
+        token = self.generate_token(scope=scope, include_refresh_token=include_refresh_token)
         self.save_token(token)
-        store.touch_usage(self.request.client, grant)
+        store.touch_usage(self.request.client, exchanged.grant_id, exchanged.grant_last_used_at)
         TOKENS_ISSUED.labels(self.GRANT_TYPE).inc()
-        audit.record("token.issued", user=grant.user_id, hub=grant.hub, client=self.request.client,
+        audit.record("token.issued", user=exchanged.user_id, hub=exchanged.hub_public_id, client=self.request.client,
                      grant_type=self.GRANT_TYPE, scope=scope)
         return token
 
@@ -136,12 +177,13 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
         )
 
     # --- token endpoint -----------------------------------------------------------------------
-    def query_authorization_code(self, code: str, client) -> AuthorizationCode | None:
+    def query_authorization_code(self, code: str, client) -> ExchangedCode | None:
         """Find the code by hash; it must belong to this client (RFC 6749 §4.1.3)."""
         self.request.client = client
-        row = store.get_authorization_code(sha256_hex(code))
-        if row is None or row.client_pk != client.id:
+        found = store.get_code_for_exchange(sha256_hex(code))
+        if found is None or found.client_pk != client.id:
             return None
+        row = ExchangedCode(found)
         self.request.replayed_response = None
         if row.consumed_at is not None:
             cached = self.cached_response(code, row.code_hash)
@@ -150,7 +192,7 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
                 self.request.replayed_response = cached
                 return row
             revoked = store.revoke_code_family(row)
-            audit.record("code.replayed", user=row.grant.user_id, hub=row.grant.hub, client=client, revoked=revoked)
+            audit.record("code.replayed", user=row.user_id, hub=row.hub_public_id, client=client, revoked=revoked)
             return None
         if row.expires_at <= utcnow():
             return None
@@ -166,7 +208,7 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
             raise InvalidGrantError("Invalid 'redirect_uri' in request.")
 
     def create_token_response(self):
-        code: AuthorizationCode = self.request.authorization_code
+        code: ExchangedCode = self.request.authorization_code
         presented = self.request.form["code"]
         if self.request.replayed_response is not None:
             return 200, self.request.replayed_response, self.TOKEN_RESPONSE_HEADER
@@ -177,18 +219,15 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
                 return 200, cached, self.TOKEN_RESPONSE_HEADER
             store.revoke_code_family(code)
             raise InvalidGrantError("The authorization code has already been used.")
-        grant = code.grant
-        if grant.revoked_at is not None:
+        if code.grant_revoked_at is not None:
             raise InvalidGrantError("The authorization has been revoked.")
-        scope = live_scope(grant, code.scope)
-        token = self.issue(
-            grant, scope, include_refresh_token=self.request.client.check_grant_type("refresh_token")
-        )
+        scope = live_scope(code, code.scope)
+        token = self.issue(code, scope, include_refresh_token=self.request.client.check_grant_type("refresh_token"))
         self.remember_response(presented, code.code_hash, token)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
-    def authenticate_user(self, authorization_code: AuthorizationCode) -> User:
-        return authorization_code.grant.user
+    def authenticate_user(self, authorization_code: ExchangedCode) -> User:
+        return db.session.get(User, authorization_code.user_id)
 
     def delete_authorization_code(self, authorization_code):
         """Used codes are kept (marked consumed), never deleted, so that replay is detected."""
@@ -210,11 +249,12 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
             form.get("resource", ""),
         ]
 
-    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
-        row = store.get_token_by_refresh_hash(sha256_hex(refresh_token))
+    def authenticate_refresh_token(self, refresh_token: str) -> ExchangedRefreshToken | None:
+        found = store.get_refresh_for_exchange(sha256_hex(refresh_token))
         self.request.replayed_response = None
-        if row is None or row.client_pk != self.request.client.id:
+        if found is None or found.client_pk != self.request.client.id:
             return None
+        row = ExchangedRefreshToken(found)
         if row.rotated_at is not None:
             cached = self.cached_response(refresh_token, row.refresh_token_hash)
             if cached is not None:
@@ -223,14 +263,14 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
             grace = timedelta(seconds=int(current_app.config["REPLAY_GRACE_SECONDS"]))
             if utcnow() - row.rotated_at > grace:
                 # Reuse of a rotated refresh token: assume it was stolen and end the grant.
-                audit.record("token.refresh_reuse", user=row.grant.user_id, hub=row.grant.hub, client=row.grant.client)
+                audit.record("token.refresh_reuse", user=row.user_id, hub=row.hub_public_id, client=self.request.client)
                 store.revoke_grant(row.grant, reason="refresh_token_reuse")
             return None
-        if row.revoked_at is not None or row.is_refresh_expired() or row.grant.revoked_at is not None:
+        if row.revoked_at is not None or row.is_refresh_expired() or row.grant_revoked_at is not None:
             return None
         return row
 
-    def _validate_token_scope(self, token: Token):
+    def _validate_token_scope(self, token: ExchangedRefreshToken):
         """A requested scope can only narrow what this token's authorization granted (RFC 6749
         §6): it is intersected with it, never widened. Deliberately lenient: clients (Authlib's
         among them) resend their original request scope at refresh, including scopes the user
@@ -249,7 +289,7 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
             check_refresh_resource(self.request.payload.datalist, token)
 
     def create_token_response(self):
-        old: Token = self.request.refresh_token
+        old: ExchangedRefreshToken = self.request.refresh_token
         presented = self.request.form["refresh_token"]
         if self.request.replayed_response is not None:
             return 200, self.request.replayed_response, self.TOKEN_RESPONSE_HEADER
@@ -258,20 +298,19 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
             if cached is not None:
                 return 200, cached, self.TOKEN_RESPONSE_HEADER
             raise InvalidGrantError("The refresh token has already been used.")
-        grant = old.grant
         # The grant may since have gained scopes from another authorization (remembered consent
         # for a wider request): this family keeps the ceiling its own code set.
         authorized = old.get_authorized_scope().split()
         requested = (self.request.payload.scope or "").split() or authorized
-        scope = live_scope(grant, " ".join(s for s in requested if s in authorized))
-        token = self.issue(grant, scope, include_refresh_token=True)
-        # One live access token per family: the one the rotated refresh token came with ends.
-        store.revoke_access_token(old)
+        scope = live_scope(old, " ".join(s for s in requested if s in authorized))
+        # The rotated pair's access token ended with the rotation (store.consume_refresh_token):
+        # one live access token per family.
+        token = self.issue(old, scope, include_refresh_token=True)
         self.remember_response(presented, old.refresh_token_hash, token)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
-    def authenticate_user(self, refresh_token: Token) -> User:
-        return refresh_token.grant.user
+    def authenticate_user(self, refresh_token: ExchangedRefreshToken) -> User:
+        return db.session.get(User, refresh_token.user_id)
 
     def revoke_old_credential(self, refresh_token):
         """Done atomically by store.consume_refresh_token in create_token_response."""

@@ -62,9 +62,8 @@ class ResourceIndicator:
         if len(values) > 1:
             raise InvalidTargetError("Send one resource per request.")
         code = request.authorization_code
-        bound = code.grant.resource if code is not None else None
         target = resources.get_by_uri(values[0])
-        if bound is None or target is None or target.id != bound.id:
+        if code is None or target is None or target.id != code.resource_id:
             raise InvalidTargetError("The resource does not match the one the code was issued for.")
 
 
@@ -76,5 +75,5 @@ def check_refresh_resource(datalist, token) -> None:
     if len(values) > 1:
         raise InvalidTargetError("Send one resource per request.")
     target = resources.get_by_uri(values[0])
-    if target is None or target.id != token.grant.resource_id:
+    if target is None or target.id != token.resource_id:
         raise InvalidTargetError("The resource does not match the one the refresh token was issued for.")

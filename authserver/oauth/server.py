@@ -13,7 +13,6 @@ from flask import request as flask_request
 from flask_limiter.util import get_remote_address
 
 from .. import limits, scopes, store
-from ..models import Token
 from ..secrets import sha256_hex
 from ..timeutil import utcnow
 from . import assertion, cimd
@@ -156,29 +155,26 @@ class AuthorizationServer(FlaskAuthorizationServer):
         now = utcnow()
         if request.payload.grant_type == RefreshTokenGrant.GRANT_TYPE:
             previous = request.refresh_token
-            grant, code_id, parent_id = previous.grant, previous.code_id, previous.id
-            authorized = previous.get_authorized_scope()
+            code_id, parent_id, authorized = previous.code_id, previous.id, previous.get_authorized_scope()
+            grant_id = previous.grant_id
         else:
             code = request.authorization_code
-            grant, code_id, parent_id = code.grant, code.id, None
-            authorized = code.scope
+            grant_id, code_id, parent_id, authorized = code.grant_id, code.id, None, code.scope
         refresh = token.get("refresh_token")
         store.save_token(
-            Token(
-                grant_id=grant.id,
-                code_id=code_id,
-                parent_id=parent_id,
-                client_pk=request.client.id,
-                access_token_hash=sha256_hex(token["access_token"]),
-                refresh_token_hash=sha256_hex(refresh) if refresh else None,
-                scope=token["scope"],
-                authorized_scope=authorized,
-                issued_at=now,
-                access_expires_at=now + timedelta(seconds=token["expires_in"]),
-                refresh_expires_at=(
-                    now + timedelta(seconds=int(current_app.config["REFRESH_TOKEN_LIFETIME"])) if refresh else None
-                ),
-            )
+            grant_id=grant_id,
+            code_id=code_id,
+            parent_id=parent_id,
+            client_pk=request.client.id,
+            access_token_hash=sha256_hex(token["access_token"]),
+            refresh_token_hash=sha256_hex(refresh) if refresh else None,
+            scope=token["scope"],
+            authorized_scope=authorized,
+            issued_at=now,
+            access_expires_at=now + timedelta(seconds=token["expires_in"]),
+            refresh_expires_at=(
+                now + timedelta(seconds=int(current_app.config["REFRESH_TOKEN_LIFETIME"])) if refresh else None
+            ),
         )
 
     def handle_error_response(self, request, error):
