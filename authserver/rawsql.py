@@ -100,9 +100,17 @@ class Transaction:
 
 def in_session() -> Transaction:
     """The ORM session's own connection, so that raw statements join the request's one
-    transaction (committed or rolled back with it by the view)."""
-    connection = db.session.connection()
-    return Transaction(connection.engine, connection.connection)
+    transaction (committed or rolled back with it by the view). Remembered for as long as the
+    session's transaction lasts (a hot path runs several statements)."""
+    session = db.session()
+    transaction = session.get_transaction()
+    cached = session.info.get("authserver.raw")
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]
+    connection = session.connection()
+    raw = Transaction(connection.engine, connection.connection)
+    session.info["authserver.raw"] = (session.get_transaction(), raw)
+    return raw
 
 
 def _is_postgresql(engine: Engine) -> bool:

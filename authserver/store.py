@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, make_transient_to_detached
 
 from . import rawsql
 from .extensions import db
@@ -39,7 +39,9 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 # The hot-path lookups, built once with a bound parameter: building a statement costs more than
 # running it (about 1.0 ms against 0.3 ms for the introspection join on SQLite), and these run on
 # every token request and every introspection.
-_CLIENT_BY_ID = select(Client).where(Client.client_id == bindparam("client_id"))
+_CLIENT_BY_ID = rawsql.Statement(
+    select(*Client.__table__.columns).where(Client.client_id == bindparam("client_id"))
+)
 _TOKEN_BY_ACCESS_HASH = select(Token).where(Token.access_token_hash == bindparam("token_hash"))
 # A refresh reads the token's grant, user and hub at once: load them in the same round trip.
 _TOKEN_BY_REFRESH_HASH = (
@@ -127,9 +129,26 @@ _INSERT_REPLAY = rawsql.Statement(
 
 # --- clients -------------------------------------------------------------------------------------
 def get_client(client_id: str | None) -> Client | None:
+    """The client, as a row of the session (changes to it are flushed like any other). Every token
+    request and authorization request starts here, so it is read as plain columns and adopted into
+    the session as if the ORM had loaded it (about a fifth of the ORM query's CPU)."""
     if not client_id or not isinstance(client_id, str) or len(client_id) > 2000:
         return None
-    return db.session.scalar(_CLIENT_BY_ID, {"client_id": client_id})
+    row = rawsql.in_session().one(_CLIENT_BY_ID, {"client_id": client_id})
+    return adopt(Client, row) if row is not None else None
+
+
+def adopt(model, row):
+    """The session's object for a row read with plain columns: the one already in the session,
+    or a new one marked as loaded (sqlalchemy.orm.make_transient_to_detached), then added."""
+    session = db.session()
+    existing = session.identity_map.get(session.identity_key(model, row.id))
+    if existing is not None:
+        return existing
+    instance = model(**row._asdict())
+    make_transient_to_detached(instance)
+    session.add(instance)
+    return instance
 
 
 def get_client_by_registration_token(token_hash: str) -> Client | None:

@@ -132,6 +132,9 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
     def _refuse_repeated_parameters(self, request):
         """RFC 6749 §3.1: an error response when a form parameter is repeated, else None."""
+        form = flask_request.form
+        if all(len(values) == 1 for values in form.listvalues()):
+            return None
         oauth_request = self.create_oauth2_request(request)
         try:
             validate_no_duplicate_parameters(oauth_request.payload.datalist)
