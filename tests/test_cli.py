@@ -212,6 +212,22 @@ def test_tokens_purge_expired_in_batches_deletes_every_expired_row_and_keeps_liv
         assert [r.expires_at for r in db.session.scalars(select(ReplayCache))] == [future]
 
 
+def test_rows_that_purge_deletes_are_found_by_index_from_every_table_referring_to_them(app):
+    # Deleting a referenced row makes the database look up the rows referring to it (ON DELETE
+    # CASCADE / SET NULL): without an index on the referring column that is one full scan per
+    # deleted row, and a purge of a million tokens never ends.
+    purged = {"replay_cache", "authorization_codes", "tokens", "used_assertions", "ended_sessions",
+              "remote_documents"}
+    unindexed = [
+        f"{table.name}.{fk.parent.name}"
+        for table in db.metadata.sorted_tables
+        for fk in table.foreign_keys
+        if fk.column.table.name in purged
+        and not any(next(iter(index.columns)).name == fk.parent.name for index in table.indexes)
+    ]
+    assert unindexed == []
+
+
 def test_demo_seed_is_idempotent_and_keeps_a_given_secret(app, runner):
     secret = "asrs_demo-secret-for-the-test"
     first = run(runner, "demo", "seed", "--resource-secret", secret).output
