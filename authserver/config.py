@@ -7,6 +7,7 @@ JSON when they parse), then the ``test_config`` mapping given to ``create_app``.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 #: Placeholder secret; the app refuses to start with it outside debug/testing.
@@ -212,11 +213,27 @@ def finalize(config, instance_path: str) -> None:
                 "(at least 32 characters, for example the output of "
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`)."
             )
-        if parts.scheme != "https":
+        # Plain http is only as private as the network it crosses: on a loopback host it never
+        # leaves the machine (a local benchmark, a server behind a local TLS proxy), anywhere else
+        # it carries passwords and tokens in the clear.
+        if parts.scheme != "https" and not is_loopback_host(parts.hostname):
             raise ConfigError(
                 "Refusing to start: AUTHSERVER_ISSUER must be an https URL in production "
-                f"(got {issuer!r}). Use `flask --debug` or `make run` for local http."
+                f"(got {issuer!r}); plain http is allowed only on a loopback host "
+                "(127.0.0.1, localhost, [::1]). Use `flask --debug` or `make run` for local http."
             )
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """Whether a URL's host is this machine: localhost or a loopback IP address."""
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def normalize_database_url(url: str) -> str:

@@ -33,9 +33,32 @@ def test_production_refuses_missing_or_weak_secret_key(secret_key):
     assert "secrets.token_urlsafe" in message
 
 
-def test_production_refuses_http_issuer():
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        pytest.param("http://auth.example.com", id="public name"),
+        pytest.param("http://10.0.0.5:5200", id="private address"),
+        pytest.param("http://0.0.0.0:5200", id="any address"),
+        pytest.param("http://127.0.0.1.example.com", id="loopback-looking name"),
+        pytest.param("http://localhost.example.com", id="localhost subdomain"),
+        pytest.param("http://127.0.0.1@auth.example.com", id="loopback userinfo"),
+    ],
+)
+def test_production_refuses_http_issuer_off_loopback(issuer):
     with pytest.raises(ConfigError, match="must be an https URL in production"):
-        create_app({**PRODUCTION, "ISSUER": "http://auth.example.com"})
+        create_app({**PRODUCTION, "ISSUER": issuer})
+
+
+@pytest.mark.parametrize(
+    "issuer", ["http://127.0.0.1:5200", "http://localhost:5200", "http://[::1]:5200", "http://127.0.0.1"]
+)
+def test_production_allows_http_issuer_on_loopback(issuer):
+    # Traffic to a loopback host never leaves the machine: a local benchmark of the production
+    # setup (make bench-serve) runs without --debug.
+    app = create_app({**PRODUCTION, "ISSUER": issuer})
+    assert not (app.debug or app.testing)
+    assert app.config["ISSUER"] == issuer
+    assert app.config["SESSION_COOKIE_SECURE"] is False
 
 
 @pytest.mark.parametrize("mode", ["DEBUG", "TESTING"])
