@@ -1,7 +1,7 @@
 """Index tokens.parent_id: deleting a token row must not scan the table for its successor.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01
 
 Written by hand. tokens.parent_id references tokens.id ON DELETE SET NULL, so every deleted token
@@ -13,8 +13,8 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
