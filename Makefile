@@ -14,7 +14,7 @@ DEPS_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('py
 RUN_STAMP := $(VENV)/.installed-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
-.PHONY: run run-mcp test migrate db-upgrade reset-db clean
+.PHONY: run run-mcp test bench-serve migrate db-upgrade reset-db clean
 
 ## run: install, migrate the SQLite database in instance/, seed the demo data and serve it.
 # --debug is what lets the http issuer (http://127.0.0.1:5000) start; the secret key is generated
@@ -37,6 +37,40 @@ run-mcp: $(RUN_STAMP) instance/demo-resource.env
 ## test: install with the dev extras and run pytest (make test PYTEST_ARGS="-k login -x").
 test: $(TEST_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench-serve: serve authserver production-style for benchmarks on http://127.0.0.1:5200, on
+# PostgreSQL (a fresh AUTHSERVER_BENCH_DATABASE_URL, dropped and recreated) and Redis, with the rate
+# limits lifted and the demo seeded; bench/phases.py and the peer comparison run against it
+# (docs/benchmarks.md). SERVER=granian|gunicorn, WORKERS=N, THREADS=N (granian's blocking threads,
+# gunicorn's gthread threads; 1 with gunicorn means sync workers).
+BENCH_HOST := 127.0.0.1
+BENCH_PORT := 5200
+AUTHSERVER_BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/authserver_bench
+AUTHSERVER_BENCH_REDIS_URL ?= redis://127.0.0.1:6379/1
+SERVER ?= granian
+WORKERS ?= 2
+THREADS ?= 4
+bench-serve: export AUTHSERVER_ISSUER := http://$(BENCH_HOST):$(BENCH_PORT)
+bench-serve: export AUTHSERVER_DATABASE_URL := $(AUTHSERVER_BENCH_DATABASE_URL)
+bench-serve: export AUTHSERVER_REDIS_URL := $(AUTHSERVER_BENCH_REDIS_URL)
+bench-serve: export AUTHSERVER_RATELIMIT_ENABLED := false
+bench-serve: export AUTHSERVER_LOG_LEVEL := WARNING
+bench-serve: $(RUN_STAMP) instance/demo-resource.env
+	@case "$(SERVER)" in granian|gunicorn) ;; *) echo "SERVER must be granian or gunicorn"; exit 2;; esac
+	$(BIN)/python bench/recreate_db.py "$$AUTHSERVER_DATABASE_URL"
+	export AUTHSERVER_SECRET_KEY=$$($(BIN)/python -c "import secrets; print(secrets.token_urlsafe(48))") && \
+	set -a && . ./instance/demo-resource.env && set +a && \
+	$(FLASK) db upgrade && $(FLASK) demo seed && \
+	echo "Serving authserver with $(SERVER), $(WORKERS) worker(s) x $(THREADS) thread(s) on $$AUTHSERVER_ISSUER (Ctrl-C to stop)." && \
+	if [ "$(SERVER)" = granian ]; then \
+	  exec $(BIN)/granian --interface wsgi --host $(BENCH_HOST) --port $(BENCH_PORT) --workers $(WORKERS) \
+	    --blocking-threads $(THREADS) --no-access-log --log-level warning wsgi:app; \
+	elif [ "$(THREADS)" -gt 1 ]; then \
+	  exec $(BIN)/gunicorn --bind $(BENCH_HOST):$(BENCH_PORT) --workers $(WORKERS) --worker-class gthread \
+	    --threads $(THREADS) --log-level warning wsgi:app; \
+	else \
+	  exec $(BIN)/gunicorn --bind $(BENCH_HOST):$(BENCH_PORT) --workers $(WORKERS) --log-level warning wsgi:app; \
+	fi
 
 ## migrate: after a model change, autogenerate the next migration (make migrate MESSAGE="what changed")
 ## against an empty SQLite database upgraded to the current head; review it before committing.

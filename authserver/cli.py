@@ -21,6 +21,7 @@ from . import accounts, audit, clients, resources, scopes, store
 from .extensions import db
 from .models import Hub, ResourceServer, User
 from .secrets import new_credential, sha256_hex, verify_secret
+from .timeutil import utcnow
 
 #: Domain errors whose message is written for people: shown as is, exit status 1.
 PUBLIC_ERRORS = (accounts.AccountError, resources.ResourceError, scopes.UnknownScopeError, clients.ClientError)
@@ -436,11 +437,22 @@ def list_audit(email, event, client_id, hub_id, since, limit, as_json) -> None:
 
 
 @tokens_cli.command("purge-expired")
-def purge_expired() -> None:
+@click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Rows deleted (and committed) per statement of each kind.")
+def purge_expired(batch_size: int) -> None:
     """Delete expired codes, tokens and replay-cache entries (safe to run at any time)."""
-    counts = store.purge_expired()
-    db.session.commit()
-    click.echo("Purged " + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in counts.items()) + ".")
+    # Committing after each bounded batch keeps every transaction short: a single DELETE of a
+    # million expired tokens would hold its row locks, and bloat the WAL, for its whole duration.
+    now = utcnow()
+    totals: dict[str, int] = {}
+    while True:
+        counts = store.purge_expired(now, limit=batch_size)
+        db.session.commit()
+        for what, n in counts.items():
+            totals[what] = totals.get(what, 0) + n
+        if all(n < batch_size for n in counts.values()):
+            break
+    click.echo("Purged " + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in totals.items()) + ".")
 
 
 # --- demo data -----------------------------------------------------------------------------------

@@ -489,27 +489,26 @@ def purge_replay_cache() -> int:
     return result.rowcount
 
 
-def purge_expired(before: datetime | None = None) -> dict[str, int]:
+def purge_expired(before: datetime | None = None, limit: int | None = None) -> dict[str, int]:
     """Delete rows no longer needed: expired replay entries, codes, token rows, client assertion
-    jti records past expiry, and fetched documents past their stale limit."""
+    jti records past expiry, and fetched documents past their stale limit; at most `limit` of each."""
     now = before or utcnow()
-    counts = {"replay_cache": purge_replay_cache()}
-    counts["authorization_codes"] = db.session.execute(
-        delete(AuthorizationCode)
-        .where(AuthorizationCode.expires_at <= now - timedelta(days=1))
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    counts["tokens"] = db.session.execute(
-        delete(Token)
-        .where(
-            Token.access_expires_at <= now,
-            (Token.refresh_expires_at.is_(None)) | (Token.refresh_expires_at <= now),
-        )
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    for name, column in (("used_assertions", UsedAssertion.expires_at), ("ended_sessions", EndedSession.expires_at),
-                         ("remote_documents", RemoteDocument.stale_until)):
+    expired = (
+        ("replay_cache", ReplayCache, ReplayCache.expires_at <= now),
+        ("authorization_codes", AuthorizationCode, AuthorizationCode.expires_at <= now - timedelta(days=1)),
+        ("tokens", Token, (Token.access_expires_at <= now)
+         & (Token.refresh_expires_at.is_(None) | (Token.refresh_expires_at <= now))),
+        ("used_assertions", UsedAssertion, UsedAssertion.expires_at <= now),
+        ("ended_sessions", EndedSession, EndedSession.expires_at <= now),
+        ("remote_documents", RemoteDocument, RemoteDocument.stale_until <= now),
+    )
+    counts = {}
+    for name, model, condition in expired:
+        if limit is not None:
+            # A bounded batch, so that a caller committing after each one never holds the locks of
+            # a million-row DELETE (PostgreSQL and SQLite have no DELETE ... LIMIT; this is theirs).
+            condition = model.id.in_(select(model.id).where(condition).limit(limit).scalar_subquery())
         counts[name] = db.session.execute(
-            delete(column.class_).where(column <= now).execution_options(synchronize_session=False)
+            delete(model).where(condition).execution_options(synchronize_session=False)
         ).rowcount
     return counts

@@ -7,10 +7,11 @@ import re
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from authserver import accounts, audit, resources, store
 from authserver.extensions import db
-from authserver.models import Client
+from authserver.models import Client, Grant, ReplayCache, Token
 from authserver.secrets import sha256_hex
 from authserver.timeutil import utcnow
 
@@ -164,6 +165,67 @@ def test_audit_list_filters(app, runner, make_user):
 
 def test_tokens_purge_expired_runs(runner):
     assert "Purged 0 replay cache, 0 authorization codes, 0 tokens, 0 used assertions, 0 ended sessions, 0 remote documents." in run(runner, "tokens", "purge-expired").output
+
+
+def test_tokens_purge_expired_in_batches_deletes_every_expired_row_and_keeps_live_ones(app, runner, make_user,
+                                                                                      make_hub, make_resource):
+    hub, (resource, _secret) = make_hub(), make_resource()
+    user = make_user(hubs=[hub])
+    now = utcnow()
+    past, future = now - timedelta(minutes=1), now + timedelta(hours=1)
+    # (access expires, refresh expires): gone once both are past, or the access one when there is no refresh.
+    expired = [(past, None), (past, past)] * 3 + [(past, None)]
+    live = [(future, None), (future, future), (past, future), (future, past)]
+    with app.app_context():
+        client = Client(client_id="purge-client", registration="cli",
+                        client_metadata={"client_name": "P", "redirect_uris": ["https://c.example/cb"]})
+        db.session.add(client)
+        db.session.flush()
+        grant = Grant(user_id=user.id, hub_id=hub.id, client_pk=client.id, resource_id=resource.id,
+                      scope="crm.objects.contacts.read", redirect_uri="https://c.example/cb")
+        db.session.add(grant)
+        db.session.flush()
+        parent = None
+        # One rotation chain through all of them, so deleting a row has to unlink its successor.
+        for i, (access, refresh) in enumerate(expired + live):
+            token = Token(grant_id=grant.id, client_pk=client.id, scope=grant.scope, parent_id=parent,
+                          access_token_hash=sha256_hex(f"a{i}"),
+                          refresh_token_hash=sha256_hex(f"r{i}") if refresh else None,
+                          issued_at=now - timedelta(hours=2), access_expires_at=access, refresh_expires_at=refresh)
+            db.session.add(token)
+            db.session.flush()
+            parent = token.id
+        for i, when in enumerate([past] * 5 + [future]):
+            db.session.add(ReplayCache(key_hash=sha256_hex(f"k{i}"), ciphertext=b"x", kind="refresh", expires_at=when))
+        db.session.commit()
+
+        # One call removes one bounded batch of each kind: the caller commits between batches.
+        assert store.purge_expired(limit=2) == {"replay_cache": 2, "authorization_codes": 0, "tokens": 2,
+                                                "used_assertions": 0, "ended_sessions": 0, "remote_documents": 0}
+        db.session.rollback()
+
+    output = run(runner, "tokens", "purge-expired", "--batch-size", "2").output
+    assert "Purged 5 replay cache, 0 authorization codes, 7 tokens," in output
+    with app.app_context():
+        kept = db.session.scalars(select(Token).order_by(Token.id)).all()
+        assert [(t.access_expires_at, t.refresh_expires_at) for t in kept] == live
+        assert [r.expires_at for r in db.session.scalars(select(ReplayCache))] == [future]
+
+
+def test_rows_that_purge_deletes_are_found_by_index_from_every_table_referring_to_them(app):
+    # Deleting a referenced row makes the database look up the rows referring to it (ON DELETE
+    # CASCADE / SET NULL): without an index on the referring column that is one full scan per
+    # deleted row, and a purge of a million tokens never ends.
+    purged = {"replay_cache", "authorization_codes", "tokens", "used_assertions", "ended_sessions",
+              "remote_documents"}
+    unindexed = [
+        f"{table.name}.{fk.parent.name}"
+        for table in db.metadata.sorted_tables
+        for fk in table.foreign_keys
+        if fk.column.table.name in purged
+        and not any(next(iter(index.columns)).name == fk.parent.name for index in table.indexes)
+    ]
+    assert unindexed == []
 
 
 def test_demo_seed_is_idempotent_and_keeps_a_given_secret(app, runner):

@@ -26,7 +26,8 @@ class Token(db.Model, TokenMixin):
         ForeignKey("authorization_codes.id", ondelete="SET NULL"), index=True
     )
     # The token whose refresh token was rotated into this one.
-    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id", ondelete="SET NULL"))
+    # Indexed: deleting a token (purge) looks up its successor through this column.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tokens.id", ondelete="SET NULL"), index=True)
     client_pk: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
