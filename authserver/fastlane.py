@@ -22,16 +22,24 @@ import time
 from urllib.parse import parse_qsl, unquote
 
 from authlib.oauth2.rfc6749 import OAuth2Error
-from flask import Flask
+from flask import Flask, g
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import limits, store
+from .extensions import db
 from .metrics import INTROSPECTIONS, LATENCY, REQUESTS
+from .oauth.cimd import is_url_client_id
 from .oauth.introspection import HEADERS, INACTIVE, Introspection, authenticate_caller
+from .oauth.server import server
+from .web import CORS_HEADERS
 from .secrets import sha256_hex
 
 INTROSPECT_PATH = "/oauth/introspect"
-#: Set in the WSGI environ once the lane has counted a request against its address's limit.
-COUNTED = "authserver.introspection_counted"
+TOKEN_PATH = "/oauth/token"
+#: Grants the lane completes (both are Authlib grants of oauth/grants.py, run unchanged).
+LANE_GRANT_TYPES = ("authorization_code", "refresh_token")
+#: The request body, kept in the environ so that Flask can read it again when the lane declines.
+BODY = "authserver.body"
 FORM = "application/x-www-form-urlencoded"
 #: Bodies larger than this are not for the lane (a token and a hint fit in far less).
 MAX_BODY = 8192
@@ -40,36 +48,45 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 class FastLane:
-    """WSGI middleware: answers clean introspection requests, passes everything else to Flask."""
+    """WSGI middleware: answers clean introspection and token requests, passes the rest to Flask."""
 
     def __init__(self, app: Flask, wsgi_app):
         self.app = app
         self.wsgi_app = wsgi_app
         self.max_parameter = int(app.config["MAX_PARAMETER_CHARS"])
         self.extra_headers = _security_headers(app)
-        self.requests_ok = REQUESTS.labels("oauth.introspect", "POST", "200")
-        self.latency = LATENCY.labels("oauth.introspect")
+        self.lanes = {
+            INTROSPECT_PATH: (self.introspect, REQUESTS.labels("oauth.introspect", "POST", "200"),
+                              LATENCY.labels("oauth.introspect")),
+            TOKEN_PATH: (self.token, REQUESTS.labels("oauth.token", "POST", "200"), LATENCY.labels("oauth.token")),
+        }
         self.active = INTROSPECTIONS.labels("active")
         self.inactive = INTROSPECTIONS.labels("inactive")
         self.endpoint = Introspection()
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO") == INTROSPECT_PATH and environ.get("REQUEST_METHOD") == "POST":
+        lane = self.lanes.get(environ.get("PATH_INFO"))
+        if lane is not None and environ.get("REQUEST_METHOD") == "POST":
+            answer, requests_ok, latency = lane
             started = time.perf_counter()
-            answer = self.introspect(environ)
-            if answer is not None:
-                incoming = environ.get("HTTP_X_REQUEST_ID", "")
-                request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
-                headers = [*answer, ("X-Request-Id", request_id)]
-                start_response("200 OK", headers[1:])
-                self.requests_ok.inc()
-                self.latency.observe(time.perf_counter() - started)
-                return [headers[0]]
+            form = self.form(environ)
+            incoming = environ.get("HTTP_X_REQUEST_ID", "")
+            request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+            response = answer(environ, form, request_id) if form is not None else None
+            if form is not None and response is None:
+                environ["wsgi.input"] = io.BytesIO(environ[BODY])  # Flask reads the body afresh
+            if response is not None:
+                body, headers = response
+                start_response("200 OK", [*headers, ("Content-Length", str(len(body))), *self.extra_headers,
+                                          ("X-Request-Id", request_id)])
+                requests_ok.inc()
+                latency.observe(time.perf_counter() - started)
+                return [body]
         return self.wsgi_app(environ, start_response)
 
-    def introspect(self, environ) -> list | None:
-        """[body, *headers] for a request the lane can answer, else None (after restoring the
-        body for Flask)."""
+    def form(self, environ) -> dict | None:
+        """The clean form parameters of a request the lane may take, else None (after restoring
+        the body for Flask)."""
         if environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != FORM:
             return None
         try:
@@ -78,10 +95,16 @@ class FastLane:
             return None
         if not 0 < length <= MAX_BODY:
             return None
-        body = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = io.BytesIO(body)  # Flask reads it again if the lane declines
+        body = environ[BODY] = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
         form = _form(body, self.max_parameter)
-        if form is None or not form.get("token"):
+        if form is None:
+            environ["wsgi.input"] = io.BytesIO(body)
+        return form
+
+    def introspect(self, environ, form: dict, request_id: str):
+        """(body, headers) of an introspection (RFC 7662) decided as the view decides it, or None."""
+        if not form.get("token"):
             return None
         credential_id, secret = _credentials(environ.get("HTTP_AUTHORIZATION"), form)
         address = environ.get("REMOTE_ADDR") or "127.0.0.1"
@@ -91,7 +114,7 @@ class FastLane:
                 return None
             if limits.hit(*limits.INTROSPECTION_PER_IP, address) is not None:
                 return None  # the view counts it again, finds the limit reached and answers 429
-            environ[COUNTED] = True  # the view must not count this request against the address again
+            environ[limits.ADDRESS_COUNTED] = True  # the view must not count this request against the address again
             try:
                 caller = authenticate_caller(credential_id, secret)
             except OAuth2Error:
@@ -104,7 +127,45 @@ class FastLane:
         else:
             self.active.inc()
             body = json.dumps(payload).encode()
-        return [body, *HEADERS.items(), ("Content-Length", str(len(body))), *self.extra_headers]
+        return body, HEADERS.items()
+
+    def token(self, environ, form: dict, request_id: str):
+        """(body, headers) of a successful code exchange or refresh, made by the same Authlib
+        grants as the view's, or None. Any error, replay or unusual client authentication rolls
+        back whatever the lane did and lets Flask handle the request from the start: the database
+        ends as if only Flask had seen it."""
+        if form.get("grant_type") not in LANE_GRANT_TYPES or "client_assertion" in form:
+            return None
+        if is_url_client_id(form.get("client_id") or ""):
+            return None  # metadata-document clients may fetch their document: Flask's path
+        if environ.get("HTTP_AUTHORIZATION") and _credentials(environ["HTTP_AUTHORIZATION"], {})[0] is None:
+            return None  # malformed credentials: the view answers 401
+        address = environ.get("REMOTE_ADDR") or "127.0.0.1"
+        with self.app.request_context(environ):
+            g.request_id = request_id
+            if limits.failures_exceeded(address) is not None:
+                return None
+            if limits.hit(*limits.TOKEN_PER_IP, address) is not None:
+                return None
+            environ[limits.ADDRESS_COUNTED] = True
+            try:
+                request = server.create_oauth2_request(None)
+                grant = server.get_token_grant(request)
+                grant.validate_token_request()
+                if getattr(request, "replayed_response", None) is not None:
+                    raise _Declined
+                status, body, headers = grant.create_token_response()
+                if status != 200:
+                    raise _Declined
+                db.session.commit()
+            except (OAuth2Error, _Declined, SQLAlchemyError):
+                db.session.rollback()
+                return None
+        return json.dumps(body).encode(), [*headers, *CORS_HEADERS]
+
+
+class _Declined(Exception):
+    """The lane leaves this request to Flask."""
 
 
 def _form(body: bytes, max_parameter: int) -> dict | None:

@@ -77,8 +77,15 @@ def record(window_setting: str, scope: str, *key: str) -> None:
 # before a request is handled: past the limit an address gets 429 before any credential is looked
 # at, so guessing costs the guesser, never the client or resource server it names.
 FAILURES = ("CLIENT_AUTH_FAILURES_PER_IP", "client-auth-failures")
-#: Introspections per caller address, before authentication.
+#: WSGI environ keys set once a request was counted against its address's route limit, or its
+#: client's limit: the WSGI lane counts first and, if it passes the request on to Flask, the view
+#: must not count it again.
+ADDRESS_COUNTED = "authserver.address_counted"
+CLIENT_COUNTED = "authserver.client_counted"
+
+#: Introspections and token requests per caller address, before authentication.
 INTROSPECTION_PER_IP = ("INTROSPECTION_RATE_LIMIT_PER_IP", "introspect-ip")
+TOKEN_PER_IP = ("TOKEN_RATE_LIMIT_PER_IP", "token-ip")
 
 
 def note_client_auth_failure() -> None:

@@ -58,6 +58,16 @@ class CachedSerializerSessionInterface(SecureCookieSessionInterface):
         return serializer
 
 
+#: Browser-based MCP clients call the machine endpoints cross-origin; they carry no cookies, so
+#: any origin may (views/oauth.py CORS_ENDPOINTS, and the WSGI lane).
+CORS_HEADERS = [
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
+    ("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS"),
+    ("Access-Control-Max-Age", "86400"),
+]
+
+
 def machine_headers(app: Flask) -> list[tuple[str, str]]:
     """Headers on every response, pages and machine endpoints alike."""
     headers = [

@@ -104,13 +104,14 @@ class AuthorizationServer(FlaskAuthorizationServer):
         except InvalidClientError:
             limits.note_client_auth_failure()
             raise
-        if endpoint == "token":
+        if endpoint == "token" and not flask_request.environ.get(limits.CLIENT_COUNTED):
             key = [client.client_id]
             if request.auth_method == "none":
                 key.append(get_remote_address())
             retry_after = limits.hit("TOKEN_RATE_LIMIT", "token-client", *key)
             if retry_after is not None:
                 raise RateLimitedError(retry_after)
+            flask_request.environ[limits.CLIENT_COUNTED] = True  # counted once, lane or view
         return client
 
     def create_oauth2_request(self, request):

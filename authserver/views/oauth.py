@@ -8,25 +8,24 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, current_app, request
 from flask_limiter.util import get_remote_address
 
-from .. import fastlane, limits
+from .. import limits
 from ..errors import oauth_json_error
 from ..extensions import csrf, db, limiter
+from ..web import CORS_HEADERS
 from ..oauth.server import server
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 csrf.exempt(bp)
 
-# Browser-based MCP clients call these cross-origin; they carry no cookies, so any origin may.
+# Browser-based MCP clients call these cross-origin (web.CORS_HEADERS).
 CORS_ENDPOINTS = {"oauth.token", "oauth.register", "oauth.revoke", "oauth.client_configuration"}
 
 
 @bp.after_request
 def cors(response):
     if request.endpoint in CORS_ENDPOINTS:
-        response.headers["Access-Control-Allow-Origin"] = "*"
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
-        response.headers["Access-Control-Max-Age"] = "86400"
+        for key, value in CORS_HEADERS:
+            response.headers[key] = value
     return response
 
 
@@ -100,11 +99,24 @@ def _committed(response):
 # per-client and per-resource-server limits are counted after authentication (oauth/server.py,
 # oauth/introspection.py).
 @bp.route("/token", methods=["POST", "OPTIONS"])
-@limiter.limit(_limit("TOKEN_RATE_LIMIT_PER_IP"), key_func=get_remote_address, methods=["POST"], scope="token-ip")
 def token():
     if request.method == "OPTIONS":
         return "", 204
-    return _require_form() or _committed(server.create_token_response())
+    refused = _per_address_limit(limits.TOKEN_PER_IP)
+    return refused or _require_form() or _committed(server.create_token_response())
+
+
+def _per_address_limit(limit):
+    """The route's per-address limit, counted explicitly (not by a decorator) so that the WSGI
+    lane counts on the same counter; a request the lane counted and passed on is not counted
+    twice. A 429 response, or None."""
+    if request.environ.get(limits.ADDRESS_COUNTED):
+        return None
+    retry_after = limits.hit(*limit, get_remote_address())
+    if retry_after is None:
+        return None
+    return oauth_json_error(429, "temporarily_unavailable", "Too many requests; retry after the time in Retry-After.",
+                            {"Retry-After": str(retry_after)})
 
 
 @bp.route("/register", methods=["POST", "OPTIONS"])
@@ -127,14 +139,7 @@ def client_configuration(client_id):
 
 @bp.route("/introspect", methods=["POST"])
 def introspect():
-    # Counted explicitly (not by a decorator) so that the WSGI lane counts on the same counter; a
-    # request the lane counted and then passed on is not counted twice.
-    counted = request.environ.get(fastlane.COUNTED)
-    retry_after = None if counted else limits.hit(*limits.INTROSPECTION_PER_IP, get_remote_address())
-    if retry_after is not None:
-        return oauth_json_error(429, "temporarily_unavailable", "Too many requests; retry after the time in Retry-After.",
-                                {"Retry-After": str(retry_after)})
-    refused = _require_form()
+    refused = _per_address_limit(limits.INTROSPECTION_PER_IP) or _require_form()
     if refused is not None:
         return refused
     # A read: no session, no transaction, nothing to commit (see oauth/introspection.py).
