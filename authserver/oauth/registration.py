@@ -236,27 +236,30 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         raise RegistrationClosedError("Dynamic client registration is disabled on this server.")
 
     def create_registration_response(self, request):
+        """RFC 7591 §3.1-3.2. Authlib's version, minus its second authenticate_token and a second
+        pass over the body: the metadata is validated once, its digest computed once."""
         request.credential = self.authenticate_token(request)
         metadata = self.extract_client_metadata(request)
-        if metadata.get("token_endpoint_auth_method") == "none":
-            key = dedupe_key(metadata)
-            existing = store.get_client_by_dedupe_key(key)
+        method = metadata["token_endpoint_auth_method"]
+        request.dedupe_key = dedupe_key(metadata) if method in SECRETLESS_METHODS else None
+        if method == "none":
             # An identical public client (hosted AI clients register again and again from the
             # same few addresses): answer with the existing one, no new row. A client that several
             # parties were handed is managed by none of them: otherwise its first registrant could
             # add a redirect URI of its own, or delete it, under everybody else's grants. When it
             # left deduplication meanwhile (managed or deleted), register a new client instead.
-            if existing is not None and store.revoke_client_management(existing, key):
-                audit.record("client.reused", client=existing)
+            existing = store.revoke_client_management(request.dedupe_key)
+            if existing is not None:
+                audit.record("client.reused", client=existing.client_id)
                 body = {"client_id": existing.client_id, "client_id_issued_at": existing.client_id_issued_at,
                         **existing.client_metadata}
                 return 201, body, default_json_headers
-        request.validated_metadata = metadata
-        status, body, headers = super().create_registration_response(request)
-        if body.get("client_secret") is None:
-            body.pop("client_secret", None)
-            body.pop("client_secret_expires_at", None)
-        return status, {k: v for k, v in body.items() if v is not None}, headers
+        info = self.generate_client_info(request)
+        client = self.save_client(info, metadata, request)
+        body = {**metadata, **info, **self.generate_client_registration_info(client, request)}
+        if info["client_secret"] is None:
+            del body["client_secret"], body["client_secret_expires_at"]
+        return 201, {k: v for k, v in body.items() if v is not None}, default_json_headers
 
     def generate_client_id(self, request) -> str:
         return _secrets.token_urlsafe(24)
@@ -267,20 +270,23 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         return new_credential(CLIENT_SECRET_PREFIX)
 
     def save_client(self, client_info, client_metadata, request) -> Client:
+        """Insert the client (one raw INSERT, see store.save_registered_client) and record it; the
+        returned Client is transient, built from the same values, for the response and the audit."""
         registration_token = new_credential(REGISTRATION_TOKEN_PREFIX)
         request.registration_access_token = registration_token
         secret = client_info.get("client_secret")
-        client = store.save_client(
-            Client(
-                client_id=client_info["client_id"],
-                client_secret_hash=hash_secret(secret) if secret else None,
-                registration_access_token_hash=sha256_hex(registration_token),
-                client_metadata=client_metadata,
-                registration="dynamic",
-                client_id_issued_at=client_info["client_id_issued_at"],
-                dedupe_key=None if secret else dedupe_key(client_metadata),
-            )
-        )
+        values = {
+            "client_id": client_info["client_id"],
+            "client_secret_hash": hash_secret(secret) if secret else None,
+            "registration_access_token_hash": sha256_hex(registration_token),
+            "client_metadata": client_metadata,
+            "registration": "dynamic",
+            "client_id_issued_at": client_info["client_id_issued_at"],
+            # Secretless clients are deduplicated by their whole metadata (computed once, above).
+            "dedupe_key": None if secret else request.dedupe_key,
+        }
+        store.save_registered_client(values)
+        client = Client(**values)
         audit.record("client.registered", client=client, client_name=client.client_name,
                      redirect_uris=client.redirect_uris)
         return client
