@@ -69,8 +69,8 @@ _INTROSPECTION_ROW = rawsql.Statement(
 
 # Registration runs on every connection of a hosted AI client, and is answered from these two raw
 # statements on the session's connection (rawsql): the ORM's SELECT, flush and reload cost several
-# times as much. The hand-over finds the oldest client (lowest id) deduplicated under the key and revokes its
-# registration token in one conditional UPDATE (see revoke_client_management).
+# times as much. The hand-over finds the oldest client (lowest id) deduplicated under the key and
+# revokes its registration token in one conditional UPDATE (see revoke_client_management).
 _HAND_OVER_DEDUPLICATED = rawsql.Statement(
     update(Client)
     .where(
@@ -113,7 +113,8 @@ def revoke_client_management(key: str):
     Finding the client and revoking its registration token are one conditional UPDATE: it matches
     only while the row is still deduplicated under `key`, so a client that left deduplication
     meanwhile (managed or deleted) is never handed out. Racing `update_managed_client` on
-    PostgreSQL, the row lock makes exactly one of the two match (the loser re-reads the row)."""
+    PostgreSQL, the row lock makes exactly one of the two match: the second re-checks its WHERE
+    clause against the row the first committed."""
     return rawsql.in_session().one(_HAND_OVER_DEDUPLICATED, {"key": key, "registration": "dynamic", "now": utcnow()})
 
 

@@ -61,3 +61,15 @@ def test_a_refused_registration_touches_no_table(client, statements):
         response = client.post("/oauth/register", json={**PUBLIC, "redirect_uris": ["javascript:alert(1)"]})
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_redirect_uri"
     assert seen == []
+
+
+def test_the_registration_request_still_tells_its_url_when_asked(app):
+    # The URL is built lazily (nothing on the registration path reads it); whoever asks gets it.
+    from flask import request
+
+    from authserver.oauth.registration import RegistrationRequest
+
+    with app.test_request_context("/oauth/register?x=1", method="POST", json={"client_name": "x"}):
+        built = RegistrationRequest(request)
+        assert built.uri == request.url == "http://localhost/oauth/register?x=1"
+        assert built.method == "POST" and built.payload.data == {"client_name": "x"}
