@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, make_transient_to_detached
 
@@ -127,6 +127,32 @@ _INSERT_REPLAY = rawsql.Statement(
 )
 
 
+# Registration runs on every connection of a hosted AI client, and is answered from these two raw
+# statements on the session's connection (rawsql): the ORM's SELECT, flush and reload cost several
+# times as much. The hand-over finds the oldest client (lowest id) deduplicated under the key and
+# revokes its registration token in one conditional UPDATE (see revoke_client_management).
+_HAND_OVER_DEDUPLICATED = rawsql.Statement(
+    update(Client)
+    .where(
+        Client.id == select(func.min(Client.id))
+        .where(Client.dedupe_key == bindparam("key"), Client.registration == bindparam("registration"))
+        .scalar_subquery(),
+        Client.dedupe_key == bindparam("key"),
+    )
+    .values(registration_access_token_hash=null(), updated_at=bindparam("now"))
+    .returning(Client.client_id, Client.client_id_issued_at, Client.client_metadata)
+)
+_INSERT_CLIENT = rawsql.Statement(
+    insert(Client).values(
+        client_id=bindparam("client_id"), client_secret_hash=bindparam("client_secret_hash"),
+        registration_access_token_hash=bindparam("registration_access_token_hash"),
+        client_metadata=bindparam("client_metadata", type_=Client.client_metadata.type),
+        registration=bindparam("registration"), client_id_issued_at=bindparam("client_id_issued_at"),
+        dedupe_key=bindparam("dedupe_key"), created_at=bindparam("now"), updated_at=bindparam("now"),
+    )
+)
+
+
 # --- clients -------------------------------------------------------------------------------------
 def get_client(client_id: str | None) -> Client | None:
     """The client, as a row of the session (changes to it are flushed like any other). Every token
@@ -155,27 +181,18 @@ def get_client_by_registration_token(token_hash: str) -> Client | None:
     return db.session.scalar(select(Client).where(Client.registration_access_token_hash == token_hash))
 
 
-def get_client_by_dedupe_key(key: str) -> Client | None:
-    return db.session.scalar(
-        select(Client).where(Client.dedupe_key == key, Client.registration == "dynamic").order_by(Client.id).limit(1)
-    )
+def revoke_client_management(key: str):
+    """Hand the deduplicated client registered under `key` to one more registrant: from now on
+    nobody manages it (RFC 7592 would let its first registrant change or delete what every other
+    registrant uses). Returns its client_id, client_id_issued_at and client_metadata, or None when
+    there is no such client (then the caller registers a new one).
 
-
-def revoke_client_management(client: Client, key: str) -> bool:
-    """Hand a deduplicated client to one more registrant: from now on nobody manages it (RFC 7592
-    would let its first registrant change or delete what every other registrant uses).
-
-    Conditional on the client still being deduplicated under `key`: False when it left
-    deduplication meanwhile (it was managed or deleted), and then the caller registers a new
-    client. Racing `update_managed_client` on PostgreSQL, exactly one of the two matches a row."""
-    result = db.session.execute(
-        update(Client)
-        .where(Client.id == client.id, Client.dedupe_key == key)
-        .values(registration_access_token_hash=None)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.expire(client)
-    return result.rowcount == 1
+    Finding the client and revoking its registration token are one conditional UPDATE: it matches
+    only while the row is still deduplicated under `key`, so a client that left deduplication
+    meanwhile (managed or deleted) is never handed out. Racing `update_managed_client` on
+    PostgreSQL, the row lock makes exactly one of the two match: the second re-checks its WHERE
+    clause against the row the first committed."""
+    return rawsql.in_session().one(_HAND_OVER_DEDUPLICATED, {"key": key, "registration": "dynamic", "now": utcnow()})
 
 
 def update_managed_client(client: Client, token_hash: str, metadata: dict, issued_at: int) -> bool:
@@ -223,6 +240,13 @@ def find_unused_clients(cutoff: datetime) -> list[Client]:
             )
         )
     )
+
+
+def save_registered_client(values: dict) -> None:
+    """Insert a dynamically registered client (RFC 7591) in the request's transaction; `values`
+    are the columns of _INSERT_CLIENT. Nothing reads the row back: the registration response is
+    built from what was inserted."""
+    rawsql.in_session().execute(_INSERT_CLIENT, {**values, "now": utcnow()}).close()
 
 
 def save_client(client: Client) -> Client:

@@ -10,7 +10,8 @@ import secrets as _secrets
 import time
 from urllib.parse import urlsplit
 
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
+from authlib.integrations.flask_oauth2.requests import FlaskJsonPayload
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, JsonRequest
 from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError, InvalidRedirectURIError
 from authlib.oauth2.rfc6750 import InvalidTokenError
@@ -41,6 +42,7 @@ RESPONSE_TYPES = sorted(AuthorizationCodeGrant.RESPONSE_TYPES)
 # Schemes that can never be a redirect target: script execution or local resources.
 FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "about", "blob", "filesystem"})
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*$")
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 _STRING_MEMBERS = (
     "client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri",
@@ -59,7 +61,7 @@ def redirect_uri_problem(uri) -> str | None:
         return "Each redirect URI must be a non-empty string."
     if len(uri) > 2000:
         return "A redirect URI is too long."
-    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in uri):
+    if _SPACE_OR_CONTROL.search(uri):
         return "A redirect URI must not contain spaces or control characters."
     if "#" in uri:
         return "A redirect URI must not contain a fragment."
@@ -138,10 +140,8 @@ class ClientMetadata(ClientMetadataClaims):
     check refuses the private-use schemes native apps need)."""
 
     def validate_redirect_uris(self):
-        for uri in self.get("redirect_uris") or []:
-            problem = redirect_uri_problem(uri)
-            if problem:
-                raise InvalidRedirectURIError(problem)
+        """Nothing left to check: these claims only ever run after MetadataValidation.check_members,
+        which applied redirect_uris_problem to every URI (each member is validated once)."""
 
 
 class MetadataValidation:
@@ -205,8 +205,6 @@ class MetadataValidation:
             raise InvalidClientMetadataError("response_types may only contain code.")
 
     def extract_client_metadata(self, request):
-        if getattr(request, "validated_metadata", None) is not None:
-            return request.validated_metadata
         data = request.payload.data
         self.check_members(data)
         metadata = super().extract_client_metadata(request)
@@ -215,11 +213,30 @@ class MetadataValidation:
         return {k: v for k, v in metadata.items() if v is not None}
 
 
+class RegistrationRequest(JsonRequest):
+    """Authlib's Flask JSON request, except that the request URL is built only if read: nothing on
+    the registration path reads it, and building it (host, path and IRI decoding) is a noticeable
+    share of a registration, the one endpoint hosted AI clients call on every connection."""
+
+    def __init__(self, request):
+        self._request = request
+        self.method = request.method
+        self.headers = request.headers
+        self.payload = FlaskJsonPayload(request)
+
+    @property
+    def uri(self) -> str:
+        return self._request.url
+
+
 class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
     """RFC 7591 §3 at /oauth/register. Open by default; REGISTRATION_MODE=closed refuses it."""
 
     def __init__(self, server=None):
         super().__init__(server, claims_classes=[ClientMetadata])
+
+    def create_endpoint_request(self, request):
+        return RegistrationRequest(flask_request)
 
     def authenticate_token(self, request):
         mode = current_app.config["REGISTRATION_MODE"]
@@ -236,27 +253,30 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         raise RegistrationClosedError("Dynamic client registration is disabled on this server.")
 
     def create_registration_response(self, request):
+        """RFC 7591 §3.1-3.2. Authlib's version, minus its second authenticate_token and a second
+        pass over the body: the metadata is validated once, its digest computed once."""
         request.credential = self.authenticate_token(request)
         metadata = self.extract_client_metadata(request)
-        if metadata.get("token_endpoint_auth_method") == "none":
-            key = dedupe_key(metadata)
-            existing = store.get_client_by_dedupe_key(key)
+        method = metadata["token_endpoint_auth_method"]
+        request.dedupe_key = dedupe_key(metadata) if method in SECRETLESS_METHODS else None
+        if method == "none":
             # An identical public client (hosted AI clients register again and again from the
             # same few addresses): answer with the existing one, no new row. A client that several
             # parties were handed is managed by none of them: otherwise its first registrant could
             # add a redirect URI of its own, or delete it, under everybody else's grants. When it
             # left deduplication meanwhile (managed or deleted), register a new client instead.
-            if existing is not None and store.revoke_client_management(existing, key):
-                audit.record("client.reused", client=existing)
+            existing = store.revoke_client_management(request.dedupe_key)
+            if existing is not None:
+                audit.record("client.reused", client=existing.client_id)
                 body = {"client_id": existing.client_id, "client_id_issued_at": existing.client_id_issued_at,
                         **existing.client_metadata}
                 return 201, body, default_json_headers
-        request.validated_metadata = metadata
-        status, body, headers = super().create_registration_response(request)
-        if body.get("client_secret") is None:
-            body.pop("client_secret", None)
-            body.pop("client_secret_expires_at", None)
-        return status, {k: v for k, v in body.items() if v is not None}, headers
+        info = self.generate_client_info(request)
+        client = self.save_client(info, metadata, request)
+        body = {**metadata, **info, **self.generate_client_registration_info(client, request)}
+        if info["client_secret"] is None:
+            del body["client_secret"], body["client_secret_expires_at"]
+        return 201, {k: v for k, v in body.items() if v is not None}, default_json_headers
 
     def generate_client_id(self, request) -> str:
         return _secrets.token_urlsafe(24)
@@ -267,20 +287,23 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         return new_credential(CLIENT_SECRET_PREFIX)
 
     def save_client(self, client_info, client_metadata, request) -> Client:
+        """Insert the client (one raw INSERT, see store.save_registered_client) and record it; the
+        returned Client is transient, built from the same values, for the response and the audit."""
         registration_token = new_credential(REGISTRATION_TOKEN_PREFIX)
         request.registration_access_token = registration_token
         secret = client_info.get("client_secret")
-        client = store.save_client(
-            Client(
-                client_id=client_info["client_id"],
-                client_secret_hash=hash_secret(secret) if secret else None,
-                registration_access_token_hash=sha256_hex(registration_token),
-                client_metadata=client_metadata,
-                registration="dynamic",
-                client_id_issued_at=client_info["client_id_issued_at"],
-                dedupe_key=None if secret else dedupe_key(client_metadata),
-            )
-        )
+        values = {
+            "client_id": client_info["client_id"],
+            "client_secret_hash": hash_secret(secret) if secret else None,
+            "registration_access_token_hash": sha256_hex(registration_token),
+            "client_metadata": client_metadata,
+            "registration": "dynamic",
+            "client_id_issued_at": client_info["client_id_issued_at"],
+            # Secretless clients are deduplicated by their whole metadata (computed once, above).
+            "dedupe_key": None if secret else request.dedupe_key,
+        }
+        store.save_registered_client(values)
+        client = Client(**values)
         audit.record("client.registered", client=client, client_name=client.client_name,
                      redirect_uris=client.redirect_uris)
         return client
