@@ -115,6 +115,19 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
         ]
 
     # --- authorization endpoint ---------------------------------------------------------------
+    #: The redirect URI a successful validation returned (this grant object lives for one request).
+    validated_redirect_uri: str | None = None
+
+    def validate_authorization_request(self):
+        """RFC 6749 §4.1.1 validation (client, redirect URI, scope, PKCE, resource), once per HTTP
+        request. Authlib validates in get_consent_grant and again in create_authorization_response,
+        even when handed the grant it validated (authlib 1.9), which reads the client and the
+        resource a second time. The request cannot change in between, and the grant object does not
+        outlive it: the second call returns the first result."""
+        if self.validated_redirect_uri is None:
+            self.validated_redirect_uri = super().validate_authorization_request()
+        return self.validated_redirect_uri
+
     def generate_authorization_code(self) -> str:
         return new_credential(AUTHORIZATION_CODE_PREFIX)
 
