@@ -195,8 +195,17 @@ def end_session(sid_hash: str, expires_at: datetime) -> None:
     add_unless_present(EndedSession(sid_hash=sid_hash, expires_at=expires_at))
 
 
-def is_session_ended(sid_hash: str) -> bool:
-    return db.session.scalar(select(EndedSession.id).where(EndedSession.sid_hash == sid_hash)) is not None
+# The signed-in user and whether their session was ended, in one round trip: every page and every
+# authorization request of a signed-in person starts with this.
+_SESSION_USER = select(
+    User, select(EndedSession.id).where(EndedSession.sid_hash == bindparam("sid_hash")).exists().label("ended")
+).where(User.id == bindparam("user_id"))
+
+
+def get_session_user(user_id: int, sid_hash: str) -> User | None:
+    """The user of a session, or None when there is no such user or the session was ended."""
+    row = db.session.execute(_SESSION_USER, {"user_id": user_id, "sid_hash": sid_hash}).first()
+    return row[0] if row is not None and not row.ended else None
 
 
 # --- grants --------------------------------------------------------------------------------------
