@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import contains_eager, joinedload
 
 from . import rawsql
 from .extensions import db
@@ -222,28 +222,36 @@ def _same_installation(grant: Grant, redirect_uri: str) -> bool:
     return _installation(grant.redirect_uri) == _installation(redirect_uri)
 
 
-def _live_grants(user: User, client: Client, resource: ResourceServer, redirect_uri: str,
-                 hub: Hub | None = None) -> list[Grant]:
-    """The user's live grants to this client (installation) for this resource, oldest first."""
-    query = select(Grant).where(
-        Grant.user_id == user.id,
-        Grant.client_pk == client.id,
-        Grant.resource_id == resource.id,
+# The live grants of one (user, client, resource), each with its hub and the user's membership in
+# that hub (None: they left it): a remembered decision needs all three, in one round trip.
+_LIVE_GRANTS = (
+    select(Grant, Membership)
+    .join(Grant.hub)
+    .options(contains_eager(Grant.hub))
+    .outerjoin(Membership, (Membership.user_id == Grant.user_id) & (Membership.hub_id == Grant.hub_id))
+    .where(
+        Grant.user_id == bindparam("user_id"),
+        Grant.client_pk == bindparam("client_pk"),
+        Grant.resource_id == bindparam("resource_id"),
         Grant.revoked_at.is_(None),
     )
-    if hub is not None:
-        query = query.where(Grant.hub_id == hub.id)
-    return [g for g in db.session.scalars(query.order_by(Grant.id)) if _same_installation(g, redirect_uri)]
+    .order_by(Grant.id)
+)
 
 
-def get_live_grant(user: User, hub: Hub, client: Client, resource: ResourceServer, redirect_uri: str) -> Grant | None:
-    return next(iter(_live_grants(user, client, resource, redirect_uri, hub)), None)
+def _recency(grant: Grant):
+    return grant.last_used_at or grant.created_at
 
 
-def find_live_grants(user: User, client: Client, resource: ResourceServer, redirect_uri: str) -> list[Grant]:
-    """The user's live grants to this client (installation) for this resource, most recently used first."""
-    return sorted(_live_grants(user, client, resource, redirect_uri), key=lambda g: g.last_used_at or g.created_at,
-                  reverse=True)
+def find_live_grants(user: User, client: Client, resource: ResourceServer,
+                     redirect_uri: str) -> list[tuple[Grant, Membership | None]]:
+    """The user's live grants to this client (installation) for this resource, most recently used
+    first (ties: oldest first), each with its hub loaded and the user's membership in that hub
+    (None if they left it)."""
+    params = {"user_id": user.id, "client_pk": client.id, "resource_id": resource.id}
+    rows = [(grant, membership) for grant, membership in db.session.execute(_LIVE_GRANTS, params)
+            if _same_installation(grant, redirect_uri)]
+    return sorted(rows, key=lambda row: _recency(row[0]), reverse=True)
 
 
 def find_user_grants(user: User) -> list[Grant]:
@@ -268,9 +276,10 @@ def record_grant(
     replaces the scopes of the existing grant; its earlier tokens keep their own (narrower or
     equal) scopes. Another redirect URI is another installation, so another grant: the grant
     keeps the redirect URI the person approved."""
-    now = utcnow()
-    grant = get_live_grant(user, hub, client, resource, redirect_uri)
+    live = [grant for grant, _ in find_live_grants(user, client, resource, redirect_uri)]
+    grant = next((g for g in live if g.hub_id == hub.id), None)
     if grant is None:
+        now = utcnow()
         grant = Grant(
             user_id=user.id,
             hub_id=hub.id,
@@ -283,10 +292,22 @@ def record_grant(
         )
         db.session.add(grant)
     else:
-        grant.scope = scope
-        grant.last_used_at = now
+        if grant.scope != scope:
+            grant.scope = scope
+        use_grant(grant, live)
     db.session.flush()
     return grant
+
+
+def use_grant(grant: Grant, live: list[Grant]) -> None:
+    """Mark a grant used now. Its last-used time is shown to people and picks the hub a remembered
+    decision uses (the most recently used of `live`, the installation's live grants, in the order
+    find_live_grants gives): it is not rewritten while under TOUCH_INTERVAL old and already first,
+    when rewriting it would change neither what is shown (to the minute) nor which grant is first."""
+    now = utcnow()
+    if grant.last_used_at is None or now - grant.last_used_at > TOUCH_INTERVAL or live[0] is not grant:
+        grant.last_used_at = now
+        db.session.flush()
 
 
 def revoke_grant(grant: Grant, reason: str = "user") -> None:
