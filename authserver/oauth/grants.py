@@ -135,17 +135,15 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
         decision: Decision = request.user
         lifetime = int(current_app.config["AUTHORIZATION_CODE_LIFETIME"])
         store.save_authorization_code(
-            AuthorizationCode(
-                code_hash=sha256_hex(code),
-                grant_id=decision.grant.id,
-                client_pk=request.client.id,
-                redirect_uri=self.redirect_uri,
-                redirect_uri_sent=bool(request.payload.redirect_uri),
-                scope=decision.scope,
-                code_challenge=request.payload.data["code_challenge"],
-                code_challenge_method=request.payload.data["code_challenge_method"],
-                expires_at=utcnow() + timedelta(seconds=lifetime),
-            )
+            code_hash=sha256_hex(code),
+            grant=decision.grant,
+            client=request.client,
+            redirect_uri=self.redirect_uri,
+            redirect_uri_sent=bool(request.payload.redirect_uri),
+            scope=decision.scope,
+            code_challenge=request.payload.data["code_challenge"],
+            code_challenge_method=request.payload.data["code_challenge_method"],
+            expires_at=utcnow() + timedelta(seconds=lifetime),
         )
 
     # --- token endpoint -----------------------------------------------------------------------
