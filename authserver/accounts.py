@@ -95,8 +95,11 @@ def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
+_USER_BY_EMAIL = select(User).where(User.email == bindparam("email"))
+
+
 def get_user_by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.email == normalize_email(email)))
+    return db.session.scalar(_USER_BY_EMAIL, {"email": normalize_email(email)})
 
 
 def get_user(user_id: int) -> User | None:
