@@ -5,7 +5,8 @@ from __future__ import annotations
 import secrets as _secrets
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import contains_eager
 
 from . import audit, scopes
 from .extensions import db
@@ -94,8 +95,11 @@ def normalize_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
+_USER_BY_EMAIL = select(User).where(User.email == bindparam("email"))
+
+
 def get_user_by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.email == normalize_email(email)))
+    return db.session.scalar(_USER_BY_EMAIL, {"email": normalize_email(email)})
 
 
 def get_user(user_id: int) -> User | None:
@@ -178,18 +182,46 @@ def find_hubs() -> list[Hub]:
 
 def find_user_hubs(user: User) -> list[Hub]:
     """Hubs the user is a member of, by name."""
-    return list(
-        db.session.scalars(
-            select(Hub).join(Membership).where(Membership.user_id == user.id).order_by(Hub.name, Hub.id)
-        )
-    )
+    return [membership.hub for membership in find_user_memberships(user)]
 
 
 # --- memberships ---------------------------------------------------------------------------------
+# Built once, with the hub loaded in the same round trip: the consent page reads both.
+_USER_MEMBERSHIPS = (
+    select(Membership)
+    .join(Membership.hub)
+    .options(contains_eager(Membership.hub))
+    .where(Membership.user_id == bindparam("user_id"))
+    .order_by(Hub.name, Hub.id)
+)
+_MEMBERSHIP_BY_HUB_PUBLIC_ID = (
+    select(Membership)
+    .join(Membership.hub)
+    .options(contains_eager(Membership.hub))
+    .where(Membership.user_id == bindparam("user_id"), Hub.public_id == bindparam("public_id"))
+)
+
+
+def find_user_memberships(user: User) -> list[Membership]:
+    """The user's memberships, each with its hub loaded, by hub name."""
+    return list(db.session.scalars(_USER_MEMBERSHIPS, {"user_id": user.id}))
+
+
 def get_membership(user: User, hub: Hub) -> Membership | None:
     return db.session.scalar(
         select(Membership).where(Membership.user_id == user.id, Membership.hub_id == hub.id)
     )
+
+
+def get_membership_in(user: User, public_id: int | str | None) -> Membership | None:
+    """The user's membership (with its hub loaded) in the hub with this public id, or None."""
+    try:
+        public_id = int(public_id)
+    except (TypeError, ValueError):
+        return None
+    if not 0 < public_id < 2**63:  # outside BIGINT: no such hub (and no database error)
+        return None
+    return db.session.scalar(_MEMBERSHIP_BY_HUB_PUBLIC_ID, {"user_id": user.id, "public_id": public_id})
 
 
 def _check_role(role: str) -> str:

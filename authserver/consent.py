@@ -85,21 +85,23 @@ def requested_scopes(oauth_grant) -> list[str]:
 def build_page(user: User, oauth_grant, hub_param: str | None, ticked: set[str] | None = None) -> ConsentPage:
     """What the consent page shows for the hub the user picked (or their first hub). A client that
     is asked every time gets the person's last choice for this installation pre-filled."""
-    hubs = accounts.find_user_hubs(user)
+    memberships = accounts.find_user_memberships(user)
     client, resource = oauth_grant.request.client, oauth_grant.request.resource
     if hub_param is None and ticked is None and asks_every_time(client, oauth_grant.redirect_uri):
         last = next(iter(store.find_live_grants(user, client, resource, oauth_grant.redirect_uri)), None)
         if last is not None:
-            hub_param, ticked = last.hub.public_id, set(last.scope_set)
-    selected = next((h for h in hubs if str(h.public_id) == str(hub_param)), hubs[0] if hubs else None)
+            grant, _ = last
+            hub_param, ticked = grant.hub.public_id, set(grant.scope_set)
+    membership = next((m for m in memberships if str(m.hub.public_id) == str(hub_param)),
+                      memberships[0] if memberships else None)
     page = ConsentPage(
         client=client,
         resource=resource,
         redirect_uri=oauth_grant.redirect_uri,
-        hubs=hubs,
-        selected=selected,
+        hubs=[m.hub for m in memberships],
+        selected=membership.hub if membership else None,
     )
-    allowed = accounts.permissions(user, selected) if selected else frozenset()
+    allowed = accounts.membership_permissions(user, membership)
     for scope in scopes.describe(requested_scopes(oauth_grant)):
         available = scope.name in allowed
         checked = available and (ticked is None or scope.name in ticked)
@@ -110,19 +112,21 @@ def build_page(user: User, oauth_grant, hub_param: str | None, ticked: set[str] 
 def remembered_decision(user: User, oauth_grant) -> Decision | None:
     """Skip the page when the user already granted this client, for this resource and
     installation (redirect URI), at least the requested scopes (in the hub they used most
-    recently); never for a client whose identity can't be assured (`asks_every_time`)."""
+    recently); never for a client whose identity can't be assured (`asks_every_time`).
+    The grants, their hubs and the user's live memberships come in one query."""
     client, resource = oauth_grant.request.client, oauth_grant.request.resource
     if asks_every_time(client, oauth_grant.redirect_uri):
         return None
     requested = set(requested_scopes(oauth_grant))
-    for grant in store.find_live_grants(user, client, resource, oauth_grant.redirect_uri):
+    live = store.find_live_grants(user, client, resource, oauth_grant.redirect_uri)
+    for grant, membership in live:
         if not requested <= grant.scope_set:
             continue
-        allowed = accounts.permissions(user, grant.hub)
+        allowed = accounts.membership_permissions(user, membership)
         scope = [s for s in requested_scopes(oauth_grant) if s in allowed]
         if not scope:
             continue
-        store.record_grant(user, grant.hub, client, resource, grant.scope, oauth_grant.redirect_uri)
+        store.use_grant(grant, [g for g, _ in live])
         return Decision(user=user, hub=grant.hub, grant=grant, scope=scopes.to_string(scope))
     return None
 
@@ -132,13 +136,14 @@ def decide(user: User, oauth_grant, hub_param: str | None, shown_hub: str | None
 
     The hub granted is the hub whose permissions the person saw: Allow pressed with another hub
     selected (`shown_hub` is the one displayed) raises HubNotShown and grants nothing."""
-    hub = accounts.get_hub(hub_param) if hub_param else None
-    if hub is None or accounts.get_membership(user, hub) is None:
-        # A hand-edited form naming a hub the user does not belong to.
+    membership = accounts.get_membership_in(user, hub_param) if hub_param else None
+    if membership is None:
+        # A hand-edited form naming a hub that does not exist or the user does not belong to.
         raise ConsentError("Choose one of your hubs.")
+    hub = membership.hub
     if str(hub.public_id) != (shown_hub or ""):
         raise HubNotShown(hub)
-    allowed = accounts.permissions(user, hub)
+    allowed = accounts.membership_permissions(user, membership)
     requested = requested_scopes(oauth_grant)
     granted = [s for s in requested if s in allowed and s in set(ticked)]
     if not granted:

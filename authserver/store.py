@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, func, insert, null, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload, make_transient_to_detached
+from sqlalchemy.orm import contains_eager, joinedload, make_transient_to_detached
 
 from . import rawsql
 from .extensions import db
@@ -296,8 +296,17 @@ def end_session(sid_hash: str, expires_at: datetime) -> None:
     add_unless_present(EndedSession(sid_hash=sid_hash, expires_at=expires_at))
 
 
-def is_session_ended(sid_hash: str) -> bool:
-    return db.session.scalar(select(EndedSession.id).where(EndedSession.sid_hash == sid_hash)) is not None
+# The signed-in user and whether their session was ended, in one round trip: every page and every
+# authorization request of a signed-in person starts with this.
+_SESSION_USER = select(
+    User, select(EndedSession.id).where(EndedSession.sid_hash == bindparam("sid_hash")).exists().label("ended")
+).where(User.id == bindparam("user_id"))
+
+
+def get_session_user(user_id: int, sid_hash: str) -> User | None:
+    """The user of a session, or None when there is no such user or the session was ended."""
+    row = db.session.execute(_SESSION_USER, {"user_id": user_id, "sid_hash": sid_hash}).first()
+    return row[0] if row is not None and not row.ended else None
 
 
 # --- grants --------------------------------------------------------------------------------------
@@ -314,28 +323,36 @@ def _same_installation(grant: Grant, redirect_uri: str) -> bool:
     return _installation(grant.redirect_uri) == _installation(redirect_uri)
 
 
-def _live_grants(user: User, client: Client, resource: ResourceServer, redirect_uri: str,
-                 hub: Hub | None = None) -> list[Grant]:
-    """The user's live grants to this client (installation) for this resource, oldest first."""
-    query = select(Grant).where(
-        Grant.user_id == user.id,
-        Grant.client_pk == client.id,
-        Grant.resource_id == resource.id,
+# The live grants of one (user, client, resource), each with its hub and the user's membership in
+# that hub (None: they left it): a remembered decision needs all three, in one round trip.
+_LIVE_GRANTS = (
+    select(Grant, Membership)
+    .join(Grant.hub)
+    .options(contains_eager(Grant.hub))
+    .outerjoin(Membership, (Membership.user_id == Grant.user_id) & (Membership.hub_id == Grant.hub_id))
+    .where(
+        Grant.user_id == bindparam("user_id"),
+        Grant.client_pk == bindparam("client_pk"),
+        Grant.resource_id == bindparam("resource_id"),
         Grant.revoked_at.is_(None),
     )
-    if hub is not None:
-        query = query.where(Grant.hub_id == hub.id)
-    return [g for g in db.session.scalars(query.order_by(Grant.id)) if _same_installation(g, redirect_uri)]
+    .order_by(Grant.id)
+)
 
 
-def get_live_grant(user: User, hub: Hub, client: Client, resource: ResourceServer, redirect_uri: str) -> Grant | None:
-    return next(iter(_live_grants(user, client, resource, redirect_uri, hub)), None)
+def _recency(grant: Grant):
+    return grant.last_used_at or grant.created_at
 
 
-def find_live_grants(user: User, client: Client, resource: ResourceServer, redirect_uri: str) -> list[Grant]:
-    """The user's live grants to this client (installation) for this resource, most recently used first."""
-    return sorted(_live_grants(user, client, resource, redirect_uri), key=lambda g: g.last_used_at or g.created_at,
-                  reverse=True)
+def find_live_grants(user: User, client: Client, resource: ResourceServer,
+                     redirect_uri: str) -> list[tuple[Grant, Membership | None]]:
+    """The user's live grants to this client (installation) for this resource, most recently used
+    first (ties: oldest first), each with its hub loaded and the user's membership in that hub
+    (None if they left it)."""
+    params = {"user_id": user.id, "client_pk": client.id, "resource_id": resource.id}
+    rows = [(grant, membership) for grant, membership in db.session.execute(_LIVE_GRANTS, params)
+            if _same_installation(grant, redirect_uri)]
+    return sorted(rows, key=lambda row: _recency(row[0]), reverse=True)
 
 
 def find_user_grants(user: User) -> list[Grant]:
@@ -360,9 +377,10 @@ def record_grant(
     replaces the scopes of the existing grant; its earlier tokens keep their own (narrower or
     equal) scopes. Another redirect URI is another installation, so another grant: the grant
     keeps the redirect URI the person approved."""
-    now = utcnow()
-    grant = get_live_grant(user, hub, client, resource, redirect_uri)
+    live = [grant for grant, _ in find_live_grants(user, client, resource, redirect_uri)]
+    grant = next((g for g in live if g.hub_id == hub.id), None)
     if grant is None:
+        now = utcnow()
         grant = Grant(
             user_id=user.id,
             hub_id=hub.id,
@@ -375,10 +393,22 @@ def record_grant(
         )
         db.session.add(grant)
     else:
-        grant.scope = scope
-        grant.last_used_at = now
+        if grant.scope != scope:
+            grant.scope = scope
+        use_grant(grant, live)
     db.session.flush()
     return grant
+
+
+def use_grant(grant: Grant, live: list[Grant]) -> None:
+    """Mark a grant used now. Its last-used time is shown to people and picks the hub a remembered
+    decision uses (the most recently used of `live`, the installation's live grants, in the order
+    find_live_grants gives): it is not rewritten while under TOUCH_INTERVAL old and already first,
+    when rewriting it would change neither what is shown (to the minute) nor which grant is first."""
+    now = utcnow()
+    if grant.last_used_at is None or now - grant.last_used_at > TOUCH_INTERVAL or live[0] is not grant:
+        grant.last_used_at = now
+        db.session.flush()
 
 
 def revoke_grant(grant: Grant, reason: str = "user") -> None:
@@ -408,10 +438,30 @@ def revoke_client_grants(client: Client) -> None:
 
 
 # --- authorization codes -------------------------------------------------------------------------
-def save_authorization_code(code: AuthorizationCode) -> AuthorizationCode:
-    db.session.add(code)
+# A plain INSERT on the session's connection (in the request's transaction): codes are inserted
+# once, never read back in the request that issues them, and an ORM object and its flush cost
+# several times as much on every authorization.
+_INSERT_CODE = rawsql.Statement(
+    insert(AuthorizationCode).values(
+        code_hash=bindparam("code_hash"), grant_id=bindparam("grant_id"), client_pk=bindparam("client_pk"),
+        redirect_uri=bindparam("redirect_uri"), redirect_uri_sent=bindparam("redirect_uri_sent"),
+        scope=bindparam("scope"), code_challenge=bindparam("code_challenge"),
+        code_challenge_method=bindparam("code_challenge_method"), created_at=bindparam("created_at"),
+        expires_at=bindparam("expires_at"),
+    )
+)
+
+
+def save_authorization_code(*, code_hash: str, grant: Grant, client: Client, redirect_uri: str,
+                            redirect_uri_sent: bool, scope: str, code_challenge: str,
+                            code_challenge_method: str, expires_at: datetime) -> None:
+    """Store a new code (its hash) under its grant. The grant's pending changes are flushed first."""
     db.session.flush()
-    return code
+    rawsql.in_session().execute(_INSERT_CODE, {
+        "code_hash": code_hash, "grant_id": grant.id, "client_pk": client.id, "redirect_uri": redirect_uri,
+        "redirect_uri_sent": redirect_uri_sent, "scope": scope, "code_challenge": code_challenge,
+        "code_challenge_method": code_challenge_method, "created_at": utcnow(), "expires_at": expires_at,
+    }).close()
 
 
 def get_code_for_exchange(code_hash: str):

@@ -156,6 +156,19 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
         ]
 
     # --- authorization endpoint ---------------------------------------------------------------
+    #: The redirect URI a successful validation returned (this grant object lives for one request).
+    validated_redirect_uri: str | None = None
+
+    def validate_authorization_request(self):
+        """RFC 6749 §4.1.1 validation (client, redirect URI, scope, PKCE, resource), once per HTTP
+        request. Authlib validates in get_consent_grant and again in create_authorization_response,
+        even when handed the grant it validated (authlib 1.9), which reads the client and the
+        resource a second time. The request cannot change in between, and the grant object does not
+        outlive it: the second call returns the first result."""
+        if self.validated_redirect_uri is None:
+            self.validated_redirect_uri = super().validate_authorization_request()
+        return self.validated_redirect_uri
+
     def generate_authorization_code(self) -> str:
         return new_credential(AUTHORIZATION_CODE_PREFIX)
 
@@ -163,17 +176,15 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
         decision: Decision = request.user
         lifetime = int(current_app.config["AUTHORIZATION_CODE_LIFETIME"])
         store.save_authorization_code(
-            AuthorizationCode(
-                code_hash=sha256_hex(code),
-                grant_id=decision.grant.id,
-                client_pk=request.client.id,
-                redirect_uri=self.redirect_uri,
-                redirect_uri_sent=bool(request.payload.redirect_uri),
-                scope=decision.scope,
-                code_challenge=request.payload.data["code_challenge"],
-                code_challenge_method=request.payload.data["code_challenge_method"],
-                expires_at=utcnow() + timedelta(seconds=lifetime),
-            )
+            code_hash=sha256_hex(code),
+            grant=decision.grant,
+            client=request.client,
+            redirect_uri=self.redirect_uri,
+            redirect_uri_sent=bool(request.payload.redirect_uri),
+            scope=decision.scope,
+            code_challenge=request.payload.data["code_challenge"],
+            code_challenge_method=request.payload.data["code_challenge_method"],
+            expires_at=utcnow() + timedelta(seconds=lifetime),
         )
 
     # --- token endpoint -----------------------------------------------------------------------

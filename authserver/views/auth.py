@@ -47,8 +47,8 @@ def current_user() -> User | None:
         user = None
         user_id, sid, auth_time = session.get("user_id"), session.get("sid"), session.get("auth_time")
         if isinstance(user_id, int) and isinstance(sid, str) and _within_lifetime(auth_time):
-            user = db.session.get(User, user_id)
-            if user is not None and (user.disabled or store.is_session_ended(sha256_hex(sid))):
+            user = store.get_session_user(user_id, sha256_hex(sid))
+            if user is not None and user.disabled:
                 user = None
         g.user = user
     return g.user

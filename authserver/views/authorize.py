@@ -48,9 +48,7 @@ def authorize():
         decision = consent.remembered_decision(user, grant)
         if decision is not None:
             audit.record("consent.remembered", user=user, hub=decision.hub, client=grant.client, scope=decision.scope)
-            response = server.create_authorization_response(grant_user=decision, grant=grant)
-            db.session.commit()
-            return response
+            return _authorization_response(grant, decision)
         return _consent_page(user, grant, request.args.get("hub"))
 
     # POST: the user's decision. Flask-WTF has already checked the CSRF token.
@@ -61,9 +59,7 @@ def authorize():
         return _consent_page(user, grant, hub, set(ticked))
     if decision_field != "allow":
         audit.record("consent.denied", user=user, client=grant.client)
-        response = server.create_authorization_response(grant_user=None, grant=grant)
-        db.session.commit()
-        return response
+        return _authorization_response(grant, None)
     try:
         decision = consent.decide(user, grant, hub, request.form.get("shown_hub"), ticked)
     except consent.HubNotShown as error:
@@ -75,7 +71,13 @@ def authorize():
         db.session.rollback()
         return _consent_page(user, grant, hub, set(ticked), error=str(error)), 400
     audit.record("consent.granted", user=user, hub=decision.hub, client=grant.client, scope=decision.scope)
-    response = server.create_authorization_response(grant_user=decision, grant=grant)
+    return _authorization_response(grant, decision)
+
+
+def _authorization_response(grant, decision: consent.Decision | None):
+    """The redirect with a code for `decision` (None: access_denied), committed. Authlib is handed
+    the OAuth request it validated, which it would otherwise build again from the HTTP request."""
+    response = server.create_authorization_response(grant.request, grant_user=decision, grant=grant)
     db.session.commit()
     return response
 

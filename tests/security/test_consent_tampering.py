@@ -14,8 +14,8 @@ from .support import browser, nothing_issued
 READ, WRITE = "crm.objects.contacts.read", "crm.objects.contacts.write"
 
 
-@pytest.mark.parametrize("hub", ["10000002", "99999999", "not-a-number", ""],
-                         ids=["existing hub, not a member", "no such hub", "garbage", "empty"])
+@pytest.mark.parametrize("hub", ["10000002", "99999999", "not-a-number", "", "99999999999999999999"],
+                         ids=["existing hub, not a member", "no such hub", "garbage", "empty", "beyond BIGINT"])
 def test_consent_tampering_hub_user_does_not_belong_to_issues_no_code(app, world, register, hub):
     bob = browser(app, world, "bob@example.com")  # a member of Acme (10000001) only
     client_id = register()["client_id"]

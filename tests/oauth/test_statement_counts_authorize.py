@@ -1,0 +1,149 @@
+"""The browser's side of the flow, statement by statement: each request at the authorization
+endpoint and the sign-in page runs exactly these SQL statements (counted, never timed), so a change
+that adds a query, or reads a row twice, fails here. If a new statement is needed, change the
+transcript and say why."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from authserver.extensions import db
+from authserver.models import Grant
+from authserver.timeutil import utcnow
+
+from .support import PASSWORD, PKCE, authorize_params, csrf_token, query, shown_hub
+
+#: An https redirect URI: a public client there keeps remembered consent (loopback ones are asked
+#: every time, and then the consent page is the signed-in flow).
+WEB = "https://app.example/callback"
+READ, WRITE = "crm.objects.contacts.read", "crm.objects.contacts.write"
+
+_TABLES = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+\"?(\w+)", re.IGNORECASE)
+
+
+def shape(seen: list[str]) -> list[str]:
+    """Each statement as its verb and the tables it names: 'SELECT grants hubs memberships'."""
+    return [f"{sql.split()[0].upper()} {' '.join(sorted(set(_TABLES.findall(sql))))}" for sql in seen]
+
+
+SIGNED_IN_USER = "SELECT ended_sessions users"  # the user, and whether this session was ended
+CLIENT, RESOURCE_SERVER = "SELECT clients", "SELECT resource_servers"  # each read once per request
+CODE = ["INSERT audit_events", "INSERT authorization_codes"]
+
+
+@pytest.fixture
+def remembered(flow, register):
+    """A client at an https redirect URI that alice approved in Acme for READ and WRITE."""
+    client_id = register(redirect_uris=[WEB])["client_id"]
+    flow.get_code(client_id, hub="10000001", redirect_uri=WEB, scopes=[READ, WRITE])
+    return client_id
+
+
+def _authorize(flow, client_id, scope=READ, redirect_uri=WEB):
+    return flow.consent_page(authorize_params(client_id, PKCE(), scope=scope, redirect_uri=redirect_uri))
+
+
+def test_signed_in_authorization_with_remembered_consent(flow, remembered, statements):
+    with statements() as seen:
+        response = _authorize(flow, remembered)
+    assert response.status_code == 302 and query(response.headers["Location"])["code"]
+    # One query finds the remembered grant with its hub and the user's live membership; the grant
+    # was used seconds ago, so its last-used time is not rewritten.
+    assert shape(seen) == [SIGNED_IN_USER, CLIENT, RESOURCE_SERVER, "SELECT grants hubs memberships", *CODE]
+
+
+def _last_used(app):
+    with app.app_context():
+        return {g.hub_id: g.last_used_at for g in db.session.scalars(select(Grant))}
+
+
+def test_remembered_consent_touches_a_grant_last_used_over_a_minute_ago(app, flow, remembered, statements):
+    with app.app_context():
+        grant = db.session.scalar(select(Grant))
+        grant.last_used_at = utcnow() - timedelta(minutes=2)
+        db.session.commit()
+    with statements() as seen:
+        assert _authorize(flow, remembered).status_code == 302
+    assert shape(seen) == [SIGNED_IN_USER, CLIENT, RESOURCE_SERVER, "SELECT grants hubs memberships",
+                           "UPDATE grants", *CODE]
+    assert utcnow() - next(iter(_last_used(app).values())) < timedelta(seconds=10)
+
+
+def test_remembered_consent_uses_the_hub_used_most_recently(flow, remembered):
+    """Within the minute a fresh grant is not rewritten, but the choice of hub stays exact: a grant
+    chosen while another was used more recently becomes the most recent."""
+    # Approve Globex for READ only, in a consent form posted now (the page itself would be skipped).
+    params = authorize_params(remembered, PKCE(), scope=READ, redirect_uri=WEB)
+    data = {"csrf_token": csrf_token(flow.client.get("/").get_data(as_text=True)), "hub": "10000002",
+            "shown_hub": "10000002", "decision": "allow", "scope": [READ]}
+    assert flow.client.post("/oauth/authorize", query_string=params, data=data).status_code == 302
+
+    assert _hub_granted(flow, remembered, READ) == 10000002  # Globex was used last
+    assert _hub_granted(flow, remembered, f"{READ} {WRITE}") == 10000001  # only Acme granted WRITE
+    assert _hub_granted(flow, remembered, READ) == 10000001  # and now Acme was used last
+
+
+def _hub_granted(flow, client_id, scope) -> int:
+    """The hub of the token a remembered authorization for `scope` leads to."""
+    pkce = PKCE()
+    params = authorize_params(client_id, pkce, scope=scope, redirect_uri=WEB)
+    response = flow.consent_page(params)
+    assert response.status_code == 302, response.status_code
+    code = query(response.headers["Location"])["code"]
+    tokens = flow.exchange(client_id, code, pkce, redirect_uri=WEB).get_json()
+    return flow.introspect(tokens["access_token"]).get_json()["hub_id"]
+
+
+def test_consent_page(flow, register, statements):
+    client_id = register()["client_id"]  # public, loopback: asked every time
+    with statements() as seen:
+        response = _authorize(flow, client_id, redirect_uri=authorize_params(client_id, PKCE())["redirect_uri"])
+    assert response.status_code == 200
+    # The person's hubs with their memberships (permissions), and the last grant to pre-fill.
+    assert shape(seen) == [SIGNED_IN_USER, CLIENT, RESOURCE_SERVER, "SELECT hubs memberships",
+                           "SELECT grants hubs memberships"]
+
+
+def _consent_post(flow, client_id, statements, scopes=(READ,)):
+    params = authorize_params(client_id, PKCE(), scope=f"{READ} {WRITE}")
+    html = flow.consent_page(params, "10000001").get_data(as_text=True)
+    data = {"csrf_token": csrf_token(html), "hub": "10000001", "shown_hub": shown_hub(html), "decision": "allow",
+            "scope": list(scopes)}
+    with statements() as seen:
+        response = flow.client.post("/oauth/authorize", query_string=params, data=data)
+    assert response.status_code == 302 and query(response.headers["Location"])["code"]
+    return shape(seen)
+
+
+def test_consent_post(flow, register, statements):
+    client_id = register()["client_id"]
+    # The hub chosen with the user's membership in it; the installation's live grants.
+    head = [SIGNED_IN_USER, CLIENT, RESOURCE_SERVER, "SELECT hubs memberships", "SELECT grants hubs memberships"]
+    assert _consent_post(flow, client_id, statements) == [*head, "INSERT grants", *CODE]
+    # The same choice again a moment later (the loopback client asked every time): nothing to update.
+    assert _consent_post(flow, client_id, statements) == [*head, *CODE]
+    # Other scopes: the grant is updated.
+    assert _consent_post(flow, client_id, statements, scopes=(READ, WRITE)) == [*head, "UPDATE grants", *CODE]
+
+
+def test_unauthenticated_authorization_request(client, world, register, statements):
+    client_id = register()["client_id"]
+    with statements() as seen:
+        response = client.get("/oauth/authorize", query_string=authorize_params(client_id, PKCE()))
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login?")
+    assert shape(seen) == [CLIENT, RESOURCE_SERVER]
+
+
+def test_login_page_and_sign_in(client, world, statements):
+    with statements() as seen:
+        page = client.get("/login?next=/")
+    assert page.status_code == 200 and seen == []
+    with statements() as seen:
+        response = client.post("/login", data={"csrf_token": csrf_token(page.get_data(as_text=True)),
+                                               "email": "alice@example.com", "password": PASSWORD})
+    assert response.status_code == 302
+    assert shape(seen) == ["SELECT users", "INSERT audit_events"]
