@@ -12,7 +12,7 @@ from authserver import store
 from authserver.fastlane import FastLane
 from authserver.extensions import db
 
-from .support import RESOURCE
+from .support import REDIRECT_URI, RESOURCE
 
 #: Headers a resource server may rely on; both paths must send the same values.
 COMPARED_HEADERS = ("Content-Type", "Cache-Control", "Pragma", "X-Content-Type-Options", "Referrer-Policy")
@@ -22,17 +22,26 @@ def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+class Calls(list):
+    """Paths that reached Flask through the lane; `snapshot`, if set, is taken as Flask starts."""
+
+    snapshot = None
+    seen_by_flask = None
+
+
 @pytest.fixture
 def paths(app):
     """(lane, flask, calls): WSGI clients for the app with and without the lane, and the requests
     that reached Flask through the lane."""
     lane = app.wsgi_app
     assert isinstance(lane, FastLane)
-    calls = []
+    calls = Calls()
     inner = lane.wsgi_app
 
     def counting(environ, start_response):
         calls.append(environ["PATH_INFO"])
+        if calls.snapshot is not None:
+            calls.seen_by_flask = calls.snapshot()
         return inner(environ, start_response)
 
     lane.wsgi_app = counting
@@ -153,3 +162,125 @@ def test_store_reads_outside_a_transaction(app, flow, register, world):
         row = store.get_introspection_row(sha256_hex(token), world.mcp_id)
         assert row is not None and row.audience == RESOURCE
         assert not db.session().in_transaction()
+
+
+# --- the token endpoint ------------------------------------------------------------------------
+TOKEN_HEADERS = ("Content-Type", "Cache-Control", "Pragma", "X-Content-Type-Options", "Referrer-Policy",
+                 "Access-Control-Allow-Origin", "Access-Control-Allow-Headers", "Access-Control-Allow-Methods")
+
+
+def _token_answers_alike(a, b):
+    assert a.status_code == b.status_code == 200
+    assert set(a.get_json()) == set(b.get_json())
+    assert a.get_json()["scope"] == b.get_json()["scope"] and a.get_json()["expires_in"] == b.get_json()["expires_in"]
+    for header in TOKEN_HEADERS:
+        assert a.headers.get(header) == b.headers.get(header), header
+
+
+def test_lane_completes_clean_exchanges_and_refreshes_like_flask(app, flow, register, world, paths):
+    lane, flask, calls = paths
+    client_id = register()["client_id"]
+
+    def exchange(through):
+        code, pkce, _ = flow.get_code(client_id)
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+                "client_id": client_id, "code_verifier": pkce.verifier, "resource": RESOURCE}
+        calls.clear()
+        return through.post("/oauth/token", data=form)
+
+    by_lane, by_flask = exchange(lane), exchange(flask)
+    assert calls == []
+    _token_answers_alike(by_lane, by_flask)
+    refresh = {"grant_type": "refresh_token", "client_id": client_id}
+    fast = lane.post("/oauth/token", data={**refresh, "refresh_token": by_lane.get_json()["refresh_token"]})
+    slow = flask.post("/oauth/token", data={**refresh, "refresh_token": by_flask.get_json()["refresh_token"]})
+    assert calls == []
+    _token_answers_alike(fast, slow)
+    # What the lane issued works like anything else: introspection, and the next refresh.
+    assert flow.introspect(fast.get_json()["access_token"]).get_json()["active"] is True
+    assert flow.introspect(by_lane.get_json()["access_token"]).get_json() == {"active": False}  # rotated
+    again = lane.post("/oauth/token", data={**refresh, "refresh_token": fast.get_json()["refresh_token"]})
+    assert again.status_code == 200 and calls == []
+
+
+def _token_state(app) -> list:
+    """Everything the token endpoint may write, as comparable values."""
+    from sqlalchemy import select
+
+    from authserver.models import AuditEvent, AuthorizationCode, Grant, ReplayCache, Token
+
+    with app.app_context():
+        return [
+            sorted((t.grant_id, t.scope, t.rotated_at is not None, t.revoked_at is not None,
+                    t.access_revoked_at is not None) for t in db.session.scalars(select(Token))),
+            sorted((c.id, c.consumed_at is not None) for c in db.session.scalars(select(AuthorizationCode))),
+            sorted((g.id, g.revoked_at is not None) for g in db.session.scalars(select(Grant))),
+            db.session.scalar(select(db.func.count()).select_from(ReplayCache)),
+            sorted(e.event for e in db.session.scalars(select(AuditEvent))),
+        ]
+
+
+@pytest.mark.parametrize("case", ["wrong verifier", "replayed code", "rotated refresh token after grace",
+                                  "refresh retried in grace", "secret from a public client", "unknown refresh token",
+                                  "missing refresh_token", "scope never granted"])
+def test_lane_leaves_every_other_token_request_to_flask_and_writes_nothing(case, app, flow, register, world, paths):
+    """Whatever the lane started is rolled back and Flask decides: the answer and every row are
+    what Flask alone makes of the request."""
+    from .support import PKCE
+
+    lane, _, calls = paths
+    client_id = register()["client_id"]
+    code, pkce, _ = flow.get_code(client_id)
+    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+                "client_id": client_id, "code_verifier": pkce.verifier, "resource": RESOURCE}
+    tokens = flow.client.post("/oauth/token", data=exchange).get_json()
+    refresh = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": tokens["refresh_token"]}
+    if case in ("rotated refresh token after grace", "refresh retried in grace"):
+        assert flow.client.post("/oauth/token", data=refresh).status_code == 200
+        if case == "rotated refresh token after grace":
+            from security.support import age_rotation
+
+            age_rotation(app, tokens["refresh_token"], 60)
+    form = {
+        "wrong verifier": {**exchange, "code_verifier": PKCE().verifier},
+        "replayed code": {**exchange, "code_verifier": pkce.verifier},
+        "rotated refresh token after grace": refresh,
+        "refresh retried in grace": refresh,
+        "secret from a public client": {**refresh, "client_secret": "ass_x"},
+        "unknown refresh token": {**refresh, "refresh_token": "asr_unknown"},
+        "missing refresh_token": {k: v for k, v in refresh.items() if k != "refresh_token"},
+        "scope never granted": {**refresh, "scope": "crm.objects.tickets.write"},
+    }[case]
+    if case == "wrong verifier":
+        code, pkce, _ = flow.get_code(client_id)
+        form = {**exchange, "code": code, "code_verifier": PKCE().verifier}
+    before = _token_state(app)
+    calls.clear()
+    calls.snapshot = lambda: _token_state(app)
+    answer = lane.post("/oauth/token", data=form)
+    assert calls == ["/oauth/token"]  # Flask decided...
+    assert calls.seen_by_flask == before  # ...on the state as it was: the lane left no trace
+    assert answer.status_code in (200, 400, 401)
+    if answer.status_code != 200:
+        assert answer.get_json()["error"]
+
+
+@pytest.mark.app_config(TOKEN_RATE_LIMIT="3 per minute", TOKEN_RATE_LIMIT_PER_IP="1000 per minute")
+def test_a_request_the_lane_passes_on_counts_once_against_its_client(app, flow, preregistered, paths):
+    lane, _, calls = paths
+    client_id, secret = preregistered()
+    code, pkce, _ = flow.get_code(client_id, scope="crm.objects.contacts.read")
+    # Authenticated, then refused (a wrong verifier): the lane counts the client, rolls back and
+    # passes the request on; Flask must not count it again.
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "code_verifier": "x" * 43, "resource": RESOURCE}
+    statuses = [lane.post("/oauth/token", data=form, auth=(client_id, secret)).status_code for _ in range(4)]
+    assert statuses == [400, 400, 400, 429]
+
+
+@pytest.mark.app_config(TOKEN_RATE_LIMIT_PER_IP="3 per minute")
+def test_a_request_the_lane_passes_on_counts_once_against_its_address(app, flow, register, paths):
+    lane, _, _ = paths
+    client_id = register()["client_id"]
+    form = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": "asr_unknown"}
+    assert [lane.post("/oauth/token", data=form).status_code for _ in range(4)] == [400, 400, 400, 429]
