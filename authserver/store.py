@@ -75,6 +75,7 @@ _EXCHANGE_GRANT_COLUMNS = (
     Grant.scope.label("grant_scope"), Grant.revoked_at.label("grant_revoked_at"), Grant.user_id, Grant.hub_id,
     Grant.resource_id, Grant.last_used_at.label("grant_last_used_at"), User.disabled.label("user_disabled"),
     Hub.public_id.label("hub_public_id"), Membership.role, Membership.granted, Membership.denied,
+    ResourceServer.uri.label("resource_uri"),
 )
 
 
@@ -85,6 +86,7 @@ def _exchange_read(*columns, key):
         .join(Grant, Grant.id == grant_id)
         .join(User, User.id == Grant.user_id)
         .join(Hub, Hub.id == Grant.hub_id)
+        .join(ResourceServer, ResourceServer.id == Grant.resource_id)
         .outerjoin(Membership, (Membership.user_id == Grant.user_id) & (Membership.hub_id == Grant.hub_id))
         .where(key == bindparam("hash"))
     )

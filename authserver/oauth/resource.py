@@ -62,8 +62,7 @@ class ResourceIndicator:
         if len(values) > 1:
             raise InvalidTargetError("Send one resource per request.")
         code = request.authorization_code
-        target = resources.get_by_uri(values[0])
-        if code is None or target is None or target.id != code.resource_id:
+        if code is None or not names_audience(values[0], code.resource_uri):
             raise InvalidTargetError("The resource does not match the one the code was issued for.")
 
 
@@ -74,6 +73,14 @@ def check_refresh_resource(datalist, token) -> None:
         return
     if len(values) > 1:
         raise InvalidTargetError("Send one resource per request.")
-    target = resources.get_by_uri(values[0])
-    if target is None or target.id != token.resource_id:
+    if not names_audience(values[0], token.resource_uri):
         raise InvalidTargetError("The resource does not match the one the refresh token was issued for.")
+
+
+def names_audience(value: str, audience: str) -> bool:
+    """Whether a `resource` parameter names this (canonical) audience: canonical forms compared,
+    no lookup (the code or token was read with its audience)."""
+    try:
+        return resources.canonicalize(value) == audience
+    except resources.ResourceError:
+        return False
