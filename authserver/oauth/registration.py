@@ -258,7 +258,7 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         request.credential = self.authenticate_token(request)
         metadata = self.extract_client_metadata(request)
         method = metadata["token_endpoint_auth_method"]
-        request.dedupe_key = dedupe_key(metadata) if method in SECRETLESS_METHODS else None
+        request.dedupe_key = dedupe_key(metadata) if method == "none" else None
         if method == "none":
             # An identical public client (hosted AI clients register again and again from the
             # same few addresses): answer with the existing one, no new row. A client that several
