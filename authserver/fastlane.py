@@ -1,13 +1,15 @@
-"""A WSGI lane in front of Flask for the one request that dominates the load: introspection.
+"""A WSGI lane in front of Flask for the requests that dominate the load: introspection (every MCP
+tool call) and the token endpoint (every connected client, refreshing for as long as it stays).
 
-Every MCP tool call starts with an introspection, so its cost is the cost of the product. Flask's
-request machinery (contexts, proxies, hooks, a Request and a Response object) is most of that cost
-once the database work is one statement. This lane answers a well-formed, clean introspection
-request with the same code that decides it in the Flask view (resources.authenticate,
-store.get_introspection_row, Introspection.payload) and the same response headers; anything it
-does not fully understand (another content type, a repeated, overlong or non-printable parameter,
-failed authentication, a rate limit reached) goes on to Flask untouched, whose answer (and
-error) is the reference. Rate limits are counted on the same counters as the view's. So the lane can make a request faster, never different.
+Once the database work is a statement or a few, Flask's request machinery (hooks, routing, a
+Request and a Response object, the view's decorators) is most of the cost. The lane answers a
+well-formed, clean request with the same code that decides it in the views (for introspection
+resources.authenticate, store.get_introspection_row and Introspection.payload; for tokens the
+Authlib grants of oauth/grants.py, unchanged) and the same response headers. Anything it does not
+fully understand (another content type, a repeated, overlong or non-printable parameter, failed
+authentication, a rate limit reached, an error, a replay) goes on to Flask untouched, whose answer
+is the reference; what the lane wrote is rolled back first. Rate limits are counted on the same
+counters as the views'. So the lane can make a request faster, never different.
 """
 
 from __future__ import annotations
