@@ -122,7 +122,7 @@ class FastLane:
             except OAuth2Error:
                 return None  # Flask answers 401 or 429 (and counts a failure)
             row = store.get_introspection_row(sha256_hex(form["token"]), caller.id)
-            payload = self.endpoint.payload(row)
+            payload = self.endpoint.payload(row, caller.uri)
         if payload is INACTIVE:
             self.inactive.inc()
             body = b'{"active": false}'

@@ -49,18 +49,17 @@ _TOKEN_BY_REFRESH_HASH = (
     .where(Token.refresh_token_hash == bindparam("token_hash"))
     .options(joinedload(Token.grant).joinedload(Grant.user), joinedload(Token.grant).joinedload(Grant.hub))
 )
-# An introspection reads plain columns (no ORM entities) of the token, its grant, user, hub, client,
-# audience and the user's live membership, for one resource server: a token of another audience
-# finds no row. Indexed by the unique access-token hash.
+# An introspection reads plain columns (no ORM entities) of the token, its grant, user, hub, client
+# and the user's live membership, for one resource server (the caller, whose URI is the audience):
+# a token of another audience finds no row. Indexed by the unique access-token hash.
 _INTROSPECTION_ROW = rawsql.Statement(
     select(
         Token.scope, Token.issued_at, Token.access_expires_at, Token.revoked_at, Token.access_revoked_at,
         Grant.revoked_at.label("grant_revoked_at"), User.id.label("user_id"), User.disabled.label("user_disabled"),
         Hub.public_id.label("hub_public_id"), Membership.role, Membership.granted, Membership.denied,
-        Client.client_id, ResourceServer.uri.label("audience"),
+        Client.client_id,
     )
     .join(Grant, Grant.id == Token.grant_id)
-    .join(ResourceServer, ResourceServer.id == Grant.resource_id)
     .join(User, User.id == Grant.user_id)
     .join(Hub, Hub.id == Grant.hub_id)
     .join(Client, Client.id == Token.client_pk)

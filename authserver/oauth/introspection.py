@@ -51,7 +51,7 @@ class Introspection(IntrospectionEndpoint):
         # tokens, and answering for them would let a leaked refresh token pass as a bearer. The
         # audience check is part of the query: another resource server's token finds no row.
         row = store.get_introspection_row(sha256_hex(token), resource.id)
-        payload = self.payload(row)
+        payload = self.payload(row, resource.uri)
         INTROSPECTIONS.labels("active" if payload is not INACTIVE else "inactive").inc()
         body = _INACTIVE_BODY if payload is INACTIVE else json.dumps(payload).encode()
         return body, 200, HEADERS
@@ -69,8 +69,9 @@ class Introspection(IntrospectionEndpoint):
             raise
 
     @staticmethod
-    def payload(row) -> dict:
-        """The RFC 7662 answer for a row of store.get_introspection_row (None: no such token)."""
+    def payload(row, audience: str) -> dict:
+        """The RFC 7662 answer for a row of store.get_introspection_row (None: no such token),
+        read for the resource server whose URI is `audience`."""
         if row is None:
             return INACTIVE
         if row.revoked_at is not None or row.access_revoked_at is not None or row.grant_revoked_at is not None:
@@ -89,7 +90,7 @@ class Introspection(IntrospectionEndpoint):
             "user_id": row.user_id,
             "sub": str(row.user_id),
             "scope": " ".join(scope),
-            "aud": row.audience,
+            "aud": audience,
             "iss": current_app.config["ISSUER"],
             "exp": to_epoch(row.access_expires_at),
             "iat": to_epoch(row.issued_at),
