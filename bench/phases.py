@@ -16,7 +16,8 @@ with its own keep-alive connection):
 
 For each it prints ops/s, latency p50/p99, HTTP requests per operation and the server's CPU time
 per operation, read from /proc for the processes listening on the port and their descendants
-(so run it on the server's machine), then the resident memory of those processes. It asserts
+(so run it on the server's machine), the CPU of this machine's PostgreSQL and Redis processes per
+operation (all of their work: run it when nothing else uses them), then the resident memory of those processes. It asserts
 nothing: the numbers are for reading. Endpoints come from the authorization server metadata.
 Standard library only; the client shares the machine with the server (see docs/benchmarks.md).
 """
@@ -313,6 +314,24 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+#: Processes whose CPU is the store's, not the server's: the database and Redis on this machine.
+STORE_PROCESSES = ("postgres", "redis-server")
+
+
+def store_pids() -> list[int]:
+    """The PostgreSQL and Redis processes on this machine (all of them: other clients count too)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                name = f.read().split("(", 1)[1].split(")", 1)[0]
+        except OSError:
+            continue
+        if name.startswith(STORE_PROCESSES):
+            found.append(int(pid))
+    return found
+
+
 def memory(pids: list[int]) -> list[tuple[int, float, float | None]]:
     """(pid, RSS MiB, PSS MiB) per process: PSS splits the pages shared after fork fairly."""
     rows = []
@@ -354,21 +373,22 @@ def run_phase(phase: str, workers: list[Worker], n: int, port: int) -> dict:
             latencies.extend(mine)
             errors.extend(failed)
 
-    pids = server_pids(port)
-    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    pids, stores = server_pids(port), store_pids()
+    cpu0, store0, t0 = cpu_seconds(pids), cpu_seconds(stores), time.perf_counter()
     threads = [threading.Thread(target=loop, args=(w,)) for w in workers]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pids) - cpu0
+    elapsed, cpu, store = time.perf_counter() - t0, cpu_seconds(pids) - cpu0, cpu_seconds(stores) - store0
     latencies.sort()
     done = len(latencies)
     pct = lambda q: latencies[min(done - 1, int(q * done))] * 1000 if done else float("nan")  # noqa: E731
     return {"phase": phase, "ok": done, "errors": len(errors), "first_error": errors[0] if errors else None,
             "ops_per_s": done / elapsed, "p50_ms": pct(0.50), "p99_ms": pct(0.99),
             "requests_per_op": (sum(w.connection.requests for w in workers) - requests_before) / max(done, 1),
-            "server_cpu_ms_per_op": cpu * 1000 / done if done and pids else None}
+            "server_cpu_ms_per_op": cpu * 1000 / done if done and pids else None,
+            "store_cpu_ms_per_op": store * 1000 / done if done and stores else None}
 
 
 def main() -> None:
@@ -398,14 +418,15 @@ def main() -> None:
     pids = server_pids(port)
     print(f"{args.url}: {len(pids)} server process(es) {pids}; {args.threads} threads; {os.cpu_count()} CPUs shared")
     print(f"{'phase':>15} {'ok':>6} {'errors':>6} {'ops/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/op':>6} "
-          f"{'server CPU ms/op':>16}")
+          f"{'server CPU ms/op':>16} {'db+redis CPU ms/op':>18}")
     for phase in PHASES:
         if phase not in phases:
             continue
         r = run_phase(phase, workers, args.flow_n if "flow" in phase else args.n, port)
         cpu = f"{r['server_cpu_ms_per_op']:.2f}" if r["server_cpu_ms_per_op"] is not None else "-"
+        store = f"{r['store_cpu_ms_per_op']:.2f}" if r["store_cpu_ms_per_op"] is not None else "-"
         print(f"{phase:>15} {r['ok']:>6} {r['errors']:>6} {r['ops_per_s']:>8.1f} {r['p50_ms']:>8.1f} "
-              f"{r['p99_ms']:>8.1f} {r['requests_per_op']:>6.1f} {cpu:>16}", flush=True)
+              f"{r['p99_ms']:>8.1f} {r['requests_per_op']:>6.1f} {cpu:>16} {store:>18}", flush=True)
         if r["first_error"]:
             print(f"{'':>15} first error: {r['first_error'][:300]}")
     rows = memory(server_pids(port))
