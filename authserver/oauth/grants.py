@@ -15,7 +15,7 @@ from flask import current_app
 from .. import accounts, audit, store
 from ..extensions import db
 from ..metrics import TOKENS_ISSUED
-from ..models import AuthorizationCode, Grant, Hub, User
+from ..models import Grant, Hub, User
 from ..scopes import IGNORED_SCOPES
 from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex
 from ..timeutil import utcnow

@@ -14,29 +14,15 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from oauth.support import (
-    PASSWORD,
-    PKCE,
-    RESOURCE,
-    assert_redirect_error,
-    authorize_params,
-    csrf_token,
-)
+from oauth.support import PASSWORD, PKCE, assert_redirect_error, authorize_params, csrf_token
+from oauth.test_bad_requests import REDIRECT_CASES
 
 from .support import nothing_issued
 
-#: Every kind of error Authlib would redirect, each a request a stranger can craft, with its error.
+#: Every kind of error Authlib would redirect (the table of tests/oauth/test_bad_requests.py, each a
+#: request a stranger can craft), plus one relying on the client's only registered redirect URI.
 BAD_REQUESTS = {
-    "response_type token": ({"response_type": "token"}, "unsupported_response_type"),
-    "missing response_type": ({"response_type": None}, "unsupported_response_type"),
-    "missing code_challenge": ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
-    "plain pkce": ({"code_challenge_method": "plain"}, "invalid_request"),
-    "challenge without method": ({"code_challenge_method": None}, "invalid_request"),
-    "malformed challenge": ({"code_challenge": "short"}, "invalid_request"),
-    "unknown scope": ({"scope": "crm.objects.contacts.read admin.everything"}, "invalid_scope"),
-    "unknown resource": ({"resource": "https://unknown.example/mcp"}, "invalid_target"),
-    "relative resource": ({"resource": "/mcp"}, "invalid_target"),
-    "resource with fragment": ({"resource": RESOURCE + "#frag"}, "invalid_target"),
+    **REDIRECT_CASES,
     "token, to the only registered redirect URI": ({"response_type": "token", "redirect_uri": None},
                                                    "unsupported_response_type"),
 }
