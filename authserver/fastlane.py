@@ -33,7 +33,7 @@ from .metrics import INTROSPECTIONS, LATENCY, REQUESTS
 from .oauth.cimd import is_url_client_id
 from .oauth.introspection import HEADERS, INACTIVE, Introspection, authenticate_caller
 from .oauth.server import server
-from .web import CORS_HEADERS
+from .web import CORS_HEADERS, machine_headers
 from .secrets import sha256_hex
 
 INTROSPECT_PATH = "/oauth/introspect"
@@ -56,7 +56,7 @@ class FastLane:
         self.app = app
         self.wsgi_app = wsgi_app
         self.max_parameter = int(app.config["MAX_PARAMETER_CHARS"])
-        self.extra_headers = _security_headers(app)
+        self.extra_headers = machine_headers(app)  # what web.security_headers adds to every response
         self.lanes = {
             INTROSPECT_PATH: (self.introspect, REQUESTS.labels("oauth.introspect", "POST", "200"),
                               LATENCY.labels("oauth.introspect")),
@@ -98,11 +98,8 @@ class FastLane:
         if not 0 < length <= MAX_BODY:
             return None
         body = environ[BODY] = environ["wsgi.input"].read(length)
-        environ["wsgi.input"] = io.BytesIO(body)
-        form = _form(body, self.max_parameter)
-        if form is None:
-            environ["wsgi.input"] = io.BytesIO(body)
-        return form
+        environ["wsgi.input"] = io.BytesIO(body)  # for Flask, should the lane not take the request
+        return _form(body, self.max_parameter)
 
     def introspect(self, environ, form: dict, request_id: str):
         """(body, headers) of an introspection (RFC 7662) decided as the view decides it, or None."""
@@ -204,11 +201,3 @@ def _credentials(authorization: str | None, form: dict) -> tuple[str | None, str
         credential_id, sep, secret = decoded.partition(":")
         return (unquote(credential_id), unquote(secret)) if sep else (None, None)
     return form.get("client_id"), form.get("client_secret")
-
-
-def _security_headers(app: Flask) -> list[tuple[str, str]]:
-    """The headers web.security_headers adds to every machine response."""
-    from .web import machine_headers
-
-    return machine_headers(app)
-

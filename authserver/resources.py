@@ -59,7 +59,6 @@ def get_by_uri(uri: str) -> ResourceServer | None:
     return db.session.scalar(select(ResourceServer).where(ResourceServer.uri == canonical))
 
 
-_BY_CREDENTIAL_ID = select(ResourceServer).where(ResourceServer.credential_id == bindparam("credential_id"))
 # Built once: every introspection authenticates its caller with this lookup (on a cache miss).
 _CREDENTIALS = rawsql.Statement(
     select(ResourceServer.id, ResourceServer.uri, ResourceServer.credential_id, ResourceServer.credential_secret_hash).where(
@@ -76,10 +75,6 @@ class Caller:
     uri: str
     credential_id: str
     secret_hash: str
-
-
-def get_by_credential_id(credential_id: str) -> ResourceServer | None:
-    return db.session.scalar(_BY_CREDENTIAL_ID, {"credential_id": credential_id})
 
 
 def _credentials_cache() -> dict[str, tuple[float, Caller | None]]:
