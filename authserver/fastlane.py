@@ -157,8 +157,12 @@ class FastLane:
                 if status != 200:
                     raise _Declined
                 db.session.commit()
-            except (OAuth2Error, _Declined, SQLAlchemyError):
-                db.session.rollback()
+            except (OAuth2Error, _Declined, SQLAlchemyError, db.engine.dialect.loaded_dbapi.Error):
+                # Includes a connection the database dropped: Flask starts again on a fresh one.
+                try:
+                    db.session.rollback()
+                except (SQLAlchemyError, db.engine.dialect.loaded_dbapi.Error):
+                    db.session.close()
                 return None
         return json.dumps(body).encode(), [*headers, *CORS_HEADERS]
 

@@ -87,7 +87,16 @@ class Transaction:
         for listener in LISTENERS:
             listener(sql)
         cursor = self.connection.cursor()
-        cursor.execute(sql, bound)
+        try:
+            cursor.execute(sql, bound)
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            if self.engine.dialect.is_disconnect(error, self.connection.driver_connection, cursor):
+                # The database went away (a restart, a failover): as SQLAlchemy's own Connection
+                # does, retire every connection of this generation, so that one request per
+                # worker meets the dead pool rather than one per pooled connection (there is no
+                # pre-ping: it would cost a round trip on every request).
+                self.engine.pool._invalidate(self.connection, error)
+            raise
         return cursor
 
     def one(self, statement: Statement, params: dict):
@@ -129,14 +138,8 @@ def connection(autocommit: bool):
         if autocommit and postgresql:
             driver.autocommit = True  # client-side switch in psycopg: no statement is sent
         yield Transaction(engine, pooled)
-    except BaseException as error:
-        broken = isinstance(error, engine.dialect.loaded_dbapi.Error) and engine.dialect.is_disconnect(
-            error, driver, None
-        )
-        if broken:
-            # As SQLAlchemy's own Connection does: every connection of this generation is stale.
-            engine.pool._invalidate(pooled, error)
-        else:
+    except BaseException:
+        if pooled.is_valid:  # not already retired by Transaction.execute
             try:
                 pooled.rollback()
             except engine.dialect.loaded_dbapi.Error:
