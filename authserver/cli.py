@@ -440,7 +440,8 @@ def list_audit(email, event, client_id, hub_id, since, limit, as_json) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True,
               help="Rows deleted (and committed) per statement of each kind.")
 def purge_expired(batch_size: int) -> None:
-    """Delete expired codes, tokens and replay-cache entries (safe to run at any time)."""
+    """Delete expired codes, tokens, assertion records, ended sessions and stale documents (safe
+    to run at any time)."""
     # Committing after each bounded batch keeps every transaction short: a single DELETE of a
     # million expired tokens would hold its row locks, and bloat the WAL, for its whole duration.
     now = utcnow()

@@ -7,7 +7,6 @@ re-evaluates the WHERE clause against the committed row and updates nothing.
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, func, insert, null, select, update
@@ -24,7 +23,6 @@ from .models import (
     Hub,
     Membership,
     RemoteDocument,
-    ReplayCache,
     ResourceServer,
     Token,
     UsedAssertion,
@@ -69,7 +67,8 @@ _INTROSPECTION_ROW = rawsql.Statement(
 
 
 # The token endpoint reads a code or a refresh token with everything its exchange decides on: the
-# grant's consent and state, the user's live membership (plain columns, one statement).
+# grant's consent and state, the user's live membership, and the answer an identical retry gets
+# (the sealed `replay` with its consumed_at / rotated_at; plain columns, one statement).
 _EXCHANGE_GRANT_COLUMNS = (
     Grant.scope.label("grant_scope"), Grant.revoked_at.label("grant_revoked_at"), Grant.user_id, Grant.hub_id,
     Grant.resource_id, Grant.last_used_at.label("grant_last_used_at"), User.disabled.label("user_disabled"),
@@ -95,26 +94,30 @@ _CODE_FOR_EXCHANGE = _exchange_read(
     AuthorizationCode.id, AuthorizationCode.grant_id, AuthorizationCode.code_hash, AuthorizationCode.client_pk,
     AuthorizationCode.redirect_uri, AuthorizationCode.redirect_uri_sent, AuthorizationCode.scope,
     AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.expires_at,
-    AuthorizationCode.consumed_at,
+    AuthorizationCode.consumed_at, AuthorizationCode.replay,
     key=AuthorizationCode.code_hash,
 )
 _REFRESH_FOR_EXCHANGE = _exchange_read(
     Token.id, Token.grant_id, Token.code_id, Token.client_pk, Token.refresh_token_hash, Token.scope,
-    Token.authorized_scope, Token.rotated_at, Token.revoked_at, Token.refresh_expires_at,
+    Token.authorized_scope, Token.rotated_at, Token.revoked_at, Token.refresh_expires_at, Token.replay,
     key=Token.refresh_token_hash,
 )
+# Single use and the answer a retry gets in one statement: the winner's answer is committed with
+# the consumption itself, so whoever finds the row consumed also finds the answer on it.
 _CONSUME_CODE = rawsql.Statement(
     update(AuthorizationCode)
     .where(AuthorizationCode.id == bindparam("id"), AuthorizationCode.consumed_at.is_(None),
            AuthorizationCode.expires_at > bindparam("now"))
-    .values(consumed_at=bindparam("consumed_at"))
+    .values(consumed_at=bindparam("consumed_at"), replay=bindparam("replay"))
 )
-# Rotation and the end of the rotated pair's access token in one statement (one live access token
-# per family): the conditional WHERE makes it single use, the row lock settles races.
+# Rotation, the end of the rotated pair's access token (one live access token per family) and the
+# retry's answer in one statement: the conditional WHERE makes it single use, the row lock settles
+# races.
 _CONSUME_REFRESH = rawsql.Statement(
     update(Token)
     .where(Token.id == bindparam("id"), Token.rotated_at.is_(None), Token.revoked_at.is_(None))
-    .values(rotated_at=bindparam("now"), access_revoked_at=func.coalesce(Token.access_revoked_at, bindparam("ended")))
+    .values(rotated_at=bindparam("now"), access_revoked_at=func.coalesce(Token.access_revoked_at, bindparam("ended")),
+            replay=bindparam("replay"))
 )
 _INSERT_TOKEN = rawsql.Statement(
     insert(Token).values({column: bindparam(column) for column in (
@@ -123,9 +126,6 @@ _INSERT_TOKEN = rawsql.Statement(
     )})
 )
 _TOUCH_GRANT = rawsql.Statement(update(Grant).where(Grant.id == bindparam("id")).values(last_used_at=bindparam("now")))
-_INSERT_REPLAY = rawsql.Statement(
-    insert(ReplayCache).values({column: bindparam(column) for column in ("key_hash", "kind", "ciphertext", "expires_at")})
-)
 
 
 # Registration runs on every connection of a hosted AI client, and is answered from these two raw
@@ -470,10 +470,12 @@ def get_code_for_exchange(code_hash: str):
     return rawsql.in_session().one(_CODE_FOR_EXCHANGE, {"hash": code_hash})
 
 
-def consume_authorization_code(code) -> bool:
-    """Mark the code used. True for exactly one caller, however many race."""
+def consume_authorization_code(code, replay: bytes | None) -> bool:
+    """Mark the code used, keeping `replay` (the sealed answer) on it. True for exactly one
+    caller, however many race."""
     now = utcnow()
-    cursor = rawsql.in_session().execute(_CONSUME_CODE, {"id": code.id, "now": now, "consumed_at": now})
+    cursor = rawsql.in_session().execute(_CONSUME_CODE, {"id": code.id, "now": now, "consumed_at": now,
+                                                         "replay": replay})
     return cursor.rowcount == 1
 
 
@@ -507,11 +509,12 @@ def get_refresh_for_exchange(token_hash: str):
     return rawsql.in_session().one(_REFRESH_FOR_EXCHANGE, {"hash": token_hash})
 
 
-def consume_refresh_token(token) -> bool:
-    """Mark a refresh token rotated and end its access token. True for exactly one caller,
-    however many race."""
+def consume_refresh_token(token, replay: bytes | None) -> bool:
+    """Mark a refresh token rotated, end its access token and keep `replay` (the sealed answer)
+    on it. True for exactly one caller, however many race."""
     now = utcnow()
-    cursor = rawsql.in_session().execute(_CONSUME_REFRESH, {"id": token.id, "now": now, "ended": now})
+    cursor = rawsql.in_session().execute(_CONSUME_REFRESH, {"id": token.id, "now": now, "ended": now,
+                                                            "replay": replay})
     return cursor.rowcount == 1
 
 
@@ -539,37 +542,11 @@ def get_introspection_row(token_hash: str, resource_id: int):
     return rawsql.read_one(_INTROSPECTION_ROW, {"token_hash": token_hash, "resource_id": resource_id})
 
 
-# --- replay cache --------------------------------------------------------------------------------
-def save_replay(key_hash: str, kind: str, ciphertext: bytes, expires_at: datetime) -> None:
-    values = {"key_hash": key_hash, "kind": kind, "ciphertext": ciphertext, "expires_at": expires_at}
-    rawsql.in_session().execute(_INSERT_REPLAY, values).close()
-    # Expired entries are deleted now and then rather than on every write, so concurrent
-    # writers rarely contend on the same rows; `flask purge` removes the rest.
-    if random.random() < 0.05:
-        purge_replay_cache()
-
-
-def get_replay(key_hash: str) -> ReplayCache | None:
-    return db.session.scalar(
-        select(ReplayCache).where(ReplayCache.key_hash == key_hash, ReplayCache.expires_at > utcnow())
-    )
-
-
-def purge_replay_cache() -> int:
-    result = db.session.execute(
-        delete(ReplayCache)
-        .where(ReplayCache.expires_at <= utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount
-
-
 def purge_expired(before: datetime | None = None, limit: int | None = None) -> dict[str, int]:
-    """Delete rows no longer needed: expired replay entries, codes, token rows, client assertion
-    jti records past expiry, and fetched documents past their stale limit; at most `limit` of each."""
+    """Delete rows no longer needed: expired codes, token rows, client assertion jti records past
+    expiry, and fetched documents past their stale limit; at most `limit` of each."""
     now = before or utcnow()
     expired = (
-        ("replay_cache", ReplayCache, ReplayCache.expires_at <= now),
         ("authorization_codes", AuthorizationCode, AuthorizationCode.expires_at <= now - timedelta(days=1)),
         ("tokens", Token, (Token.access_expires_at <= now)
          & (Token.refresh_expires_at.is_(None) | (Token.refresh_expires_at <= now))),

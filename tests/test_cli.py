@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from authserver import accounts, audit, resources, store
 from authserver.extensions import db
-from authserver.models import Client, Grant, ReplayCache, Token
+from authserver.models import AuthorizationCode, Client, Grant, Token
 from authserver.secrets import sha256_hex
 from authserver.timeutil import utcnow
 
@@ -164,7 +164,7 @@ def test_audit_list_filters(app, runner, make_user):
 
 
 def test_tokens_purge_expired_runs(runner):
-    assert "Purged 0 replay cache, 0 authorization codes, 0 tokens, 0 used assertions, 0 ended sessions, 0 remote documents." in run(runner, "tokens", "purge-expired").output
+    assert "Purged 0 authorization codes, 0 tokens, 0 used assertions, 0 ended sessions, 0 remote documents." in run(runner, "tokens", "purge-expired").output
 
 
 def test_tokens_purge_expired_in_batches_deletes_every_expired_row_and_keeps_live_ones(app, runner, make_user,
@@ -195,28 +195,34 @@ def test_tokens_purge_expired_in_batches_deletes_every_expired_row_and_keeps_liv
             db.session.add(token)
             db.session.flush()
             parent = token.id
-        for i, when in enumerate([past] * 5 + [future]):
-            db.session.add(ReplayCache(key_hash=sha256_hex(f"k{i}"), ciphertext=b"x", kind="refresh", expires_at=when))
+        # Redeemed codes, each with the answer kept for a retry: a code goes a day after it expires.
+        long_ago = now - timedelta(days=1, minutes=1)
+        for i, when in enumerate([long_ago] * 5 + [future]):
+            db.session.add(AuthorizationCode(
+                code_hash=sha256_hex(f"k{i}"), grant_id=grant.id, client_pk=client.id,
+                redirect_uri="https://c.example/cb", scope=grant.scope, code_challenge="x" * 43,
+                code_challenge_method="S256", expires_at=when, consumed_at=now, replay=b"x",
+            ))
         db.session.commit()
 
         # One call removes one bounded batch of each kind: the caller commits between batches.
-        assert store.purge_expired(limit=2) == {"replay_cache": 2, "authorization_codes": 0, "tokens": 2,
+        assert store.purge_expired(limit=2) == {"authorization_codes": 2, "tokens": 2,
                                                 "used_assertions": 0, "ended_sessions": 0, "remote_documents": 0}
         db.session.rollback()
 
     output = run(runner, "tokens", "purge-expired", "--batch-size", "2").output
-    assert "Purged 5 replay cache, 0 authorization codes, 7 tokens," in output
+    assert "Purged 5 authorization codes, 7 tokens," in output
     with app.app_context():
         kept = db.session.scalars(select(Token).order_by(Token.id)).all()
         assert [(t.access_expires_at, t.refresh_expires_at) for t in kept] == live
-        assert [r.expires_at for r in db.session.scalars(select(ReplayCache))] == [future]
+        assert [c.expires_at for c in db.session.scalars(select(AuthorizationCode))] == [future]
 
 
 def test_rows_that_purge_deletes_are_found_by_index_from_every_table_referring_to_them(app):
     # Deleting a referenced row makes the database look up the rows referring to it (ON DELETE
     # CASCADE / SET NULL): without an index on the referring column that is one full scan per
     # deleted row, and a purge of a million tokens never ends.
-    purged = {"replay_cache", "authorization_codes", "tokens", "used_assertions", "ended_sessions",
+    purged = {"authorization_codes", "tokens", "used_assertions", "ended_sessions",
               "remote_documents"}
     unindexed = [
         f"{table.name}.{fk.parent.name}"

@@ -6,7 +6,7 @@ from .clients import Client
 from .grants import AuthorizationCode, Grant
 from .remote import RemoteDocument, UsedAssertion
 from .resources import ResourceServer
-from .tokens import ReplayCache, Token
+from .tokens import Token
 
 __all__ = [
     "AuditEvent",
@@ -17,7 +17,6 @@ __all__ = [
     "Hub",
     "Membership",
     "RemoteDocument",
-    "ReplayCache",
     "ResourceServer",
     "Token",
     "UsedAssertion",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin
-from sqlalchemy import DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import DateTime, ForeignKey, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -62,6 +62,9 @@ class AuthorizationCode(db.Model, AuthorizationCodeMixin):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     # Set by one conditional UPDATE when redeemed; used codes are kept to detect replay.
     consumed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The token response of that redemption, sealed under a key derived from the code (see
+    # Token.replay): an identical retry gets it while consumed_at is inside REPLAY_GRACE_SECONDS.
+    replay: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     grant: Mapped[Grant] = relationship()
 

@@ -1,4 +1,4 @@
-"""Access/refresh token pairs (stored as hashes) and the encrypted replay cache."""
+"""Access/refresh token pairs, stored as hashes, each with the sealed answer of its own rotation."""
 
 from __future__ import annotations
 
@@ -44,6 +44,11 @@ class Token(db.Model, TokenMixin):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Revokes only the access token (RFC 7009 revocation of an access token, or rotation).
     access_revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The answer to the refresh that rotated this token, AES-GCM sealed under a key derived from the
+    # refresh token itself (oauth/tokens.py seal): written by the rotating UPDATE, served to an
+    # identical retry while rotated_at is inside REPLAY_GRACE_SECONDS. Only the token's holder can
+    # read it. NULL when not rotated, or rotated with no grace window.
+    replay: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     grant: Mapped[Grant] = relationship()
 
@@ -76,17 +81,3 @@ class Token(db.Model, TokenMixin):
     def get_client(self):
         return self.grant.client
 
-
-class ReplayCache(db.Model):
-    """A token response kept for the replay grace window, AES-GCM encrypted under a key derived
-    from the presented code or refresh token: only that credential's holder can read it."""
-
-    __tablename__ = "replay_cache"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    # SHA-256 of the presented credential (the same value as its stored hash).
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    # What produced it: "code" or "refresh".
-    kind: Mapped[str] = mapped_column(String(10))
-    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc6749 import grants
@@ -44,6 +44,11 @@ class Exchanged:
     store.get_refresh_for_exchange): its own columns plus its grant's consent and state and the
     user's live membership, read in one statement. The ORM rows are loaded only on rare paths."""
 
+    #: When it was consumed (code) or rotated (refresh token), None while it is unused.
+    used_at: datetime | None
+    #: The sealed answer of that use (store.consume_*), kept for an identical retry, or None.
+    replay: bytes | None
+
     def __init__(self, row):
         self.__dict__.update(row._asdict())
 
@@ -59,6 +64,10 @@ class Exchanged:
 
 
 class ExchangedCode(Exchanged, AuthorizationCodeMixin):
+    @property
+    def used_at(self) -> datetime | None:
+        return self.consumed_at
+
     def get_redirect_uri(self) -> str | None:
         return self.redirect_uri if self.redirect_uri_sent else None
 
@@ -67,6 +76,10 @@ class ExchangedCode(Exchanged, AuthorizationCodeMixin):
 
 
 class ExchangedRefreshToken(Exchanged):
+    @property
+    def used_at(self) -> datetime | None:
+        return self.rotated_at
+
     def check_client(self, client) -> bool:
         return self.client_pk == client.id
 
@@ -96,41 +109,55 @@ def live_scope(exchanged: Exchanged, wanted: str) -> str:
 
 
 class ReplayMixin(ABC):
-    """Shared by both grants: answers an identical retry from the encrypted replay cache."""
-
-    REPLAY_KIND: str
+    """Shared by both grants: one conditional UPDATE consumes the code or refresh token and keeps
+    the sealed answer on its row; an identical retry inside the grace window gets that answer."""
 
     @abstractmethod
     def replay_context(self) -> list[str]:
         """What binds a retry to its request (each grant names its own parameters)."""
 
-    def cached_response(self, credential: str, key_hash: str) -> dict | None:
-        """The answer to an identical earlier request, while what it hands out is still live:
-        a grant revoked (or a family ended) inside the grace window is not undone by a retry."""
-        entry = store.get_replay(key_hash)
-        if entry is None:
+    @abstractmethod
+    def consume(self, exchanged: Exchanged, replay: bytes | None) -> bool:
+        """store.consume_* for this grant's credential: True for exactly one of racing requests."""
+
+    @abstractmethod
+    def read_again(self, exchanged: Exchanged) -> Exchanged | None:
+        """The same row read afresh (after losing the race to consume it)."""
+
+    @staticmethod
+    def replay_grace() -> timedelta:
+        return timedelta(seconds=int(current_app.config["REPLAY_GRACE_SECONDS"]))
+
+    def cached_response(self, credential: str, exchanged: Exchanged) -> dict | None:
+        """The answer to an identical earlier request, kept on the row it consumed, while the row
+        was used inside the grace window and what the answer hands out is still live: a grant
+        revoked (or a family ended) inside the grace window is not undone by a retry."""
+        if exchanged.replay is None or utcnow() - exchanged.used_at > self.replay_grace():
             return None
-        cached = unseal(credential, self.replay_context(), entry.ciphertext)
+        cached = unseal(credential, self.replay_context(), exchanged.replay)
         if cached is None:
             return None
+        # The issued token belongs to the same grant as the row, whose state was read with it.
         issued = store.get_token_by_access_hash(sha256_hex(cached["access_token"]))
-        if issued is None or issued.revoked_at is not None or issued.grant.revoked_at is not None:
+        if issued is None or issued.revoked_at is not None or exchanged.grant_revoked_at is not None:
             return None
         return cached
 
-    def remember_response(self, credential: str, key_hash: str, token: dict) -> None:
-        grace = int(current_app.config["REPLAY_GRACE_SECONDS"])
-        if grace <= 0:
-            return
-        store.save_replay(
-            key_hash,
-            self.REPLAY_KIND,
-            seal(credential, self.replay_context(), token),
-            utcnow() + timedelta(seconds=grace),
-        )
+    def exchange(self, exchanged: Exchanged, credential: str, scope: str, *,
+                 include_refresh_token: bool) -> dict | None:
+        """Tokens for `scope` in exchange for `credential`; or, when a concurrent identical request
+        consumed it first, that request's answer; None when there is none to give.
 
-    def issue(self, exchanged: Exchanged, scope: str, *, include_refresh_token: bool) -> dict:
+        Everything that can refuse the request has run before: the token is generated and its
+        answer sealed first, so that consuming the credential and keeping the answer for a retry
+        are one statement, and a request that finds the row consumed also finds the answer."""
         token = self.generate_token(scope=scope, include_refresh_token=include_refresh_token)
+        replay = seal(credential, self.replay_context(), token) if self.replay_grace() > timedelta(0) else None
+        if not self.consume(exchanged, replay):
+            # Lost the race (or the row was revoked or expired meanwhile): whoever consumed it has
+            # committed (the UPDATE waited for its row lock), so its answer, if any, is on the row.
+            again = self.read_again(exchanged)
+            return self.cached_response(credential, again) if again is not None else None
         self.save_token(token)
         store.touch_usage(self.request.client, exchanged.grant_id, exchanged.grant_last_used_at)
         TOKENS_ISSUED.labels(self.GRANT_TYPE).inc()
@@ -143,7 +170,6 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
     """RFC 6749 §4.1 with OAuth 2.1 rules; PKCE and resource are extensions registered with it."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
-    REPLAY_KIND = "code"
 
     def replay_context(self) -> list[str]:
         form = self.request.form
@@ -154,6 +180,13 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
             form.get("code_verifier", ""),
             form.get("resource", ""),
         ]
+
+    def consume(self, exchanged: ExchangedCode, replay: bytes | None) -> bool:
+        return store.consume_authorization_code(exchanged, replay)
+
+    def read_again(self, exchanged: ExchangedCode) -> ExchangedCode | None:
+        found = store.get_code_for_exchange(exchanged.code_hash)
+        return ExchangedCode(found) if found is not None else None
 
     # --- authorization endpoint ---------------------------------------------------------------
     #: The redirect URI a successful validation returned (this grant object lives for one request).
@@ -197,7 +230,7 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
         row = ExchangedCode(found)
         self.request.replayed_response = None
         if row.consumed_at is not None:
-            cached = self.cached_response(code, row.code_hash)
+            cached = self.cached_response(code, row)
             if cached is not None:
                 # An identical retry inside the grace window: the same answer again.
                 self.request.replayed_response = cached
@@ -223,18 +256,18 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
         presented = self.request.form["code"]
         if self.request.replayed_response is not None:
             return 200, self.request.replayed_response, self.TOKEN_RESPONSE_HEADER
-        if not store.consume_authorization_code(code):
-            # Lost a race with a concurrent redemption of the same code (now committed).
-            cached = self.cached_response(presented, code.code_hash)
-            if cached is not None:
-                return 200, cached, self.TOKEN_RESPONSE_HEADER
-            store.revoke_code_family(code)
-            raise InvalidGrantError("The authorization code has already been used.")
+        # Refused before the code is consumed: nothing is issued either way, and a later
+        # redemption of the same code is decided on the live state again.
         if code.grant_revoked_at is not None:
             raise InvalidGrantError("The authorization has been revoked.")
         scope = live_scope(code, code.scope)
-        token = self.issue(code, scope, include_refresh_token=self.request.client.check_grant_type("refresh_token"))
-        self.remember_response(presented, code.code_hash, token)
+        token = self.exchange(code, presented, scope,
+                              include_refresh_token=self.request.client.check_grant_type("refresh_token"))
+        if token is None:
+            # Lost the race to a redemption whose answer this request may not have (another
+            # verifier or redirect URI: a replay), or the code expired meanwhile.
+            store.revoke_code_family(code)
+            raise InvalidGrantError("The authorization code has already been used.")
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
     def authenticate_user(self, authorization_code: ExchangedCode) -> User:
@@ -249,7 +282,6 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
 
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
-    REPLAY_KIND = "refresh"
 
     def replay_context(self) -> list[str]:
         form = self.request.form
@@ -260,6 +292,13 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
             form.get("resource", ""),
         ]
 
+    def consume(self, exchanged: ExchangedRefreshToken, replay: bytes | None) -> bool:
+        return store.consume_refresh_token(exchanged, replay)
+
+    def read_again(self, exchanged: ExchangedRefreshToken) -> ExchangedRefreshToken | None:
+        found = store.get_refresh_for_exchange(exchanged.refresh_token_hash)
+        return ExchangedRefreshToken(found) if found is not None else None
+
     def authenticate_refresh_token(self, refresh_token: str) -> ExchangedRefreshToken | None:
         found = store.get_refresh_for_exchange(sha256_hex(refresh_token))
         self.request.replayed_response = None
@@ -267,12 +306,11 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
             return None
         row = ExchangedRefreshToken(found)
         if row.rotated_at is not None:
-            cached = self.cached_response(refresh_token, row.refresh_token_hash)
+            cached = self.cached_response(refresh_token, row)
             if cached is not None:
                 self.request.replayed_response = cached
                 return row
-            grace = timedelta(seconds=int(current_app.config["REPLAY_GRACE_SECONDS"]))
-            if utcnow() - row.rotated_at > grace:
+            if utcnow() - row.rotated_at > self.replay_grace():
                 # Reuse of a rotated refresh token: assume it was stolen and end the grant.
                 audit.record("token.refresh_reuse", user=row.user_id, hub=row.hub_public_id, client=self.request.client)
                 store.revoke_grant(row.grant, reason="refresh_token_reuse")
@@ -304,20 +342,19 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
         presented = self.request.form["refresh_token"]
         if self.request.replayed_response is not None:
             return 200, self.request.replayed_response, self.TOKEN_RESPONSE_HEADER
-        if not store.consume_refresh_token(old):
-            cached = self.cached_response(presented, old.refresh_token_hash)
-            if cached is not None:
-                return 200, cached, self.TOKEN_RESPONSE_HEADER
-            raise InvalidGrantError("The refresh token has already been used.")
         # The grant may since have gained scopes from another authorization (remembered consent
         # for a wider request): this family keeps the ceiling its own code set.
         authorized = old.get_authorized_scope().split()
         requested = (self.request.payload.scope or "").split() or authorized
+        # Refused before rotation (the user left the hub, or lost every scope): nothing is issued
+        # either way, the old access token is checked live at every introspection, and every later
+        # refresh is decided on the live state again.
         scope = live_scope(old, " ".join(s for s in requested if s in authorized))
-        # The rotated pair's access token ended with the rotation (store.consume_refresh_token):
+        # The rotated pair's access token ends with the rotation (store.consume_refresh_token):
         # one live access token per family.
-        token = self.issue(old, scope, include_refresh_token=True)
-        self.remember_response(presented, old.refresh_token_hash, token)
+        token = self.exchange(old, presented, scope, include_refresh_token=True)
+        if token is None:
+            raise InvalidGrantError("The refresh token has already been used.")
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
     def authenticate_user(self, refresh_token: ExchangedRefreshToken) -> User:

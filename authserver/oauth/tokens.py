@@ -1,10 +1,11 @@
-"""Token and code generation, lifetimes, and the encrypted replay-cache envelope.
+"""Token and code generation, lifetimes, and the envelope of the replay answer.
 
-The replay cache lets an identical retry of a code redemption or refresh (a client that lost
-the response, or refreshes from two places at once) get the same answer within a short grace
-window. The stored answer is AES-256-GCM encrypted under a key derived (HKDF-SHA256) from the
-presented credential and the request's other parameters, so only a holder of that credential
-sending the same request can read it, and a database dump reveals nothing.
+An identical retry of a code redemption or refresh (a client that lost the response, or refreshes
+from two places at once) gets the same answer within a short grace window: the answer is kept on
+the consumed code or rotated token row (its `replay` column). It is AES-256-GCM encrypted under a
+key derived (HKDF-SHA256) from the presented credential and the request's other parameters, so
+only a holder of that credential sending the same request can read it, and a database dump
+reveals nothing.
 """
 
 from __future__ import annotations

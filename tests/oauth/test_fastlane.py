@@ -207,15 +207,14 @@ def _token_state(app) -> list:
     """Everything the token endpoint may write, as comparable values."""
     from sqlalchemy import select
 
-    from authserver.models import AuditEvent, AuthorizationCode, Grant, ReplayCache, Token
+    from authserver.models import AuditEvent, AuthorizationCode, Grant, Token
 
     with app.app_context():
         return [
             sorted((t.grant_id, t.scope, t.rotated_at is not None, t.revoked_at is not None,
-                    t.access_revoked_at is not None) for t in db.session.scalars(select(Token))),
-            sorted((c.id, c.consumed_at is not None) for c in db.session.scalars(select(AuthorizationCode))),
+                    t.access_revoked_at is not None, t.replay) for t in db.session.scalars(select(Token))),
+            sorted((c.id, c.consumed_at is not None, c.replay) for c in db.session.scalars(select(AuthorizationCode))),
             sorted((g.id, g.revoked_at is not None) for g in db.session.scalars(select(Grant))),
-            db.session.scalar(select(db.func.count()).select_from(ReplayCache)),
             sorted(e.event for e in db.session.scalars(select(AuditEvent))),
         ]
 

@@ -5,25 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from security.support import age_rotation, end_grace_window
 from sqlalchemy import inspect, select, text, update
 
 from authserver import accounts
 from authserver.extensions import db
-from authserver.models import ReplayCache, Token
-from authserver.secrets import sha256_hex
+from authserver.models import AuthorizationCode, Token
 from authserver.timeutil import utcnow
 
 from .support import RESOURCE, assert_oauth_error
-
-
-def _age_rotation(app, refresh_token, seconds):
-    with app.app_context():
-        db.session.execute(
-            update(Token).where(Token.refresh_token_hash == sha256_hex(refresh_token))
-            .values(rotated_at=utcnow() - timedelta(seconds=seconds))
-        )
-        db.session.execute(update(ReplayCache).values(expires_at=utcnow() - timedelta(seconds=1)))
-        db.session.commit()
 
 
 def test_identical_code_redemption_returns_same_tokens(flow, register):
@@ -49,9 +39,7 @@ def test_code_replay_after_grace_window_revokes(app, flow, register):
     client_id = register()["client_id"]
     code, pkce, _ = flow.get_code(client_id)
     tokens = flow.exchange(client_id, code, pkce).get_json()
-    with app.app_context():
-        db.session.execute(update(ReplayCache).values(expires_at=utcnow() - timedelta(seconds=1)))
-        db.session.commit()
+    end_grace_window(app)
     assert_oauth_error(flow.exchange(client_id, code, pkce), "invalid_grant")
     assert flow.introspect(tokens["access_token"]).get_json() == {"active": False}
 
@@ -75,7 +63,7 @@ def test_refresh_reuse_after_grace_window_revokes_the_grant(app, flow, register)
     client_id = register()["client_id"]
     tokens = flow.tokens(client_id)
     new = flow.refresh(client_id, tokens["refresh_token"]).get_json()
-    _age_rotation(app, tokens["refresh_token"], 60)
+    age_rotation(app, tokens["refresh_token"], 60)
     assert_oauth_error(flow.refresh(client_id, tokens["refresh_token"]), "invalid_grant")
     assert flow.introspect(new["access_token"]).get_json() == {"active": False}
     assert_oauth_error(flow.refresh(client_id, new["refresh_token"]), "invalid_grant")
@@ -211,4 +199,6 @@ def test_no_plaintext_code_token_or_secret_in_any_table(app, flow, register):
         for secret in secrets:
             assert secret not in blob
             assert secret[4:20] not in blob
-        assert db.session.scalar(select(ReplayCache.id)) is not None  # the replay cache is there, sealed
+        # The answers kept for retries are there, sealed: on the redeemed code and the rotated token.
+        assert db.session.scalar(select(AuthorizationCode.replay).where(AuthorizationCode.replay.is_not(None)))
+        assert db.session.scalar(select(Token.replay).where(Token.replay.is_not(None)))

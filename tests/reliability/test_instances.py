@@ -1,7 +1,7 @@
 """Several instances, one database: two gunicorn processes of authserver on one PostgreSQL and one
 Redis must behave as one authorization server. Nothing about a flow may be tied to the instance
-that started it (sessions, CSRF tokens, codes, refresh tokens, the replay cache all live in the
-signed cookie or the shared database), single use must hold across processes, and losing an
+that started it (sessions, CSRF tokens, codes, refresh tokens, the answers kept for retries all live
+in the signed cookie or the shared database), single use must hold across processes, and losing an
 instance abruptly must not lose a token a client was given.
 
 Needs PostgreSQL and Redis (AUTHSERVER_TEST_DATABASE_URL, AUTHSERVER_TEST_REDIS_URL); skipped
@@ -106,7 +106,7 @@ def live_tokens(world) -> list[Token]:
 def test_flow_started_on_one_instance_completes_on_the_other(world, instances: Instances):
     """Each step of a real flow lands on the other instance than the step before, as a
     round-robin load balancer would send it. This only works if the session cookie and its CSRF
-    token, the authorization code, the refresh token and the replay cache are shared state (the
+    token, the authorization code, the refresh token and a retry's answer are shared state (the
     signed cookie under one secret key, or the database), and if both instances agree on the
     issuer."""
     a, b = instances.a, instances.b
@@ -138,7 +138,7 @@ def test_flow_started_on_one_instance_completes_on_the_other(world, instances: I
         assert second["refresh_token"] != first["refresh_token"], "the refresh token was not rotated"
 
         # A client that lost A's answer retries on B: inside the grace window it gets the same
-        # answer again (the replay cache is in the database, not in A's memory).
+        # answer again (kept on the rotated token's row in the database, not in A's memory).
         retried = http.post(f"{b.url}/oauth/token", data=refresh_form(client_id, first["refresh_token"]))
         assert retried.status_code == 200, (show(retried), instances.logs())
         assert (retried.json()["access_token"], retried.json()["refresh_token"]) == (
@@ -164,7 +164,7 @@ def test_concurrent_refreshes_across_instances_leave_one_token_family(world, ins
     the app's (authserver/oauth/grants.py RefreshTokenGrant and store.consume_refresh_token): the
     conditional UPDATE lets exactly one request rotate the token; every other one, blocked on the
     row lock or arriving later, finds it rotated and, being an identical retry inside
-    REPLAY_GRACE_SECONDS, gets the winner's answer from the replay cache. So: twenty 200s carrying
+    REPLAY_GRACE_SECONDS, gets the winner's answer from the rotated row. So: twenty 200s carrying
     one and the same new pair, and exactly one live token family."""
     a, b = instances.a, instances.b
     client_id = register(a)
@@ -284,7 +284,7 @@ class LoadClient:
     consent, then code exchange) and rotates the refresh tokens of its families, alternating
     between A and B request by request. When a request to A fails at the transport level, it
     does what a client behind a load balancer does: sends the identical request to B (for the
-    token endpoint that is an identical retry, which the replay cache answers if A had already
+    token endpoint that is an identical retry, answered from the consumed row if A had already
     committed) and stops using A."""
 
     def __init__(self, index: int, load: Load):
@@ -360,7 +360,7 @@ class LoadClient:
 
 def committed_by_a(world, load: Load) -> int:
     """How many retries B answered with a token issued before the retry was sent, that is by A in
-    its last moments, between its commit and its answer (the replay cache at work). Whether a run
+    its last moments, between its commit and its answer (the kept answer at work). Whether a run
     has any depends on where the kill lands; reported, not asserted."""
     sent_at = {r.json()["access_token"]: at for at, r in load.retried
                if r.status_code == 200 and "access_token" in r.json()}

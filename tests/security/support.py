@@ -8,7 +8,7 @@ from oauth.conftest import FlowDriver
 from sqlalchemy import func, select, update
 
 from authserver.extensions import db
-from authserver.models import AuthorizationCode, Grant, ReplayCache, Token
+from authserver.models import AuthorizationCode, Grant, Token
 from authserver.secrets import sha256_hex
 from authserver.timeutil import utcnow
 
@@ -27,21 +27,27 @@ def nothing_issued(app) -> bool:
 
 
 def end_grace_window(app) -> None:
-    """Make every replay-cache entry expire, as if the grace window had passed."""
+    """Move every code redemption and refresh-token rotation back to just past the grace window,
+    as if it had passed: the answers kept on those rows are no longer served."""
+    past = utcnow() - timedelta(seconds=int(app.config["REPLAY_GRACE_SECONDS"]) + 1)
     with app.app_context():
-        db.session.execute(update(ReplayCache).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.execute(
+            update(AuthorizationCode).where(AuthorizationCode.consumed_at > past).values(consumed_at=past)
+        )
+        db.session.execute(update(Token).where(Token.rotated_at > past).values(rotated_at=past))
         db.session.commit()
 
 
 def age_rotation(app, refresh_token: str, seconds: int) -> None:
-    """Pretend `refresh_token` was rotated `seconds` ago (and its replay entry has expired)."""
+    """Pretend `refresh_token` was rotated `seconds` ago (past the grace window, the answer kept
+    on its row is no longer served)."""
+    assert seconds > int(app.config["REPLAY_GRACE_SECONDS"])
     with app.app_context():
         db.session.execute(
             update(Token).where(Token.refresh_token_hash == sha256_hex(refresh_token))
             .values(rotated_at=utcnow() - timedelta(seconds=seconds))
         )
         db.session.commit()
-    end_grace_window(app)
 
 
 def browser(app, world, email: str) -> FlowDriver:
