@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import bindparam, delete, func, insert, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, make_transient_to_detached
@@ -544,7 +545,8 @@ def get_introspection_row(token_hash: str, resource_id: int):
 
 def purge_expired(before: datetime | None = None, limit: int | None = None) -> dict[str, int]:
     """Delete rows no longer needed: expired codes, token rows, client assertion jti records past
-    expiry, and fetched documents past their stale limit; at most `limit` of each."""
+    expiry, and fetched documents past their stale limit; clear replay answers past the grace
+    window; at most `limit` of each."""
     now = before or utcnow()
     expired = (
         ("authorization_codes", AuthorizationCode, AuthorizationCode.expires_at <= now - timedelta(days=1)),
@@ -563,4 +565,14 @@ def purge_expired(before: datetime | None = None, limit: int | None = None) -> d
         counts[name] = db.session.execute(
             delete(model).where(condition).execution_options(synchronize_session=False)
         ).rowcount
+    # A rotated token keeps its row (for reuse detection) until it expires, up to the refresh
+    # lifetime; the answer sealed on it is only for retries within the grace window, so it is
+    # dropped once that has passed rather than kept for weeks.
+    grace = timedelta(seconds=max(0, int(current_app.config["REPLAY_GRACE_SECONDS"])))
+    stale = Token.replay.is_not(None) & (Token.rotated_at <= now - grace)
+    if limit is not None:
+        stale = Token.id.in_(select(Token.id).where(stale).limit(limit).scalar_subquery())
+    counts["replay_answers"] = db.session.execute(
+        update(Token).where(stale).values(replay=None).execution_options(synchronize_session=False)
+    ).rowcount
     return counts

@@ -164,7 +164,8 @@ def test_audit_list_filters(app, runner, make_user):
 
 
 def test_tokens_purge_expired_runs(runner):
-    assert "Purged 0 authorization codes, 0 tokens, 0 used assertions, 0 ended sessions, 0 remote documents." in run(runner, "tokens", "purge-expired").output
+    assert ("Purged 0 authorization codes, 0 tokens, 0 used assertions, 0 ended sessions, 0 remote documents, "
+            "0 replay answers.") in run(runner, "tokens", "purge-expired").output
 
 
 def test_tokens_purge_expired_in_batches_deletes_every_expired_row_and_keeps_live_ones(app, runner, make_user,
@@ -206,8 +207,8 @@ def test_tokens_purge_expired_in_batches_deletes_every_expired_row_and_keeps_liv
         db.session.commit()
 
         # One call removes one bounded batch of each kind: the caller commits between batches.
-        assert store.purge_expired(limit=2) == {"authorization_codes": 2, "tokens": 2,
-                                                "used_assertions": 0, "ended_sessions": 0, "remote_documents": 0}
+        assert store.purge_expired(limit=2) == {"authorization_codes": 2, "tokens": 2, "used_assertions": 0,
+                                                "ended_sessions": 0, "remote_documents": 0, "replay_answers": 0}
         db.session.rollback()
 
     output = run(runner, "tokens", "purge-expired", "--batch-size", "2").output
@@ -216,6 +217,37 @@ def test_tokens_purge_expired_in_batches_deletes_every_expired_row_and_keeps_liv
         kept = db.session.scalars(select(Token).order_by(Token.id)).all()
         assert [(t.access_expires_at, t.refresh_expires_at) for t in kept] == live
         assert [c.expires_at for c in db.session.scalars(select(AuthorizationCode))] == [future]
+
+
+def test_purge_clears_replay_answers_once_the_grace_window_has_passed(app, runner, make_user, make_hub,
+                                                                      make_resource):
+    """A rotated token's row stays for reuse detection until it expires; the answer sealed on it
+    for retries does not outlive the grace window by more than a purge."""
+    hub, (resource, _secret) = make_hub(), make_resource()
+    user = make_user(hubs=[hub])
+    now = utcnow()
+    grace = app.config["REPLAY_GRACE_SECONDS"]
+    rotations = {"long ago": now - timedelta(seconds=grace + 60), "within the window": now, "not rotated": None}
+    with app.app_context():
+        client = Client(client_id="replay-client", registration="cli",
+                        client_metadata={"client_name": "R", "redirect_uris": ["https://c.example/cb"]})
+        db.session.add(client)
+        db.session.flush()
+        grant = Grant(user_id=user.id, hub_id=hub.id, client_pk=client.id, resource_id=resource.id,
+                      scope="crm.objects.contacts.read", redirect_uri="https://c.example/cb")
+        db.session.add(grant)
+        db.session.flush()
+        for i, rotated in enumerate(rotations.values()):
+            db.session.add(Token(grant_id=grant.id, client_pk=client.id, scope=grant.scope,
+                                 access_token_hash=sha256_hex(f"a{i}"), refresh_token_hash=sha256_hex(f"r{i}"),
+                                 issued_at=now, access_expires_at=now + timedelta(hours=1),
+                                 refresh_expires_at=now + timedelta(days=30), rotated_at=rotated,
+                                 replay=b"sealed" if rotated else None))
+        db.session.commit()
+    assert "1 replay answers" in run(runner, "tokens", "purge-expired").output
+    with app.app_context():
+        kept = {t.refresh_token_hash: t.replay for t in db.session.scalars(select(Token))}
+    assert kept == {sha256_hex("r0"): None, sha256_hex("r1"): b"sealed", sha256_hex("r2"): None}
 
 
 def test_rows_that_purge_deletes_are_found_by_index_from_every_table_referring_to_them(app):
