@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import current_app
 from sqlalchemy import bindparam, func, select, update
 
-from . import rawsql, scopes
+from . import rawsql, scopes, store
 from .extensions import db
 from .models import ResourceServer
 from .secrets import RESOURCE_SECRET_PREFIX, hash_secret, new_credential, verify_secret
@@ -56,7 +56,12 @@ def get_by_uri(uri: str) -> ResourceServer | None:
         canonical = canonicalize(uri)
     except ResourceError:
         return None
-    return db.session.scalar(select(ResourceServer).where(ResourceServer.uri == canonical))
+    row = rawsql.in_session().one(_BY_URI, {"uri": canonical})
+    return store.adopt(ResourceServer, row) if row is not None else None
+
+
+# Built once: every authorization request resolves its resource with this lookup.
+_BY_URI = rawsql.Statement(select(*ResourceServer.__table__.columns).where(ResourceServer.uri == bindparam("uri")))
 
 
 # Built once: every introspection authenticates its caller with this lookup (on a cache miss).

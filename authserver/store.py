@@ -166,14 +166,18 @@ def get_client(client_id: str | None) -> Client | None:
     return adopt(Client, row) if row is not None else None
 
 
-def adopt(model, row):
-    """The session's object for a row read with plain columns: the one already in the session,
-    or a new one marked as loaded (sqlalchemy.orm.make_transient_to_detached), then added."""
+def adopt(model, row, exclude: tuple[str, ...] = ()):
+    """The session's object for a row read with plain columns (its table's, and the `exclude`d
+    extras): the one already in the session, or a new one marked as loaded
+    (sqlalchemy.orm.make_transient_to_detached), then added."""
     session = db.session()
     existing = session.identity_map.get(session.identity_key(model, row.id))
     if existing is not None:
         return existing
-    instance = model(**row._asdict())
+    values = row._asdict()
+    for name in exclude:
+        values.pop(name)
+    instance = model(**values)
     make_transient_to_detached(instance)
     session.add(instance)
     return instance
@@ -300,15 +304,20 @@ def end_session(sid_hash: str, expires_at: datetime) -> None:
 
 # The signed-in user and whether their session was ended, in one round trip: every page and every
 # authorization request of a signed-in person starts with this.
-_SESSION_USER = select(
-    User, select(EndedSession.id).where(EndedSession.sid_hash == bindparam("sid_hash")).exists().label("ended")
-).where(User.id == bindparam("user_id"))
+_SESSION_USER = rawsql.Statement(
+    select(
+        *User.__table__.columns,
+        select(EndedSession.id).where(EndedSession.sid_hash == bindparam("sid_hash")).exists().label("ended"),
+    ).where(User.id == bindparam("user_id"))
+)
 
 
 def get_session_user(user_id: int, sid_hash: str) -> User | None:
     """The user of a session, or None when there is no such user or the session was ended."""
-    row = db.session.execute(_SESSION_USER, {"user_id": user_id, "sid_hash": sid_hash}).first()
-    return row[0] if row is not None and not row.ended else None
+    row = rawsql.in_session().one(_SESSION_USER, {"user_id": user_id, "sid_hash": sid_hash})
+    if row is None or row.ended:
+        return None
+    return adopt(User, row, exclude=("ended",))
 
 
 # --- grants --------------------------------------------------------------------------------------
