@@ -18,8 +18,6 @@ import base64
 import binascii
 import io
 import json
-import re
-import secrets
 import time
 from urllib.parse import parse_qsl, unquote
 
@@ -33,8 +31,9 @@ from .metrics import INTROSPECTIONS, LATENCY, REQUESTS
 from .oauth.cimd import is_url_client_id
 from .oauth.introspection import HEADERS, INACTIVE, Introspection, authenticate_caller
 from .oauth.server import server
-from .web import CORS_HEADERS, machine_headers
+from . import web
 from .secrets import sha256_hex
+from .web import CORS_HEADERS, machine_headers
 
 INTROSPECT_PATH = "/oauth/introspect"
 TOKEN_PATH = "/oauth/token"
@@ -45,8 +44,6 @@ BODY = "authserver.body"
 FORM = "application/x-www-form-urlencoded"
 #: Bodies larger than this are not for the lane (a token and a hint fit in far less).
 MAX_BODY = 8192
-_PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
 class FastLane:
@@ -72,8 +69,7 @@ class FastLane:
             answer, requests_ok, latency = lane
             started = time.perf_counter()
             form = self.form(environ)
-            incoming = environ.get("HTTP_X_REQUEST_ID", "")
-            request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+            request_id = web.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
             response = answer(environ, form, request_id) if form is not None else None
             if form is not None and response is None:
                 environ["wsgi.input"] = io.BytesIO(environ[BODY])  # Flask reads the body afresh
@@ -187,7 +183,7 @@ def _form(body: bytes, max_parameter: int) -> dict | None:
     for key, value in pairs:
         if len(key) > max_parameter or len(value) > max_parameter:
             return None
-        if not (_PRINTABLE.match(key) and _PRINTABLE.match(value)):
+        if not (web.OAUTH_CHARS.match(key) and web.OAUTH_CHARS.match(value)):
             return None
     return form
 

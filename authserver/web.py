@@ -12,7 +12,8 @@ from flask.sessions import SecureCookieSessionInterface
 from .oauth.errors import safe_description
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-_OAUTH_CHARS = re.compile(r"^[\x20-\x7e]*$")
+#: Every OAuth parameter is printable ASCII (RFC 6749 Appendix A).
+OAUTH_CHARS = re.compile(r"^[\x20-\x7e]*$")
 
 # No scripts at all; styles from our own origin; never framed (clickjacking).
 # No form-action directive: browsers apply it to the redirect that follows the consent POST,
@@ -21,6 +22,11 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+def request_id(incoming: str) -> str:
+    """The caller's X-Request-Id when it is a sane one (so logs line up across services), else new."""
+    return incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
 
 
 class App(Flask):
@@ -86,8 +92,7 @@ def machine_headers(app: Flask) -> list[tuple[str, str]]:
 def init_app(app: Flask) -> None:
     @app.before_request
     def assign_request_id():
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        g.request_id = request_id(request.headers.get("X-Request-Id", ""))
 
     @app.before_request
     def check_parameters():
@@ -107,7 +112,7 @@ def init_app(app: Flask) -> None:
                     abort(400, f"Parameter '{safe_description(key, 40)}' is too long (at most {limit} characters).")
                 # Every OAuth parameter is printable ASCII (RFC 6749 Appendix A); anything else
                 # is refused here, before it can reach an error message or a query.
-                if protocol and not (_OAUTH_CHARS.match(key) and all(_OAUTH_CHARS.match(v) for v in values)):
+                if protocol and not (OAUTH_CHARS.match(key) and all(OAUTH_CHARS.match(v) for v in values)):
                     abort(400, f"Parameter '{safe_description(key, 40)}' must contain only printable ASCII characters.")
 
     common = machine_headers(app)
