@@ -213,3 +213,13 @@ def test_client_without_refresh_grant_gets_no_refresh_token(flow, register):
     client_id = register(grant_types=["authorization_code"])["client_id"]
     tokens = flow.tokens(client_id)
     assert "refresh_token" not in tokens
+
+
+@pytest.mark.parametrize("base_url", ["http://auth.example.com", "http://10.0.0.5"])
+def test_plain_http_off_loopback_is_refused_at_the_token_endpoint(client, register, base_url):
+    """OAuth 2.1 §1.5 (Authlib's insecure-transport check, kept while the request URL is built
+    lazily): a token request over plain http to a non-loopback host is refused."""
+    client_id = register()["client_id"]
+    form = {"grant_type": "refresh_token", "refresh_token": "asr_x", "client_id": client_id}
+    assert_oauth_error(client.post("/oauth/token", data=form, base_url=base_url), "insecure_transport", 400)
+    assert_oauth_error(client.post("/oauth/token", data=form), "invalid_grant", 400)  # over https
