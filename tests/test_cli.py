@@ -168,6 +168,19 @@ def test_tokens_purge_expired_runs(runner):
             "0 replay answers.") in run(runner, "tokens", "purge-expired").output
 
 
+def _grant(user, hub, resource) -> Grant:
+    """A pre-registered client and a grant to it, flushed, to hang token rows from."""
+    client = Client(client_id="purge-client", registration="cli",
+                    client_metadata={"client_name": "P", "redirect_uris": ["https://c.example/cb"]})
+    db.session.add(client)
+    db.session.flush()
+    grant = Grant(user_id=user.id, hub_id=hub.id, client_pk=client.id, resource_id=resource.id,
+                  scope="crm.objects.contacts.read", redirect_uri="https://c.example/cb", client=client)
+    db.session.add(grant)
+    db.session.flush()
+    return grant
+
+
 def test_tokens_purge_expired_in_batches_deletes_every_expired_row_and_keeps_live_ones(app, runner, make_user,
                                                                                       make_hub, make_resource):
     hub, (resource, _secret) = make_hub(), make_resource()
@@ -178,14 +191,8 @@ def test_tokens_purge_expired_in_batches_deletes_every_expired_row_and_keeps_liv
     expired = [(past, None), (past, past)] * 3 + [(past, None)]
     live = [(future, None), (future, future), (past, future), (future, past)]
     with app.app_context():
-        client = Client(client_id="purge-client", registration="cli",
-                        client_metadata={"client_name": "P", "redirect_uris": ["https://c.example/cb"]})
-        db.session.add(client)
-        db.session.flush()
-        grant = Grant(user_id=user.id, hub_id=hub.id, client_pk=client.id, resource_id=resource.id,
-                      scope="crm.objects.contacts.read", redirect_uri="https://c.example/cb")
-        db.session.add(grant)
-        db.session.flush()
+        grant = _grant(user, hub, resource)
+        client = grant.client
         parent = None
         # One rotation chain through all of them, so deleting a row has to unlink its successor.
         for i, (access, refresh) in enumerate(expired + live):
@@ -229,14 +236,8 @@ def test_purge_clears_replay_answers_once_the_grace_window_has_passed(app, runne
     grace = app.config["REPLAY_GRACE_SECONDS"]
     rotations = {"long ago": now - timedelta(seconds=grace + 60), "within the window": now, "not rotated": None}
     with app.app_context():
-        client = Client(client_id="replay-client", registration="cli",
-                        client_metadata={"client_name": "R", "redirect_uris": ["https://c.example/cb"]})
-        db.session.add(client)
-        db.session.flush()
-        grant = Grant(user_id=user.id, hub_id=hub.id, client_pk=client.id, resource_id=resource.id,
-                      scope="crm.objects.contacts.read", redirect_uri="https://c.example/cb")
-        db.session.add(grant)
-        db.session.flush()
+        grant = _grant(user, hub, resource)
+        client = grant.client
         for i, rotated in enumerate(rotations.values()):
             db.session.add(Token(grant_id=grant.id, client_pk=client.id, scope=grant.scope,
                                  access_token_hash=sha256_hex(f"a{i}"), refresh_token_hash=sha256_hex(f"r{i}"),
