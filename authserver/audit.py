@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from flask import g, has_request_context, request
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import select
 
 from . import rawsql
 from .extensions import db
@@ -19,13 +19,8 @@ log = logging.getLogger("authserver.audit")
 _FORBIDDEN = ("token", "secret", "password", "code", "assertion")
 
 
-_INSERT = rawsql.Statement(
-    insert(AuditEvent).values(
-        created_at=bindparam("created_at"), event=bindparam("event"), user_id=bindparam("user_id"),
-        hub_id=bindparam("hub_id"), client_id=bindparam("client_id"), ip=bindparam("ip"),
-        request_id=bindparam("request_id"), detail=bindparam("detail", type_=AuditEvent.detail.type),
-    )
-)
+_INSERT = rawsql.insert_into(AuditEvent, "created_at", "event", "user_id", "hub_id", "client_id", "ip", "request_id",
+                             "detail")
 
 
 def record(event: str, *, user=None, hub=None, client=None, **detail) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 from contextlib import contextmanager
 
+from sqlalchemy import bindparam, insert
 from sqlalchemy.engine import Engine
 
 from .extensions import db
@@ -72,6 +73,14 @@ class Statement:
         if processors is None:
             return [row_type(*r) for r in raw_rows]
         return [row_type(*(p(v) if p else v for p, v in zip(processors, r))) for r in raw_rows]
+
+
+def insert_into(model, *columns: str) -> Statement:
+    """INSERT INTO the model's table of the named columns, each bound to the parameter of its
+    name with the column's own type (so JSON, dates and binary values are converted as the ORM
+    would convert them)."""
+    table = model.__table__
+    return Statement(insert(table).values({name: bindparam(name, type_=table.c[name].type) for name in columns}))
 
 
 class Transaction:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, insert, null, select, update
+from sqlalchemy import bindparam, delete, func, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, make_transient_to_detached
 
@@ -120,11 +120,9 @@ _CONSUME_REFRESH = rawsql.Statement(
     .values(rotated_at=bindparam("now"), access_revoked_at=func.coalesce(Token.access_revoked_at, bindparam("ended")),
             replay=bindparam("replay"))
 )
-_INSERT_TOKEN = rawsql.Statement(
-    insert(Token).values({column: bindparam(column) for column in (
-        "grant_id", "code_id", "parent_id", "client_pk", "access_token_hash", "refresh_token_hash", "scope",
-        "authorized_scope", "issued_at", "access_expires_at", "refresh_expires_at",
-    )})
+_INSERT_TOKEN = rawsql.insert_into(
+    Token, "grant_id", "code_id", "parent_id", "client_pk", "access_token_hash", "refresh_token_hash", "scope",
+    "authorized_scope", "issued_at", "access_expires_at", "refresh_expires_at",
 )
 _TOUCH_GRANT = rawsql.Statement(update(Grant).where(Grant.id == bindparam("id")).values(last_used_at=bindparam("now")))
 
@@ -144,14 +142,9 @@ _HAND_OVER_DEDUPLICATED = rawsql.Statement(
     .values(registration_access_token_hash=null(), updated_at=bindparam("now"))
     .returning(Client.client_id, Client.client_id_issued_at, Client.client_metadata)
 )
-_INSERT_CLIENT = rawsql.Statement(
-    insert(Client).values(
-        client_id=bindparam("client_id"), client_secret_hash=bindparam("client_secret_hash"),
-        registration_access_token_hash=bindparam("registration_access_token_hash"),
-        client_metadata=bindparam("client_metadata", type_=Client.client_metadata.type),
-        registration=bindparam("registration"), client_id_issued_at=bindparam("client_id_issued_at"),
-        dedupe_key=bindparam("dedupe_key"), created_at=bindparam("now"), updated_at=bindparam("now"),
-    )
+_INSERT_CLIENT = rawsql.insert_into(
+    Client, "client_id", "client_secret_hash", "registration_access_token_hash", "client_metadata", "registration",
+    "client_id_issued_at", "dedupe_key", "created_at", "updated_at",
 )
 
 
@@ -252,7 +245,8 @@ def save_registered_client(values: dict) -> None:
     """Insert a dynamically registered client (RFC 7591) in the request's transaction; `values`
     are the columns of _INSERT_CLIENT. Nothing reads the row back: the registration response is
     built from what was inserted."""
-    rawsql.in_session().execute(_INSERT_CLIENT, {**values, "now": utcnow()}).close()
+    now = utcnow()
+    rawsql.in_session().execute(_INSERT_CLIENT, {**values, "created_at": now, "updated_at": now}).close()
 
 
 def save_client(client: Client) -> Client:
@@ -452,14 +446,9 @@ def revoke_client_grants(client: Client) -> None:
 # A plain INSERT on the session's connection (in the request's transaction): codes are inserted
 # once, never read back in the request that issues them, and an ORM object and its flush cost
 # several times as much on every authorization.
-_INSERT_CODE = rawsql.Statement(
-    insert(AuthorizationCode).values(
-        code_hash=bindparam("code_hash"), grant_id=bindparam("grant_id"), client_pk=bindparam("client_pk"),
-        redirect_uri=bindparam("redirect_uri"), redirect_uri_sent=bindparam("redirect_uri_sent"),
-        scope=bindparam("scope"), code_challenge=bindparam("code_challenge"),
-        code_challenge_method=bindparam("code_challenge_method"), created_at=bindparam("created_at"),
-        expires_at=bindparam("expires_at"),
-    )
+_INSERT_CODE = rawsql.insert_into(
+    AuthorizationCode, "code_hash", "grant_id", "client_pk", "redirect_uri", "redirect_uri_sent", "scope",
+    "code_challenge", "code_challenge_method", "created_at", "expires_at",
 )
 
 
