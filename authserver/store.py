@@ -274,8 +274,13 @@ def find_clients() -> list[Client]:
     return list(db.session.scalars(select(Client).order_by(Client.id)))
 
 
+def _stale(last_used_at: datetime | None, now: datetime) -> bool:
+    """Whether a last-used time is worth rewriting (at most once per TOUCH_INTERVAL)."""
+    return last_used_at is None or now - last_used_at > TOUCH_INTERVAL
+
+
 def _touch(row, now: datetime) -> None:
-    if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:
+    if _stale(row.last_used_at, now):
         row.last_used_at = now
 
 
@@ -411,7 +416,7 @@ def use_grant(grant: Grant, live: list[Grant]) -> None:
     find_live_grants gives): it is not rewritten while under TOUCH_INTERVAL old and already first,
     when rewriting it would change neither what is shown (to the minute) nor which grant is first."""
     now = utcnow()
-    if grant.last_used_at is None or now - grant.last_used_at > TOUCH_INTERVAL or live[0] is not grant:
+    if _stale(grant.last_used_at, now) or live[0] is not grant:
         grant.last_used_at = now
         db.session.flush()
 
@@ -531,7 +536,7 @@ def touch_usage(client: Client, grant_id: int, grant_last_used_at: datetime | No
     """Record when a client and a grant were last used (for people to see), at most once a minute."""
     now = utcnow()
     _touch(client, now)
-    if grant_last_used_at is None or now - grant_last_used_at > TOUCH_INTERVAL:
+    if _stale(grant_last_used_at, now):
         rawsql.in_session().execute(_TOUCH_GRANT, {"id": grant_id, "now": now}).close()
 
 
