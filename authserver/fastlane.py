@@ -25,14 +25,12 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Flask, g
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import limits, store
+from . import limits, web
 from .extensions import db
-from .metrics import INTROSPECTIONS, LATENCY, REQUESTS
+from .metrics import LATENCY, REQUESTS
 from .oauth.cimd import is_url_client_id
-from .oauth.introspection import HEADERS, INACTIVE, Introspection, authenticate_caller
+from .oauth.introspection import HEADERS, Introspection, authenticate_caller
 from .oauth.server import server
-from . import web
-from .secrets import sha256_hex
 from .web import CORS_HEADERS, machine_headers
 
 INTROSPECT_PATH = "/oauth/introspect"
@@ -59,8 +57,6 @@ class FastLane:
                               LATENCY.labels("oauth.introspect")),
             TOKEN_PATH: (self.token, REQUESTS.labels("oauth.token", "POST", "200"), LATENCY.labels("oauth.token")),
         }
-        self.active = INTROSPECTIONS.labels("active")
-        self.inactive = INTROSPECTIONS.labels("inactive")
         self.endpoint = Introspection()
 
     def __call__(self, environ, start_response):
@@ -114,15 +110,7 @@ class FastLane:
                 caller = authenticate_caller(credential_id, secret)
             except OAuth2Error:
                 return None  # Flask answers 401 or 429 (and counts a failure)
-            row = store.get_introspection_row(sha256_hex(form["token"]), caller.id)
-            payload = self.endpoint.payload(row, caller.uri)
-        if payload is INACTIVE:
-            self.inactive.inc()
-            body = b'{"active": false}'
-        else:
-            self.active.inc()
-            body = json.dumps(payload).encode()
-        return body, HEADERS.items()
+            return self.endpoint.answer(caller, form["token"]), HEADERS.items()
 
     def token(self, environ, form: dict, request_id: str):
         """(body, headers) of a successful code exchange or refresh, made by the same Authlib

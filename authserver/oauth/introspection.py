@@ -26,6 +26,7 @@ from .grants import validate_no_duplicate_parameters
 
 INACTIVE = {"active": False}
 _INACTIVE_BODY = json.dumps(INACTIVE).encode()
+_ACTIVE_COUNT, _INACTIVE_COUNT = INTROSPECTIONS.labels("active"), INTROSPECTIONS.labels("inactive")
 #: RFC 7662 §2.2 answers are credentials-bearing: never cached by anyone.
 HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -46,15 +47,21 @@ class Introspection(IntrospectionEndpoint):
         token = form.get("token")
         if not token:
             raise InvalidRequestError("The 'token' parameter is required.")
-        # Unknown token_type_hint values are ignored (RFC 7662 §2.1 lets the server search all).
-        # Only access tokens are introspectable: a resource server has no business with refresh
-        # tokens, and answering for them would let a leaked refresh token pass as a bearer. The
-        # audience check is part of the query: another resource server's token finds no row.
-        row = store.get_introspection_row(sha256_hex(token), resource.id)
-        payload = self.payload(row, resource.uri)
-        INTROSPECTIONS.labels("active" if payload is not INACTIVE else "inactive").inc()
-        body = _INACTIVE_BODY if payload is INACTIVE else json.dumps(payload).encode()
-        return body, 200, HEADERS
+        return self.answer(resource, token), 200, HEADERS
+
+    def answer(self, caller, token: str) -> bytes:
+        """The JSON answer about `token` for an authenticated resource server (the view and the
+        WSGI lane both end here). Unknown token_type_hint values are ignored (RFC 7662 §2.1 lets
+        the server search all). Only access tokens are introspectable: a resource server has no
+        business with refresh tokens, and answering for them would let a leaked refresh token pass
+        as a bearer. The audience check is part of the query: another resource server's token
+        finds no row."""
+        payload = self.payload(store.get_introspection_row(sha256_hex(token), caller.id), caller.uri)
+        if payload is INACTIVE:
+            _INACTIVE_COUNT.inc()
+            return _INACTIVE_BODY
+        _ACTIVE_COUNT.inc()
+        return json.dumps(payload).encode()
 
     def authenticate_resource_server(self, request):
         """RFC 7662 §2.1: the caller is a resource server, by HTTP Basic or form credentials."""
