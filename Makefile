@@ -14,7 +14,7 @@ DEPS_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('py
 RUN_STAMP := $(VENV)/.installed-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
-.PHONY: run run-mcp test bench-serve migrate db-upgrade reset-db clean
+.PHONY: run run-mcp test docs bench-serve migrate db-upgrade reset-db clean
 
 ## run: install, migrate the SQLite database in instance/, seed the demo data and serve it.
 # --debug is what lets the http issuer (http://127.0.0.1:5000) start; the secret key is generated
@@ -87,6 +87,10 @@ db-upgrade: $(RUN_STAMP)
 ## reset-db: delete the development SQLite database (the next `make run` recreates and seeds it).
 reset-db:
 	rm -f instance/authserver.sqlite3
+
+## docs: rewrite the settings table in docs/configuration.md from the #: comments in authserver/config.py.
+docs: $(RUN_STAMP)
+	$(BIN)/python -c "from authserver.config import write_reference; write_reference('docs/configuration.md')"
 
 ## clean: remove the virtualenv and caches (instance/, with the dev database and secrets, stays).
 clean:

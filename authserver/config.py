@@ -15,78 +15,96 @@ DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 
 
 class Defaults:
-    """Every setting authserver reads, with its default. Override with AUTHSERVER_<NAME>."""
+    """Every setting authserver reads, with its default. Override with AUTHSERVER_<NAME>.
 
-    # Signs the session cookie and CSRF tokens. Must be set (long and random) in production.
+    Each setting's ``#:`` comment is its row in docs/configuration.md, written there by
+    ``make docs`` (a ``default:`` line says how to show a default that is not a plain value);
+    tests/test_docs.py fails when the two disagree.
+    """
+
+    #: default: placeholder (refused in production)
+    #: signs session cookies and CSRF tokens; 32+ random characters, the same on every instance
     SECRET_KEY = DEFAULT_SECRET_KEY
-    # The issuer identifier (RFC 8414 §2): scheme://host[:port], no path, no trailing slash.
-    # Used byte-identically in metadata, `iss` response parameters and introspection.
+    #: the issuer (RFC 8414 §2: scheme://host[:port], no path, no trailing slash); appears
+    #: byte-identical in metadata, `iss` and introspection. Must be https in production; http is
+    #: accepted without `--debug` only on a loopback host
     ISSUER = "http://127.0.0.1:5000"
-    # SQLAlchemy URL. None means a SQLite file in the instance folder.
+    #: default: SQLite file `instance/authserver.sqlite3`
+    #: SQLAlchemy URL; `postgresql://user:pw@host/db` uses psycopg 3 (pool of 10 + 20 overflow per
+    #: process, connections recycled after 300 s)
     DATABASE_URL: str | None = None
-    # Redis URL for rate limits and shared short-lived state. None means in-process memory.
+    #: default: none (in-process memory)
+    #: rate limits and shared short-lived state, shared by every instance
     REDIS_URL: str | None = None
 
-    # Lifetimes, in seconds.
+    #: seconds
     AUTHORIZATION_CODE_LIFETIME = 60
+    #: seconds
     ACCESS_TOKEN_LIFETIME = 3600
+    #: seconds (30 days)
     REFRESH_TOKEN_LIFETIME = 30 * 24 * 3600
-    # An identical retry of a code redemption or a refresh within this many seconds gets the same
-    # answer again instead of an error; after it, a replay revokes the token family / grant.
+    #: an identical retry of a code redemption or refresh within this window gets the same answer;
+    #: later reuse revokes the token family / grant (`0`: every reuse is theft)
     REPLAY_GRACE_SECONDS = 10
 
-    # Dynamic client registration (RFC 7591): "open" lets anyone register a client; "token"
-    # requires an initial access token (below); "closed" refuses every registration request.
+    #: dynamic registration (RFC 7591): `open` (anyone), `token` (needs an initial access token) or
+    #: `closed` (refused)
     REGISTRATION_MODE = "open"
-    # With REGISTRATION_MODE "token": SHA-256 hex digests of the initial access tokens that may
-    # register clients (RFC 7591 §3); `flask clients initial-token` makes one.
+    #: with mode `token`: SHA-256 hex digests of the initial access tokens (RFC 7591 §3) that may
+    #: register; `flask --app wsgi clients initial-token` makes one
     REGISTRATION_INITIAL_ACCESS_TOKEN_HASHES: list[str] = []
-    # Largest registration request body, in bytes.
+    #: largest registration request body, bytes
     REGISTRATION_MAX_BYTES = 8192
-    # Dynamically registered clients not used for this many days are deleted by
-    # `flask clients purge-unused` (with their grants and tokens).
+    #: `flask --app wsgi clients purge-unused` deletes dynamically registered clients unused this many
+    #: days, with their grants and tokens
     UNUSED_CLIENT_DAYS = 30
-    # Redirect hosts refused at registration (a host or any subdomain of it).
+    #: redirect hosts (and their subdomains) refused at registration; matched without trailing dots
     REDIRECT_HOST_DENYLIST: list[str] = []
-    # Client ID Metadata Documents: a client_id that is an https URL names a JSON document
-    # describing the client, fetched (safely) instead of a registration. False refuses URL client_ids.
+    #: accept https URL client_ids (Client ID Metadata Documents); `false` refuses them
     CIMD_ENABLED = True
-    # client_id hosts accepted / refused (a host or any subdomain of it). An empty allow list
-    # accepts every host not denied.
+    #: client_id hosts (and subdomains, trailing dots ignored) accepted; empty accepts any host not
+    #: denied
     CIMD_ALLOWED_DOMAINS: list[str] = []
+    #: client_id hosts (and subdomains, trailing dots ignored) refused
     CIMD_DENIED_DOMAINS: list[str] = []
-    # Fetching documents and JWKS: total seconds, largest body in bytes, and a PEM CA bundle to
-    # trust instead of the system store (None: the system store). TLS is always verified.
+    #: total seconds for a document or JWKS fetch: the DNS lookup, connecting and reading
     CIMD_FETCH_TIMEOUT = 3.0
+    #: largest document or JWKS body, bytes
     CIMD_MAX_BYTES = 5120
+    #: default: none (system trust store)
+    #: PEM bundle trusted for document fetches instead of the system store (TLS is always verified)
     CIMD_CA_BUNDLE: str | None = None
-    # Cache bounds: the origin's Cache-Control/Expires, clamped to [MIN, MAX] seconds (DEFAULT when
-    # it says nothing); a copy past its freshness is still served for STALE seconds if the origin fails.
+    #: lower bound on the origin's `Cache-Control`/`Expires`
     CIMD_CACHE_MIN_SECONDS = 60
+    #: cache time when the origin sends neither
     CIMD_CACHE_DEFAULT_SECONDS = 3600
+    #: upper bound on the origin's `Cache-Control`/`Expires`
     CIMD_CACHE_MAX_SECONDS = 86400
+    #: how long past its freshness a cached document is still used while its origin fails
     CIMD_STALE_SECONDS = 86400
-    # Hosts allowed to resolve to loopback/private addresses, extra ports allowed besides 443, and
-    # static host -> IP address overrides (like curl --resolve): for on-premises clients and tests.
+    #: on-premises clients and tests: hosts allowed to resolve to loopback or private addresses
     CIMD_ALLOWED_PRIVATE_HOSTS: list[str] = []
+    #: ports allowed besides 443
     CIMD_ALLOWED_PORTS: list[int] = []
+    #: static `{host: ip}` resolution (like `curl --resolve`)
     CIMD_HOST_OVERRIDES: dict[str, str] = {}
-    # Outbound document fetches (cache misses) allowed per client IP address: a damper on
-    # requests that name ever-new URL client_ids to make the server fetch (Flask-Limiter syntax).
+    #: outbound document fetches (cache misses) per client address: a damper on requests naming
+    #: ever-new URL client_ids
     CIMD_FETCH_RATE_LIMIT = "30 per minute"
-    # private_key_jwt client authentication (RFC 7523) for CIMD and registered clients with keys.
+    #: accept `private_key_jwt` (RFC 7523) client authentication, for metadata-document and registered
+    #: clients with keys
     PRIVATE_KEY_JWT_ENABLED = True
-    # Longest accepted client assertion lifetime (exp - now, and exp - iat), in seconds.
+    #: longest accepted client assertion (`exp - now`, and `exp - iat`), seconds
     CLIENT_ASSERTION_MAX_LIFETIME = 300
-    # Canonical URI of the resource server used when an authorization request has no `resource`.
-    # None: if exactly one resource server is registered, that one; otherwise `invalid_target`.
+    #: resource used when an authorization request names none (none: the only resource server if
+    #: exactly one is registered, else `invalid_target`)
     DEFAULT_RESOURCE: str | None = None
 
-    # Scope catalog override: a mapping name -> {"description": ..., "group": ...}
-    # replacing the built-in CRM catalog (authserver.scopes.DEFAULT_CATALOG). None keeps it.
+    #: default: built-in CRM catalog
+    #: `{name: {"description": ..., "group": ...}}` replacing `authserver.scopes.DEFAULT_CATALOG`
     SCOPE_CATALOG: dict | None = None
-    # Role presets override: a mapping role -> list of scope names (or ["*"] for every scope).
-    # None keeps authserver.accounts.DEFAULT_ROLES.
+    #: default: admin / sales / viewer
+    #: `{role: [scopes] or ["*"]}` replacing `authserver.accounts.DEFAULT_ROLES`
     ROLES: dict | None = None
 
     # Passwords are hashed with argon2id at these parameters: one of the five equally strong
@@ -95,37 +113,49 @@ class Defaults:
     # those measured here (13.9 ms against 15.9 ms for 19 MiB x 2) and a third less memory per
     # concurrent sign-in. Raising them slows every sign-in; stored hashes made with other
     # parameters are rehashed at the owner's next successful sign-in.
+    #: argon2id iterations for passwords (with 12 MiB and p=1, one of the OWASP Password Storage Cheat
+    #: Sheet's equally strong minimums, the cheapest in CPU here)
     PASSWORD_HASH_TIME_COST = 3  # iterations
+    #: argon2id memory per password hash, KiB
     PASSWORD_HASH_MEMORY_KIB = 12288  # memory per hash, in KiB
+    #: argon2id lanes; raising any of the three slows every sign-in, and a password hashed with other
+    #: parameters is rehashed at its owner's next successful sign-in
     PASSWORD_HASH_PARALLELISM = 1  # lanes (threads) per hash
 
     # Sign-in throttling (Flask-Limiter syntax), counted *before* the password is checked, so
     # concurrent attempts cannot slip past a limit. Per (account, address): every attempt counts,
     # a successful sign-in clears the count. Per address: every attempt counts, whatever account.
+    #: sign-in attempts per (account, address), counted before the password is checked; a successful
+    #: sign-in clears the count (replaces `LOGIN_FAILURES_PER_ACCOUNT`)
     LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP = "5 per 5 minutes"
+    #: sign-in attempts per address, whatever the account, counted before checking (replaces
+    #: `LOGIN_FAILURES_PER_IP`)
     LOGIN_ATTEMPTS_PER_IP = "30 per 5 minutes"
     # Per account across all addresses sign-in is never refused (that would let anyone who knows
     # an email lock its owner out); it is slowed instead: each attempt first waits
     # LOGIN_DELAY_PER_FAILURE seconds for every failed attempt on the account within the last
     # LOGIN_DELAY_WINDOW seconds, at most LOGIN_DELAY_MAX seconds.
+    #: per-account slow-down, never a lock-out: seconds of failed attempts on the account (from any
+    #: address) that count
     LOGIN_DELAY_WINDOW = 15 * 60
+    #: seconds each attempt waits per failed attempt in the window
     LOGIN_DELAY_PER_FAILURE = 0.2
+    #: longest such wait, seconds
     LOGIN_DELAY_MAX = 2.0
-    # A signed-in session ends this many seconds after the sign-in (its auth_time), however
-    # active it is: a stolen or forgotten session cookie does not work forever.
+    #: seconds a sign-in lasts (12 h from its `auth_time`), however active the session
     SESSION_ABSOLUTE_LIFETIME = 12 * 3600
 
-    # Trust this many X-Forwarded-For hops when finding the client IP (set behind a proxy).
+    #: trusted `X-Forwarded-*` hops when finding the client address (1 behind one reverse proxy)
     PROXY_FIX_HOPS = 0
 
-    # Documentation URL advertised as `service_documentation` in the metadata document.
+    #: `service_documentation` in the metadata document
     SERVICE_DOCUMENTATION = "https://github.com/authserver/authserver#readme"
 
-    # Logging: "json" (one object per line, with request_id) or "text"; and the level.
+    #: `json` (one object per line, with `request_id`) or `text`
     LOG_FORMAT = "json"
+    #: log level
     LOG_LEVEL = "INFO"
-    # Expose Prometheus metrics at /metrics. Off by default: enable it where only your
-    # monitoring can reach it.
+    #: Prometheus metrics at `/metrics`; enable it where only your monitoring can reach it
     METRICS_ENABLED = False
 
     # Rate limits (Flask-Limiter syntax), shared across instances when REDIS_URL is set.
@@ -133,39 +163,43 @@ class Defaults:
     # are generous; the global registration limit is a ceiling against floods.
     # Limits never key on a name the request merely claims (that would let anyone spend a
     # victim's budget): per address before client authentication, per identity after it.
-    # Token requests per client address, whatever client they name.
+    #: token requests per client address, whatever client they name
     TOKEN_RATE_LIMIT_PER_IP = "6000 per minute"
-    # Token requests per authenticated client; for a public client (nothing proven) per
-    # (client_id, address).
+    #: token requests per authenticated client; public clients per (client_id, address)
     TOKEN_RATE_LIMIT = "1200 per minute"
+    #: registrations per address (generous: hosted AI clients register from a few shared addresses)
     REGISTRATION_RATE_LIMIT_PER_IP = "30 per minute"
+    #: registrations in all: a ceiling against floods
     REGISTRATION_RATE_LIMIT_GLOBAL = "1200 per minute"
-    # Introspection requests per caller address, and per authenticated resource server.
+    #: introspections per caller address
     INTROSPECTION_RATE_LIMIT_PER_IP = "24000 per minute"
+    #: introspections per authenticated resource server
     INTROSPECTION_RATE_LIMIT = "12000 per minute"
-    # Seconds an instance remembers a resource server's introspection credentials (so that an
-    # introspection is one query). A rotated secret works at once; the old one keeps working on
-    # other instances for at most this long. 0 reads them on every introspection.
+    #: seconds an instance remembers a resource server's introspection credentials (so an
+    #: introspection is one query); a rotated secret works at once, the old one keeps working on other
+    #: instances for at most this long; `0` reads them every time
     RESOURCE_SERVER_CACHE_SECONDS = 30
-    # Failed client authentications (token, introspection, revocation) per address; over it, the
-    # address gets 429 before any authentication is attempted.
+    #: failed client authentications (token, introspection, revocation) per address; over it, 429
+    #: before any authentication is attempted
     CLIENT_AUTH_FAILURES_PER_IP = "60 per minute"
 
-    # Longest query or form parameter accepted, in characters (longer ones get 400).
+    #: longer query or form parameters get 400
     MAX_PARAMETER_CHARS = 4096
-    # Largest request body accepted, in bytes (larger bodies get 413).
+    #: larger request bodies get 413
     MAX_CONTENT_LENGTH = 64 * 1024
 
-    # Session cookie: HttpOnly and SameSite=Lax always; Secure is set when ISSUER is https.
+    #: Flask: the session cookie is `HttpOnly` (`Secure` is set automatically when `ISSUER` is https)
     SESSION_COOKIE_HTTPONLY = True
+    #: Flask: the session cookie's `SameSite`
     SESSION_COOKIE_SAMESITE = "Lax"
+    #: Flask: the session cookie's name
     SESSION_COOKIE_NAME = "authserver_session"
-    # CSRF tokens live as long as the session; the consent page may be left open a while.
+    #: Flask-WTF: CSRF tokens live as long as the session (a consent page may be left open a while)
     WTF_CSRF_TIME_LIMIT = None
-    # Flask-WTF's extra https Referer check is off: every page sends Referrer-Policy: no-referrer
-    # (codes and tokens never leak through Referer), so browsers send none. The per-session CSRF
-    # token plus SameSite=Lax cookies are the CSRF defence.
+    #: Flask-WTF's https Referer check, off: every page sends `Referrer-Policy: no-referrer`, so
+    #: browsers send none; the per-session CSRF token and `SameSite=Lax` cookies are the CSRF defence
     WTF_CSRF_SSL_STRICT = False
+    #: Flask-SQLAlchemy's event system, off
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
 
@@ -245,3 +279,59 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix):]
     return url
+
+
+#: The generated part of docs/configuration.md lies between these two lines.
+REFERENCE_BEGIN = "<!-- settings: generated from authserver/config.py by `make docs`; edit the #: comments there -->"
+REFERENCE_END = "<!-- end of settings -->"
+
+
+def settings_reference() -> str:
+    """The settings table of docs/configuration.md, made from the ``#:`` comments in Defaults."""
+    import ast
+    import inspect
+    import json
+
+    source, first = inspect.getsourcelines(Defaults)
+    rows = ["| setting | default | what it does |", "|---|---|---|"]
+    for node in ast.parse("".join(source)).body[0].body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if not isinstance(target, ast.Name) or not target.id.isupper():
+            continue
+        doc = []
+        line = node.lineno - 2  # the source line above the assignment, 0-based
+        while line >= 0 and source[line].strip().startswith("#:"):
+            doc.insert(0, source[line].strip()[2:].strip())
+            line -= 1
+        if not doc:
+            raise ValueError(f"Defaults.{target.id} (line {first + node.lineno - 1}) has no #: comment")
+        shown = None
+        if doc[0].startswith("default:"):
+            shown = doc.pop(0)[len("default:"):].strip()
+        if shown is None:
+            value = getattr(Defaults, target.id)
+            if value is None:
+                shown = "none"
+            elif isinstance(value, bool):
+                shown = f"`{str(value).lower()}`"
+            elif isinstance(value, (list, dict)):
+                shown = f"`{json.dumps(value)}`"
+            else:
+                shown = f"`{value}`"
+        rows.append(f"| `AUTHSERVER_{target.id}` | {shown} | {' '.join(doc)} |")
+    return "\n".join(rows) + "\n"
+
+
+def write_reference(path: str) -> bool:
+    """Rewrite the generated settings table in the Markdown file at `path`; True if it changed."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    head, begin, rest = text.partition(REFERENCE_BEGIN)
+    _, end, tail = rest.partition(REFERENCE_END)
+    if not (begin and end):
+        raise ValueError(f"{path} lacks the generated-settings markers")
+    new = f"{head}{begin}\n{settings_reference()}{end}{tail}"
+    if new != text:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(new)
+    return new != text

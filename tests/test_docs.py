@@ -3,7 +3,12 @@
 import re
 from pathlib import Path
 
-from authserver.config import Defaults
+from authserver.config import (
+    REFERENCE_BEGIN,
+    REFERENCE_END,
+    Defaults,
+    settings_reference,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {name for name in vars(Defaults) if name.isupper()}
@@ -17,6 +22,18 @@ def test_every_setting_has_a_row_in_the_configuration_table():
     rows = set(re.findall(r"^\| `AUTHSERVER_([A-Z0-9_]+)` \|", text, re.MULTILINE))
     assert SETTINGS - rows == set(), "settings missing from docs/configuration.md"
     assert rows - SETTINGS == set(), "rows for settings that do not exist"
+
+
+def test_the_settings_table_is_the_one_generated_from_config_py():
+    text = (ROOT / "docs/configuration.md").read_text()
+    generated = text.partition(REFERENCE_BEGIN)[2].partition(REFERENCE_END)[0]
+    assert generated.strip() == settings_reference().strip(), "run `make docs` after changing a #: comment"
+
+
+def test_every_setting_has_a_description():
+    rows = settings_reference().splitlines()[2:]
+    assert len(rows) == len(SETTINGS)
+    assert all(row.rstrip(" |").split(" | ")[-1].strip() for row in rows)
 
 
 def test_configuration_names_only_real_settings():
