@@ -116,7 +116,8 @@ class FastLane:
         """(body, headers) of a successful code exchange or refresh, made by the same Authlib
         grants as the view's, or None. Any error, replay or unusual client authentication rolls
         back whatever the lane did and lets Flask handle the request from the start: the database
-        ends as if only Flask had seen it."""
+        ends as if only Flask had seen it. The grants' Authlib hooks run here as in the view; those
+        that ran for a request the lane passes on run again in Flask, as its checks do."""
         if form.get("grant_type") not in LANE_GRANT_TYPES or "client_assertion" in form:
             return None
         if is_url_client_id(form.get("client_id") or ""):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidRequestError, InvalidScopeError
 from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.hooks import hooked
 from flask import current_app
 
 from .. import accounts, audit, store
@@ -110,7 +111,17 @@ def live_scope(exchanged: Exchanged, wanted: str) -> str:
 
 class ReplayMixin(ABC):
     """Shared by both grants: one conditional UPDATE consumes the code or refresh token and keeps
-    the sealed answer on its row; an identical retry inside the grace window gets that answer."""
+    the sealed answer on its row; an identical retry inside the grace window gets that answer.
+
+    Authlib's create_token_response is replaced, its hooks are not: before_create_token_response
+    and after_create_token_response (where OpenID Connect adds its id_token) run here explicitly,
+    once per answer created. Authlib runs the after hook once the token is saved; here it runs on
+    the answer before the credential is consumed, because the consuming UPDATE keeps that answer
+    for a retry, and must keep what the hooks made of it."""
+
+    @abstractmethod
+    def issue(self) -> dict:
+        """The token answering this request (self.exchange), or raise an OAuth error."""
 
     @abstractmethod
     def replay_context(self) -> list[str]:
@@ -143,15 +154,36 @@ class ReplayMixin(ABC):
             return None
         return cached
 
+    def create_token_response(self):
+        """RFC 6749 §5.1 (and §4.1.4, §6): the answer to a validated token request. An identical
+        retry inside the grace window gets the first answer, hooks' additions included: nothing
+        is created for it, so no hook runs again."""
+        replayed = self.request.replayed_response
+        if replayed is not None:
+            return 200, replayed, self.TOKEN_RESPONSE_HEADER
+        self.execute_hook("before_create_token_response")
+        return 200, self.issue(), self.TOKEN_RESPONSE_HEADER
+
+    def finish_token(self, exchanged: Exchanged, token: dict) -> None:
+        """Authlib's after_create_token_response hooks, given what stock Authlib gives them: the
+        response (whose token they may change) and request.user. Our own code needs no more of
+        the user than the id on the row, so the user is read only when a hook is registered."""
+        if self._hooks["after_create_token_response"]:
+            self.request.user = self.authenticate_user(exchanged)
+        self.execute_hook("after_create_token_response", (200, token, self.TOKEN_RESPONSE_HEADER))
+
     def exchange(self, exchanged: Exchanged, credential: str, scope: str, *,
                  include_refresh_token: bool) -> dict | None:
         """Tokens for `scope` in exchange for `credential`; or, when a concurrent identical request
         consumed it first, that request's answer; None when there is none to give.
 
-        Everything that can refuse the request has run before: the token is generated and its
-        answer sealed first, so that consuming the credential and keeping the answer for a retry
-        are one statement, and a request that finds the row consumed also finds the answer."""
+        Everything that can refuse the request has run before but the hooks: the token is
+        generated, the hooks finish it and its answer is sealed first, so that consuming the
+        credential and keeping the answer for a retry are one statement, and a request that finds
+        the row consumed also finds the answer. A hook that refuses consumes nothing; a request
+        that loses the race discards what its hooks made and answers with the winner's."""
         token = self.generate_token(scope=scope, include_refresh_token=include_refresh_token)
+        self.finish_token(exchanged, token)
         replay = seal(credential, self.replay_context(), token) if self.replay_grace() > timedelta(0) else None
         if not self.consume(exchanged, replay):
             # Lost the race (or the row was revoked or expired meanwhile): whoever consumed it has
@@ -222,7 +254,8 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
 
     # --- token endpoint -----------------------------------------------------------------------
     def query_authorization_code(self, code: str, client) -> ExchangedCode | None:
-        """Find the code by hash; it must belong to this client (RFC 6749 §4.1.3)."""
+        """Find the code by hash; it must belong to this client and be sent with the redirect URI
+        it is bound to (RFC 6749 §4.1.3)."""
         self.request.client = client
         found = store.get_code_for_exchange(sha256_hex(code))
         if found is None or found.client_pk != client.id:
@@ -240,35 +273,29 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
             return None
         if row.expires_at <= utcnow():
             return None
+        # redirect_uri is required when the authorization request carried it: Authlib checks that
+        # next; we also refuse one the authorization request did not have, here, so that every
+        # check has run when the after_validate_token_request hooks do.
+        sent = self.request.payload.redirect_uri
+        if not row.redirect_uri_sent and sent and sent != row.redirect_uri:
+            raise InvalidGrantError("Invalid 'redirect_uri' in request.")
         return row
 
-    def validate_token_request(self):
-        super().validate_token_request()
-        code = self.request.authorization_code
-        # RFC 6749 §4.1.3: redirect_uri is required when the authorization request carried it;
-        # Authlib checks equality, we also refuse a redirect_uri the request did not have.
-        sent = self.request.payload.redirect_uri
-        if not code.redirect_uri_sent and sent and sent != code.redirect_uri:
-            raise InvalidGrantError("Invalid 'redirect_uri' in request.")
-
-    def create_token_response(self):
+    def issue(self) -> dict:
         code: ExchangedCode = self.request.authorization_code
-        presented = self.request.form["code"]
-        if self.request.replayed_response is not None:
-            return 200, self.request.replayed_response, self.TOKEN_RESPONSE_HEADER
         # Refused before the code is consumed: nothing is issued either way, and a later
         # redemption of the same code is decided on the live state again.
         if code.grant_revoked_at is not None:
             raise InvalidGrantError("The authorization has been revoked.")
         scope = live_scope(code, code.scope)
-        token = self.exchange(code, presented, scope,
+        token = self.exchange(code, self.request.form["code"], scope,
                               include_refresh_token=self.request.client.check_grant_type("refresh_token"))
         if token is None:
             # Lost the race to a redemption whose answer this request may not have (another
             # verifier or redirect URI: a replay), or the code expired meanwhile.
             store.revoke_code_family(code)
             raise InvalidGrantError("The authorization code has already been used.")
-        return 200, token, self.TOKEN_RESPONSE_HEADER
+        return token
 
     def authenticate_user(self, authorization_code: ExchangedCode) -> User:
         return db.session.get(User, authorization_code.user_id)
@@ -331,17 +358,17 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
         if not requested & set(token.get_authorized_scope().split()):
             raise InvalidScopeError("None of the requested scopes was granted.")
 
+    @hooked
     def validate_token_request(self):
+        """RFC 6749 §6 and RFC 8707 §2.2. Hooked as Authlib hooks the code grant's (authlib 1.9
+        leaves the refresh grant's bare), so that an extension sees the same points on both."""
         super().validate_token_request()
         token = self.request.refresh_token
         if self.request.replayed_response is None:
             check_refresh_resource(self.request.payload.datalist, token)
 
-    def create_token_response(self):
+    def issue(self) -> dict:
         old: ExchangedRefreshToken = self.request.refresh_token
-        presented = self.request.form["refresh_token"]
-        if self.request.replayed_response is not None:
-            return 200, self.request.replayed_response, self.TOKEN_RESPONSE_HEADER
         # The grant may since have gained scopes from another authorization (remembered consent
         # for a wider request): this family keeps the ceiling its own code set.
         authorized = old.get_authorized_scope().split()
@@ -352,16 +379,16 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
         scope = live_scope(old, " ".join(s for s in requested if s in authorized))
         # The rotated pair's access token ends with the rotation (store.consume_refresh_token):
         # one live access token per family.
-        token = self.exchange(old, presented, scope, include_refresh_token=True)
+        token = self.exchange(old, self.request.form["refresh_token"], scope, include_refresh_token=True)
         if token is None:
             raise InvalidGrantError("The refresh token has already been used.")
-        return 200, token, self.TOKEN_RESPONSE_HEADER
+        return token
 
     def authenticate_user(self, refresh_token: ExchangedRefreshToken) -> User:
         return db.session.get(User, refresh_token.user_id)
 
     def revoke_old_credential(self, refresh_token):
-        """Done atomically by store.consume_refresh_token in create_token_response."""
+        """Done atomically by store.consume_refresh_token in ReplayMixin.exchange."""
 
 
 def validate_no_duplicate_parameters(datalist) -> None:

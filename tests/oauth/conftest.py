@@ -1,4 +1,5 @@
-"""Fixtures for protocol tests: a demo world (user, hubs, resource server) and a flow driver."""
+"""Fixtures for protocol tests: a demo world (user, hubs, resource server), a flow driver, and
+the token and introspection endpoints with and without the WSGI lane."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import base64
 from types import SimpleNamespace
 
 import pytest
+from werkzeug.test import Client as WSGIClient
 
 from authserver import accounts, resources
 from authserver.extensions import db
+from authserver.fastlane import FastLane
 from authserver.models import Client
 from authserver.secrets import CLIENT_SECRET_PREFIX, hash_secret, new_credential
 
@@ -164,3 +167,29 @@ def flow(client, world):
     driver = FlowDriver(client, world)
     driver.login()
     return driver
+
+
+class Calls(list):
+    """Paths that reached Flask through the lane; `snapshot`, if set, is taken as Flask starts."""
+
+    snapshot = None
+    seen_by_flask = None
+
+
+@pytest.fixture
+def paths(app):
+    """(lane, flask, calls): WSGI clients for the app with and without the lane, and the requests
+    that reached Flask through the lane."""
+    lane = app.wsgi_app
+    assert isinstance(lane, FastLane)
+    calls = Calls()
+    inner = lane.wsgi_app
+
+    def counting(environ, start_response):
+        calls.append(environ["PATH_INFO"])
+        if calls.snapshot is not None:
+            calls.seen_by_flask = calls.snapshot()
+        return inner(environ, start_response)
+
+    lane.wsgi_app = counting
+    return WSGIClient(lane), WSGIClient(inner), calls

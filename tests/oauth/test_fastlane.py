@@ -6,10 +6,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from werkzeug.test import Client as WSGIClient
 
 from authserver import store
-from authserver.fastlane import FastLane
 from authserver.extensions import db
 
 from .support import REDIRECT_URI, RESOURCE
@@ -20,32 +18,6 @@ COMPARED_HEADERS = ("Content-Type", "Cache-Control", "Pragma", "X-Content-Type-O
 
 def _basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-class Calls(list):
-    """Paths that reached Flask through the lane; `snapshot`, if set, is taken as Flask starts."""
-
-    snapshot = None
-    seen_by_flask = None
-
-
-@pytest.fixture
-def paths(app):
-    """(lane, flask, calls): WSGI clients for the app with and without the lane, and the requests
-    that reached Flask through the lane."""
-    lane = app.wsgi_app
-    assert isinstance(lane, FastLane)
-    calls = Calls()
-    inner = lane.wsgi_app
-
-    def counting(environ, start_response):
-        calls.append(environ["PATH_INFO"])
-        if calls.snapshot is not None:
-            calls.seen_by_flask = calls.snapshot()
-        return inner(environ, start_response)
-
-    lane.wsgi_app = counting
-    return WSGIClient(lane), WSGIClient(inner), calls
 
 
 def _same(a, b):
