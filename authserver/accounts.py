@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager
 
 from . import audit, scopes
+from .config import ConfigError
 from .extensions import db
 from .models import Hub, Membership, User
 from .secrets import hash_password, password_needs_rehash, verify_password
@@ -45,14 +46,18 @@ class AccountError(ValueError):
 def build_roles(raw: dict | None, catalog: dict) -> dict[str, frozenset[str]]:
     """Validate role presets against the scope catalog; '*' expands to every scope."""
     raw = DEFAULT_ROLES if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError("ROLES must be a mapping of role name to a list of scope names.")
     roles: dict[str, frozenset[str]] = {}
     for role, names in raw.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"Role {role!r} in ROLES needs a list of scope names.")
         if names == ["*"]:
             roles[role] = frozenset(catalog)
             continue
         unknown = [n for n in names if n not in catalog]
         if unknown:
-            raise ValueError(f"Role {role!r} names unknown scopes: {', '.join(unknown)}.")
+            raise ConfigError(f"Role {role!r} names unknown scopes: {', '.join(unknown)}.")
         roles[role] = frozenset(names)
     return roles
 

@@ -3,13 +3,19 @@ exit status that leaves the database unchanged."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from flask.cli import FlaskGroup
 from sqlalchemy import select
 
-from authserver import accounts, audit, resources, store
+from authserver import accounts, audit, create_app, resources, store
 from authserver.extensions import db
 from authserver.models import AuthorizationCode, Client, Grant, Token
 from authserver.secrets import sha256_hex
@@ -27,6 +33,13 @@ def run(runner, *args, ok=True):
     return result
 
 
+def one_error_line(result, words: str) -> None:
+    """A refused command: exit status 1, and one line on stderr saying why."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], result.stderr
+
+
 def test_users_create_list_disable_enable(app, runner):
     run(runner, "users", "create", "Ann@Example.com", "--name", "Ann", "--password", PASSWORD)
     assert "ann@example.com  Ann   enabled" in run(runner, "users", "list").output
@@ -37,6 +50,63 @@ def test_users_create_list_disable_enable(app, runner):
     run(runner, "users", "enable", "ann@example.com")
     with app.app_context():
         assert accounts.authenticate("ann@example.com", PASSWORD) is not None
+
+
+# --- a bad configuration -------------------------------------------------------------------------
+LONG_KEY = "k" * 48
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        pytest.param({}, "set AUTHSERVER_SECRET_KEY", id="development defaults without --debug"),
+        pytest.param({"SECRET_KEY": LONG_KEY, "ISSUER": "http://auth.example.com"}, "must be an https URL",
+                     id="http issuer off loopback"),
+        pytest.param({"TESTING": True, "ISSUER": "https://auth.example.com/x"}, "no path", id="issuer with a path"),
+        pytest.param({"TESTING": True, "REGISTRATION_MODE": "sometimes"}, "AUTHSERVER_REGISTRATION_MODE",
+                     id="registration mode"),
+        pytest.param({"TESTING": True, "LOGIN_FAILURES_PER_IP": "9 per minute"}, "no longer read", id="renamed"),
+        pytest.param({"TESTING": True, "SCOPE_CATALOG": {}}, "SCOPE_CATALOG", id="empty scope catalog"),
+        pytest.param({"TESTING": True, "ROLES": {"auditor": ["crm.objects.invoices.read"]}}, "unknown scopes",
+                     id="role with an unknown scope"),
+        pytest.param({"TESTING": True, "ROLES": ["viewer"]}, "ROLES must be a mapping", id="roles not a mapping"),
+        pytest.param({"TESTING": True, "ROLES": {"viewer": "crm.objects.notes.read"}}, "list of scope names",
+                     id="role not a list"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["scopes", "list"], ["users", "list"], ["db", "upgrade"], ["routes"]],
+    ids=" ".join,
+)
+def test_every_command_on_a_bad_configuration_ends_in_one_error_line(settings, words, command):
+    cli = FlaskGroup(create_app=lambda: create_app({"DATABASE_URL": "sqlite://", **settings}))
+    result = CliRunner().invoke(cli, command)
+    one_error_line(result, words)
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "issuer, status, out, err",
+    [
+        pytest.param("http://auth.example.com", 1, "", "Error: Refusing to start: AUTHSERVER_ISSUER must be an https",
+                     id="http off loopback: one line"),
+        pytest.param("http://127.0.0.1:5200", 0, "crm.objects.contacts.read", "", id="http on loopback: runs"),
+    ],
+)
+def test_flask_command_in_a_real_process_without_debug(tmp_path, issuer, status, out, err):
+    """`flask --app wsgi scopes list` as an operator types it, on a production-like configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSERVER_", "FLASK_"))}
+    env.update(AUTHSERVER_SECRET_KEY=LONG_KEY, AUTHSERVER_ISSUER=issuer, PYTHONPATH=str(ROOT),
+               AUTHSERVER_DATABASE_URL=f"sqlite:///{tmp_path}/authserver.sqlite3")
+    result = subprocess.run([str(Path(sys.executable).with_name("flask")), "--app", "wsgi", "scopes", "list"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == status, result.stderr
+    assert out in result.stdout
+    if err:
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(err), result.stderr
+    else:
+        assert result.stderr == ""
 
 
 @pytest.mark.parametrize(
