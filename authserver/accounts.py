@@ -13,6 +13,7 @@ from .config import ConfigError
 from .extensions import db
 from .models import Hub, Membership, User
 from .secrets import hash_password, password_needs_rehash, verify_password
+from .timeutil import to_epoch, utcnow
 
 #: Role presets: role name -> scopes ("*" means every scope in the catalog).
 DEFAULT_ROLES: dict[str, list[str]] = {
@@ -115,8 +116,7 @@ def create_user(email: str, password: str, display_name: str | None = None) -> U
     email = normalize_email(email)
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise AccountError(f"Not a valid email address: {email!r}.")
-    if len(password or "") < 8:
-        raise AccountError("The password must be at least 8 characters long.")
+    _check_password(password)
     if get_user_by_email(email) is not None:
         raise AccountError(f"A user with email {email} already exists.")
     user = User(
@@ -130,11 +130,35 @@ def create_user(email: str, password: str, display_name: str | None = None) -> U
     return user
 
 
-def set_password(user: User, password: str) -> None:
+def _check_password(password: str | None) -> None:
     if len(password or "") < 8:
         raise AccountError("The password must be at least 8 characters long.")
+
+
+def set_password(user: User, password: str) -> None:
+    """An operator's reset: a new password, and every session signed in before it ended
+    (including any taken over by whoever made the reset necessary)."""
+    _check_password(password)
     user.password_hash = hash_password(password)
+    user.sessions_ended_at = utcnow()
     db.session.flush()
+    audit.record("user.password_set", user=user)
+
+
+def set_disabled(user: User, disabled: bool) -> None:
+    """Disable (no sign-in, no permissions in any hub) or enable an account; sessions ended by
+    disabling stay ended when it is enabled again."""
+    user.disabled = disabled
+    if disabled:
+        user.sessions_ended_at = utcnow()
+    db.session.flush()
+    audit.record("user.disabled" if disabled else "user.enabled", user=user)
+
+
+def session_ended(user: User, auth_time: int) -> bool:
+    """Whether a session signed in at `auth_time` (epoch seconds) was ended with all the user's
+    sessions; one signed in within the same second counts as ended, to be safe."""
+    return user.sessions_ended_at is not None and auth_time <= to_epoch(user.sessions_ended_at)
 
 
 def authenticate(email: str, password: str) -> User | None:

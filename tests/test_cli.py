@@ -52,6 +52,86 @@ def test_users_create_list_disable_enable(app, runner):
         assert accounts.authenticate("ann@example.com", PASSWORD) is not None
 
 
+# --- users: passwords and disabling ----------------------------------------------------------
+NEW_PASSWORD = "a fresh passphrase"
+
+
+def signed_in(browser) -> bool:
+    """Whether the browser's session cookie still signs it in (the home page does not bounce it)."""
+    return browser.get("/").status_code == 200
+
+
+def user_events(app, user) -> list[str]:
+    """The user.* audit events of a user, most recent first."""
+    with app.app_context():
+        return [e.event for e in audit.find_events(user_id=user.id, event="user.*")]
+
+
+def set_password(runner, email: str, *answers: str):
+    return runner.invoke(args=["users", "set-password", email], input="".join(f"{a}\n" for a in answers))
+
+
+@pytest.mark.app_config(PASSWORD_HASH_TIME_COST=2, PASSWORD_HASH_MEMORY_KIB=16, PASSWORD_HASH_PARALLELISM=2)
+def test_users_set_password_asks_twice_hashes_as_configured_audits_and_ends_sessions(app, runner, make_user,
+                                                                                      login):
+    user = make_user("ann@example.com")
+    browser = app.test_client()
+    login(browser, "ann@example.com")
+    assert signed_in(browser)
+
+    result = set_password(runner, "ANN@example.com", NEW_PASSWORD, NEW_PASSWORD)
+    assert result.exit_code == 0, result.output
+    assert "New password:" in result.output and "Repeat it:" in result.output
+    assert NEW_PASSWORD not in result.output  # asked for hidden
+    with app.app_context():
+        assert accounts.get_user(user.id).password_hash.startswith("$argon2id$v=19$m=16,t=2,p=2$")
+        assert accounts.authenticate("ann@example.com", PASSWORD) is None
+        assert accounts.authenticate("ann@example.com", NEW_PASSWORD) is not None
+    assert user_events(app, user) == ["user.password_set"]
+    # Whoever was signed in as Ann (perhaps the reason for the reset) is signed out, on every device.
+    assert not signed_in(browser)
+    assert login(app.test_client(), "ann@example.com", NEW_PASSWORD).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "answers, words",
+    [
+        pytest.param((NEW_PASSWORD, NEW_PASSWORD + "!"), "The two passwords differ", id="mismatch"),
+        pytest.param(("", ""), "at least 8 characters", id="empty"),
+        pytest.param(("short", "short"), "at least 8 characters", id="too short"),
+    ],
+)
+def test_users_set_password_refuses_in_one_line_and_changes_nothing(app, runner, make_user, login, answers, words):
+    user = make_user("ann@example.com")
+    browser = app.test_client()
+    login(browser, "ann@example.com")
+    with app.app_context():
+        before = accounts.get_user(user.id).password_hash
+
+    one_error_line(set_password(runner, "ann@example.com", *answers), words)
+    with app.app_context():
+        assert accounts.get_user(user.id).password_hash == before
+    assert user_events(app, user) == []
+    assert signed_in(browser)
+
+
+def test_users_set_password_for_an_unknown_email_asks_for_nothing(runner):
+    result = set_password(runner, "nobody@example.com", NEW_PASSWORD, NEW_PASSWORD)
+    one_error_line(result, "No user with email 'nobody@example.com'")
+    assert "password" not in result.stdout
+
+
+def test_users_disable_and_enable_are_audited_and_end_sessions_for_good(app, runner, make_user, login):
+    user = make_user("ann@example.com")
+    browser = app.test_client()
+    login(browser, "ann@example.com")
+    run(runner, "users", "disable", "ann@example.com")
+    assert not signed_in(browser)
+    run(runner, "users", "enable", "ann@example.com")
+    assert not signed_in(browser)  # enabling the account does not bring its old sessions back
+    assert user_events(app, user) == ["user.enabled", "user.disabled"]
+
+
 # --- a bad configuration -------------------------------------------------------------------------
 LONG_KEY = "k" * 48
 ROOT = Path(__file__).resolve().parent.parent
