@@ -9,9 +9,11 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager
 
 from . import audit, scopes
+from .config import ConfigError
 from .extensions import db
 from .models import Hub, Membership, User
 from .secrets import hash_password, password_needs_rehash, verify_password
+from .timeutil import to_epoch, utcnow
 
 #: Role presets: role name -> scopes ("*" means every scope in the catalog).
 DEFAULT_ROLES: dict[str, list[str]] = {
@@ -45,14 +47,18 @@ class AccountError(ValueError):
 def build_roles(raw: dict | None, catalog: dict) -> dict[str, frozenset[str]]:
     """Validate role presets against the scope catalog; '*' expands to every scope."""
     raw = DEFAULT_ROLES if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError("ROLES must be a mapping of role name to a list of scope names.")
     roles: dict[str, frozenset[str]] = {}
     for role, names in raw.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"Role {role!r} in ROLES needs a list of scope names.")
         if names == ["*"]:
             roles[role] = frozenset(catalog)
             continue
         unknown = [n for n in names if n not in catalog]
         if unknown:
-            raise ValueError(f"Role {role!r} names unknown scopes: {', '.join(unknown)}.")
+            raise ConfigError(f"Role {role!r} names unknown scopes: {', '.join(unknown)}.")
         roles[role] = frozenset(names)
     return roles
 
@@ -110,8 +116,7 @@ def create_user(email: str, password: str, display_name: str | None = None) -> U
     email = normalize_email(email)
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise AccountError(f"Not a valid email address: {email!r}.")
-    if len(password or "") < 8:
-        raise AccountError("The password must be at least 8 characters long.")
+    _check_password(password)
     if get_user_by_email(email) is not None:
         raise AccountError(f"A user with email {email} already exists.")
     user = User(
@@ -125,11 +130,35 @@ def create_user(email: str, password: str, display_name: str | None = None) -> U
     return user
 
 
-def set_password(user: User, password: str) -> None:
+def _check_password(password: str | None) -> None:
     if len(password or "") < 8:
         raise AccountError("The password must be at least 8 characters long.")
+
+
+def set_password(user: User, password: str) -> None:
+    """An operator's reset: a new password, and every session signed in before it ended
+    (including any taken over by whoever made the reset necessary)."""
+    _check_password(password)
     user.password_hash = hash_password(password)
+    user.sessions_ended_at = utcnow()
     db.session.flush()
+    audit.record("user.password_set", user=user)
+
+
+def set_disabled(user: User, disabled: bool) -> None:
+    """Disable (no sign-in, no permissions in any hub) or enable an account; sessions ended by
+    disabling stay ended when it is enabled again."""
+    user.disabled = disabled
+    if disabled:
+        user.sessions_ended_at = utcnow()
+    db.session.flush()
+    audit.record("user.disabled" if disabled else "user.enabled", user=user)
+
+
+def session_ended(user: User, auth_time: int) -> bool:
+    """Whether a session signed in at `auth_time` (epoch seconds) was ended with all the user's
+    sessions; one signed in within the same second counts as ended, to be safe."""
+    return user.sessions_ended_at is not None and auth_time <= to_epoch(user.sessions_ended_at)
 
 
 def authenticate(email: str, password: str) -> User | None:

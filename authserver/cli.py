@@ -53,7 +53,7 @@ class Group(AppGroup):
         return lambda f: register(_reporting_errors(f))
 
 
-users = Group("users", help="Create, list, disable and enable user accounts.")
+users = Group("users", help="Create, list, disable and enable user accounts, and set their passwords.")
 hubs = Group("hubs", help="Create and list hubs (CRM accounts).")
 members = Group("members", help="Hub membership: roles and per-member permission overrides.")
 resources_cli = Group("resources", help="Resource servers (MCP servers): the audiences of tokens.")
@@ -152,9 +152,23 @@ def list_users() -> None:
     _echo_table(["EMAIL", "NAME", "STATUS"], rows, empty="No users yet.")
 
 
+@users.command("set-password")
+@click.argument("email")
+def set_user_password(email: str) -> None:
+    """Set a user's password (asked for twice, hidden) and end their signed-in sessions."""
+    user = _user(email)
+    # An empty answer is returned (and refused below) rather than asked for again forever.
+    password = click.prompt("New password", hide_input=True, default="", show_default=False)
+    if click.prompt("Repeat it", hide_input=True, default="", show_default=False) != password:
+        raise click.ClickException("The two passwords differ; nothing was changed.")
+    accounts.set_password(user, password)
+    db.session.commit()
+    click.echo(f"Set the password of {user.email} and ended their signed-in sessions.")
+
+
 def _set_disabled(email: str, disabled: bool) -> None:
     user = _user(email)
-    user.disabled = disabled
+    accounts.set_disabled(user, disabled)
     db.session.commit()
     click.echo(f"{'Disabled' if disabled else 'Enabled'} {user.email}.")
 
@@ -162,7 +176,7 @@ def _set_disabled(email: str, disabled: bool) -> None:
 @users.command("disable")
 @click.argument("email")
 def disable_user(email: str) -> None:
-    """Disable an account: no sign-in, and no permissions in any hub."""
+    """Disable an account: no sign-in (signed-in sessions end), and no permissions in any hub."""
     _set_disabled(email, True)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+import click
+
 #: Placeholder secret; the app refuses to start with it outside debug/testing.
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 
@@ -203,8 +205,12 @@ class Defaults:
     SQLALCHEMY_TRACK_MODIFICATIONS = False
 
 
-class ConfigError(RuntimeError):
-    """Raised at start-up when the configuration is unsafe or malformed."""
+class ConfigError(click.ClickException, ValueError):
+    """Raised at start-up when the configuration is unsafe or malformed.
+
+    A ClickException because every `flask` command loads the app first: click then prints the
+    message as one line, `Error: ...`, and exits with status 1, where any other exception would
+    end the command in a traceback."""
 
 
 def finalize(config, instance_path: str) -> None:

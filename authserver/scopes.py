@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from .config import ConfigError
+
 
 @dataclass(frozen=True)
 class Scope:
@@ -55,13 +57,13 @@ def build_catalog(raw: dict | None) -> dict[str, Scope]:
     """Validate a catalog mapping (name -> {description, group}) into Scope objects."""
     raw = DEFAULT_CATALOG if raw is None else raw
     if not isinstance(raw, dict) or not raw:
-        raise ValueError("SCOPE_CATALOG must be a non-empty mapping of scope name to details.")
+        raise ConfigError("SCOPE_CATALOG must be a non-empty mapping of scope name to details.")
     catalog: dict[str, Scope] = {}
     for name, details in raw.items():
         if not isinstance(name, str) or not name or any(c.isspace() or c in '"\\' for c in name):
-            raise ValueError(f"Invalid scope name in SCOPE_CATALOG: {name!r}.")
+            raise ConfigError(f"Invalid scope name in SCOPE_CATALOG: {name!r}.")
         if not isinstance(details, dict) or not isinstance(details.get("description"), str):
-            raise ValueError(f"Scope {name!r} in SCOPE_CATALOG needs a 'description' string.")
+            raise ConfigError(f"Scope {name!r} in SCOPE_CATALOG needs a 'description' string.")
         catalog[name] = Scope(name, details["description"], str(details.get("group") or "Other"))
     return catalog
 

@@ -3,6 +3,8 @@
     .venv/bin/python bench/hot_paths.py                       # SQLite, 2 workers
     .venv/bin/python bench/hot_paths.py --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
+It needs the dev extras (`make test` installs them; or `pip install -e '.[dev]'`).
+
 It creates a fresh database (a new SQLite file, or a database `authserver_bench_<pid>` beside the
 given PostgreSQL URL, dropped afterwards), migrates it, seeds one user, hub, resource server and
 public client with --tokens token pairs written straight into the store, starts gunicorn, then drives

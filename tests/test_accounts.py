@@ -145,3 +145,18 @@ def test_authenticate(app, make_user):
         assert accounts.authenticate("carol@example.com", "wrong password") is None
         assert accounts.authenticate("nobody@example.com", "right password") is None
         assert accounts.authenticate("dave@example.com", "right password") is None
+
+
+@pytest.mark.parametrize("offset", range(-3, 4))
+def test_sessions_signed_in_up_to_the_second_they_were_ended_are_over(offset):
+    # A session's auth_time is whole epoch seconds: one from the very second of the reset may
+    # predate it, so it is over too; any later one is not, and nothing is over before any reset.
+    from datetime import datetime
+
+    from authserver.models import User
+    from authserver.timeutil import to_epoch
+
+    ended_at = datetime(2026, 1, 1, 12, 0, 0, 500_000)
+    auth_time = to_epoch(ended_at) + offset
+    assert accounts.session_ended(User(sessions_ended_at=ended_at), auth_time) is (offset <= 0)
+    assert accounts.session_ended(User(sessions_ended_at=None), auth_time) is False

@@ -3,13 +3,19 @@ exit status that leaves the database unchanged."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from flask.cli import FlaskGroup
 from sqlalchemy import select
 
-from authserver import accounts, audit, resources, store
+from authserver import accounts, audit, create_app, resources, store
 from authserver.extensions import db
 from authserver.models import AuthorizationCode, Client, Grant, Token
 from authserver.secrets import sha256_hex
@@ -27,6 +33,13 @@ def run(runner, *args, ok=True):
     return result
 
 
+def one_error_line(result, words: str) -> None:
+    """A refused command: exit status 1, and one line on stderr saying why."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], result.stderr
+
+
 def test_users_create_list_disable_enable(app, runner):
     run(runner, "users", "create", "Ann@Example.com", "--name", "Ann", "--password", PASSWORD)
     assert "ann@example.com  Ann   enabled" in run(runner, "users", "list").output
@@ -37,6 +50,143 @@ def test_users_create_list_disable_enable(app, runner):
     run(runner, "users", "enable", "ann@example.com")
     with app.app_context():
         assert accounts.authenticate("ann@example.com", PASSWORD) is not None
+
+
+# --- users: passwords and disabling ----------------------------------------------------------
+NEW_PASSWORD = "a fresh passphrase"
+
+
+def signed_in(browser) -> bool:
+    """Whether the browser's session cookie still signs it in (the home page does not bounce it)."""
+    return browser.get("/").status_code == 200
+
+
+def user_events(app, user) -> list[str]:
+    """The user.* audit events of a user, most recent first."""
+    with app.app_context():
+        return [e.event for e in audit.find_events(user_id=user.id, event="user.*")]
+
+
+def set_password(runner, email: str, *answers: str):
+    return runner.invoke(args=["users", "set-password", email], input="".join(f"{a}\n" for a in answers))
+
+
+@pytest.mark.app_config(PASSWORD_HASH_TIME_COST=2, PASSWORD_HASH_MEMORY_KIB=16, PASSWORD_HASH_PARALLELISM=2)
+def test_users_set_password_asks_twice_hashes_as_configured_audits_and_ends_sessions(app, runner, make_user,
+                                                                                      login):
+    user = make_user("ann@example.com")
+    browser = app.test_client()
+    login(browser, "ann@example.com")
+    assert signed_in(browser)
+
+    result = set_password(runner, "ANN@example.com", NEW_PASSWORD, NEW_PASSWORD)
+    assert result.exit_code == 0, result.output
+    assert "New password:" in result.output and "Repeat it:" in result.output
+    assert NEW_PASSWORD not in result.output  # asked for hidden
+    with app.app_context():
+        assert accounts.get_user(user.id).password_hash.startswith("$argon2id$v=19$m=16,t=2,p=2$")
+        assert accounts.authenticate("ann@example.com", PASSWORD) is None
+        assert accounts.authenticate("ann@example.com", NEW_PASSWORD) is not None
+    assert user_events(app, user) == ["user.password_set"]
+    # Whoever was signed in as Ann (perhaps the reason for the reset) is signed out, on every device.
+    assert not signed_in(browser)
+    assert login(app.test_client(), "ann@example.com", NEW_PASSWORD).status_code == 302
+
+
+@pytest.mark.parametrize(
+    "answers, words",
+    [
+        pytest.param((NEW_PASSWORD, NEW_PASSWORD + "!"), "The two passwords differ", id="mismatch"),
+        pytest.param(("", ""), "at least 8 characters", id="empty"),
+        pytest.param(("short", "short"), "at least 8 characters", id="too short"),
+    ],
+)
+def test_users_set_password_refuses_in_one_line_and_changes_nothing(app, runner, make_user, login, answers, words):
+    user = make_user("ann@example.com")
+    browser = app.test_client()
+    login(browser, "ann@example.com")
+    with app.app_context():
+        before = accounts.get_user(user.id).password_hash
+
+    one_error_line(set_password(runner, "ann@example.com", *answers), words)
+    with app.app_context():
+        assert accounts.get_user(user.id).password_hash == before
+    assert user_events(app, user) == []
+    assert signed_in(browser)
+
+
+def test_users_set_password_for_an_unknown_email_asks_for_nothing(runner):
+    result = set_password(runner, "nobody@example.com", NEW_PASSWORD, NEW_PASSWORD)
+    one_error_line(result, "No user with email 'nobody@example.com'")
+    assert "password" not in result.stdout
+
+
+def test_users_disable_and_enable_are_audited_and_end_sessions_for_good(app, runner, make_user, login):
+    user = make_user("ann@example.com")
+    browser = app.test_client()
+    login(browser, "ann@example.com")
+    run(runner, "users", "disable", "ann@example.com")
+    assert not signed_in(browser)
+    run(runner, "users", "enable", "ann@example.com")
+    assert not signed_in(browser)  # enabling the account does not bring its old sessions back
+    assert user_events(app, user) == ["user.enabled", "user.disabled"]
+
+
+# --- a bad configuration -------------------------------------------------------------------------
+LONG_KEY = "k" * 48
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        pytest.param({}, "set AUTHSERVER_SECRET_KEY", id="development defaults without --debug"),
+        pytest.param({"SECRET_KEY": LONG_KEY, "ISSUER": "http://auth.example.com"}, "must be an https URL",
+                     id="http issuer off loopback"),
+        pytest.param({"TESTING": True, "ISSUER": "https://auth.example.com/x"}, "no path", id="issuer with a path"),
+        pytest.param({"TESTING": True, "REGISTRATION_MODE": "sometimes"}, "AUTHSERVER_REGISTRATION_MODE",
+                     id="registration mode"),
+        pytest.param({"TESTING": True, "LOGIN_FAILURES_PER_IP": "9 per minute"}, "no longer read", id="renamed"),
+        pytest.param({"TESTING": True, "SCOPE_CATALOG": {}}, "SCOPE_CATALOG", id="empty scope catalog"),
+        pytest.param({"TESTING": True, "ROLES": {"auditor": ["crm.objects.invoices.read"]}}, "unknown scopes",
+                     id="role with an unknown scope"),
+        pytest.param({"TESTING": True, "ROLES": ["viewer"]}, "ROLES must be a mapping", id="roles not a mapping"),
+        pytest.param({"TESTING": True, "ROLES": {"viewer": "crm.objects.notes.read"}}, "list of scope names",
+                     id="role not a list"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["scopes", "list"], ["users", "list"], ["db", "upgrade"], ["routes"]],
+    ids=" ".join,
+)
+def test_every_command_on_a_bad_configuration_ends_in_one_error_line(settings, words, command):
+    cli = FlaskGroup(create_app=lambda: create_app({"DATABASE_URL": "sqlite://", **settings}))
+    result = CliRunner().invoke(cli, command)
+    one_error_line(result, words)
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "issuer, status, out, err",
+    [
+        pytest.param("http://auth.example.com", 1, "", "Error: Refusing to start: AUTHSERVER_ISSUER must be an https",
+                     id="http off loopback: one line"),
+        pytest.param("http://127.0.0.1:5200", 0, "crm.objects.contacts.read", "", id="http on loopback: runs"),
+    ],
+)
+def test_flask_command_in_a_real_process_without_debug(tmp_path, issuer, status, out, err):
+    """`flask --app wsgi scopes list` as an operator types it, on a production-like configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTHSERVER_", "FLASK_"))}
+    env.update(AUTHSERVER_SECRET_KEY=LONG_KEY, AUTHSERVER_ISSUER=issuer, PYTHONPATH=str(ROOT),
+               AUTHSERVER_DATABASE_URL=f"sqlite:///{tmp_path}/authserver.sqlite3")
+    result = subprocess.run([str(Path(sys.executable).with_name("flask")), "--app", "wsgi", "scopes", "list"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == status, result.stderr
+    assert out in result.stdout
+    if err:
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(err), result.stderr
+    else:
+        assert result.stderr == ""
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from authserver import create_app
@@ -164,3 +166,37 @@ def test_custom_catalog_with_matching_roles():
     assert set(app.extensions["authserver.scopes"]) == {"tickets.read", "tickets.write"}
     assert app.extensions["authserver.scopes"]["tickets.write"].group == "Other"
     assert app.extensions["authserver.roles"]["lead"] == {"tickets.read", "tickets.write"}
+
+
+def test_authserver_needs_none_of_the_dev_extras(tmp_path):
+    """httpx2, hypothesis and the other dev extras are for tests and tools: every module of
+    authserver imports, and the app starts, in a process where importing any of them fails."""
+    import subprocess
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    blocked = sorted({re.split(r"[\[<>=~!; ]", spec, maxsplit=1)[0].lower().replace("-", "_") for spec in extras})
+    assert {"httpx2", "hypothesis"} <= set(blocked)
+    script = f"""
+import importlib, importlib.abc, pkgutil, sys
+BLOCKED = {blocked!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0].lower() in BLOCKED:
+            raise ImportError("dev extra imported: " + name)
+sys.meta_path.insert(0, Block())
+import authserver
+for module in pkgutil.walk_packages(authserver.__path__, "authserver."):
+    importlib.import_module(module.name)
+authserver.create_app({{"TESTING": True, "DATABASE_URL": "sqlite://"}})
+import wsgi  # noqa
+"""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(tmp_path),
+           "AUTHSERVER_SECRET_KEY": "k" * 48, "AUTHSERVER_ISSUER": "https://auth.example.com",
+           "AUTHSERVER_DATABASE_URL": f"sqlite:///{tmp_path}/authserver.sqlite3"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr

@@ -20,6 +20,9 @@ class User(db.Model):
     display_name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Sessions are signed cookies, so none can be listed: every session signed in at or before
+    # this moment is over (set when an operator sets the password or disables the account).
+    sessions_ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -5,6 +5,17 @@ client's `jwks` or `jwks_uri` (fetched with the SSRF-safe fetcher and cached lik
 document). Only RS256 and ES256 are accepted, which also shuts out `alg: none` and the HS256
 "public key as HMAC secret" confusion. Each (client_id, jti) is accepted once, across instances:
 the unique index on `used_assertions` makes the second insert fail wherever it happens.
+
+Why not Authlib's `rfc7523.JWTBearerClientAssertion` (1.9): two of our rules fit its hooks (jti
+once through `validate_jti`, audiences through `get_audiences`), the others do not. It checks the
+client's registered method only after the key is resolved (a jwks_uri fetched) and the jti spent,
+where we refuse a client that does not use private_key_jwt before any of that; its
+`resolve_client_public_key(client)` sees no JOSE header, so it cannot choose the key by kid and alg
+or refuse an ambiguous JWKS; it decodes with joserfc's recommended algorithms (HS256 among them), not
+RS256/ES256 only; and it has no lifetime limit. Holding these would mean overriding `__call__`,
+`process_assertion_claims` and `verify_claims`, every method with logic in it: a subclass in name
+only, on a second JOSE library. This function is registered through Authlib's own seam for client
+authentication methods instead (`register_client_auth_method`).
 """
 
 from __future__ import annotations

@@ -21,8 +21,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
+
+from werkzeug.datastructures import ResponseCacheControl
+from werkzeug.http import parse_cache_control_header, parse_date
 
 DEFAULT_PORT = 443
 USER_AGENT = "authserver"
@@ -334,33 +336,22 @@ def _reject_constant(name: str) -> None:
 
 
 def _max_age(headers: http.client.HTTPMessage) -> int | None:
-    """Seconds the origin allows caching: Cache-Control first, then Expires against Date."""
-    directives = [
-        directive.strip().lower()
-        for value in headers.get_all("Cache-Control") or []
-        for directive in value.split(",")
-    ]
-    if "no-store" in directives or "no-cache" in directives:
+    """Seconds the origin allows caching: Cache-Control first, then Expires against Date (RFC 9111)."""
+    value = ", ".join(headers.get_all("Cache-Control") or [])
+    # Directive names are case-insensitive (RFC 9111 §5.2); werkzeug's keys are as sent.
+    control = parse_cache_control_header(value.lower(), cls=ResponseCacheControl)
+    if value.strip(" ,\t") and not control:
+        return 0  # werkzeug reads nothing from a malformed header (an unclosed quote): not a licence to cache
+    # A no-cache naming fields (no-cache="set-cookie") forbids reusing those fields, not the document.
+    if control.no_store or control.no_cache is True:
         return 0
-    for directive in directives:
-        name, _, value = directive.partition("=")
-        if name.strip() == "max-age":
-            value = value.strip().strip('"')
-            return int(value) if value.isdigit() else 0  # RFC 9111: an invalid max-age means stale
+    if "max-age" in control:
+        return max(control.max_age or 0, 0)  # RFC 9111 §4.2.1: an invalid max-age means stale
     expires = headers.get("Expires")
     if expires is None:
         return None
-    expires_at = _http_date(expires)
+    expires_at = parse_date(expires)
     if expires_at is None:
-        return 0  # RFC 9111: an invalid Expires, such as "0", means already expired
-    date = headers.get("Date")
-    now = (_http_date(date) if date else None) or datetime.now(UTC)
+        return 0  # RFC 9111 §5.3: an invalid Expires, such as "0", means already expired
+    now = parse_date(headers.get("Date")) or datetime.now(UTC)
     return max(0, int((expires_at - now).total_seconds()))
-
-
-def _http_date(value: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

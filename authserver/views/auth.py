@@ -48,7 +48,7 @@ def current_user() -> User | None:
         user_id, sid, auth_time = session.get("user_id"), session.get("sid"), session.get("auth_time")
         if isinstance(user_id, int) and isinstance(sid, str) and _within_lifetime(auth_time):
             user = store.get_session_user(user_id, sha256_hex(sid))
-            if user is not None and user.disabled:
+            if user is not None and (user.disabled or accounts.session_ended(user, auth_time)):
                 user = None
         g.user = user
     return g.user

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
@@ -75,6 +75,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/expires-nodate.json":
             later = datetime.now(UTC) + timedelta(seconds=600)
             self._send(200, b"{}", "application/json", {"Expires": format_datetime(later, usegmt=True)})
+        elif path == "/headers.json":
+            # Sends the response headers named in the query string, repeats kept, in order.
+            self.send_response_only(200)
+            for name, value in [("Content-Type", "application/json"), ("Content-Length", "2"),
+                                *parse_qsl(urlsplit(self.path).query)]:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(b"{}")
         elif path == "/big.json":
             self._send(200, _big_document(), "application/json")
         elif path == "/big-chunked.json":
@@ -238,6 +246,33 @@ def test_structured_json_media_type_is_accepted(server: Server) -> None:
 )
 def test_cache_headers_give_the_max_age(server: Server, path: str, max_age: int) -> None:
     assert fetch_json(server.url(path), _policy(server)).max_age == max_age
+
+
+@pytest.mark.parametrize(
+    ("headers", "max_age"),
+    [
+        ([("Cache-Control", "max-age=60")], 60),
+        ([("Cache-Control", 'max-age="60"')], 60),
+        ([("Cache-Control", "Public, MAX-AGE=45")], 45),  # directive names are case-insensitive
+        ([("Cache-Control", "public"), ("Cache-Control", "max-age=30")], 30),  # header lines combine
+        ([("Cache-Control", 'private="a, b", max-age=70')], 70),  # a comma inside quotes separates nothing
+        ([("Cache-Control", "max-age=600, no-cache")], 0),
+        ([("Cache-Control", "max-age=600"), ("Cache-Control", "No-Store")], 0),
+        ([("Cache-Control", 'no-cache="Set-Cookie", max-age=90')], 90),  # forbids reusing one field, not the body
+        ([("Cache-Control", "max-age=soon")], 0),  # RFC 9111 §4.2.1: an invalid max-age means stale
+        ([("Cache-Control", "max-age=-5")], 0),
+        ([("Cache-Control", "max-age")], 0),
+        ([("Cache-Control", 'no-store, x="unclosed')], 0),  # an unreadable header is not a licence to cache
+        ([("Cache-Control", "max-age=120"), ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")], 120),  # max-age wins
+        ([("Cache-Control", "public"), ("Date", "Thu, 01 Jan 2026 12:00:00 GMT"),
+          ("Expires", "Thu, 01 Jan 2026 12:05:00 GMT")], 300),
+        ([("Expires", "0")], 0),  # RFC 9111 §5.3: an invalid Expires means already expired
+        ([("Cache-Control", "public")], None),
+        ([], None),
+    ],
+)
+def test_cache_control_and_expires_are_read_as_rfc_9111_says(server: Server, headers, max_age) -> None:
+    assert fetch_json(server.url(f"/headers.json?{urlencode(headers)}"), _policy(server)).max_age == max_age
 
 
 def test_expires_without_date_counts_from_now(server: Server) -> None:

@@ -193,3 +193,24 @@ def test_a_used_jti_is_remembered_for_as_long_as_the_assertion_is_accepted(agent
         db.session.commit()
     body = assert_oauth_error(agent.exchange(assertion), "invalid_client", 401)
     assert "already used" in body["error_description"]
+
+
+def test_a_client_of_another_method_is_refused_before_its_keys_are_fetched(flow, origin, key, app):
+    """The rule that keeps Authlib's JWTBearerClientAssertion out (it checks the method last): an
+    assertion for a client registered without private_key_jwt fetches no JWKS and spends no jti."""
+    from sqlalchemy import func, select
+
+    from authserver.extensions import db
+    from authserver.models import UsedAssertion
+
+    client_id = origin.url(PATH)
+    origin.serve(PATH, client_document(client_id, [REDIRECT], jwks_uri=origin.url(JWKS)))
+    origin.serve(JWKS, {"keys": [key.jwk]})
+    code, pkce, _ = flow.get_code(client_id, redirect_uri=REDIRECT, scope="crm.objects.contacts.read")
+    response = flow.exchange(client_id, code, pkce, redirect_uri=REDIRECT, client_assertion_type=ASSERTION_TYPE,
+                             client_assertion=key.assertion(client_id, f"{flow.world.issuer}/oauth/token"))
+    body = assert_oauth_error(response, "invalid_client", 401)
+    assert "authenticates with none, not private_key_jwt" in body["error_description"]
+    assert origin.hits[JWKS] == 0
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(UsedAssertion)) == 0
