@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 
-from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, current_app, request
 from flask_limiter.util import get_remote_address
 
@@ -66,12 +65,6 @@ def refuse_malformed_basic_credentials():
         return oauth_json_error(401, "invalid_client", "The Authorization header is not valid Basic credentials.",
                                 {"WWW-Authenticate": 'Basic realm="authserver"'})
     return None
-
-
-@bp.errorhandler(OAuth2Error)
-def oauth_error(error: OAuth2Error):
-    status, body, headers = error()
-    return oauth_json_error(status, body["error"], body.get("error_description", ""), {k: v for k, v in headers if k.lower() != "content-type"})
 
 
 def _limit(setting: str):
