@@ -30,7 +30,7 @@ from .extensions import db
 from .metrics import LATENCY, REQUESTS
 from .oauth.cimd import is_url_client_id
 from .oauth.introspection import HEADERS, Introspection, authenticate_caller
-from .oauth.server import server
+from .oauth.server import refuse_repeated_parameters, server
 from .web import CORS_HEADERS, machine_headers
 
 INTROSPECT_PATH = "/oauth/introspect"
@@ -166,9 +166,10 @@ def _form(body: bytes, max_parameter: int) -> dict | None:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
     except ValueError:
         return None
-    form = dict(pairs)
-    if len(form) != len(pairs):
-        return None  # a repeated parameter: Flask refuses it with invalid_request
+    try:
+        form = refuse_repeated_parameters(pairs)
+    except OAuth2Error:
+        return None  # Flask refuses it with invalid_request
     for key, value in pairs:
         if len(key) > max_parameter or len(value) > max_parameter:
             return None

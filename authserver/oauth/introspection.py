@@ -22,7 +22,6 @@ from ..metrics import INTROSPECTIONS
 from ..secrets import sha256_hex
 from ..timeutil import to_epoch, utcnow
 from .errors import RateLimitedError
-from .grants import validate_no_duplicate_parameters
 
 INACTIVE = {"active": False}
 _INACTIVE_BODY = json.dumps(INACTIVE).encode()
@@ -40,9 +39,9 @@ class Introspection(IntrospectionEndpoint):
         return self.respond(request)
 
     def respond(self, request) -> tuple[bytes, int, dict]:
-        """A Flask response tuple (JSON body, status, headers) for a form-encoded introspection request."""
+        """A Flask response tuple (JSON body, status, headers) for a form-encoded introspection
+        request (its parameters, each sent once, checked before: views/oauth.py)."""
         form = request.form
-        validate_no_duplicate_parameters(form.to_dict(flat=False))
         resource = self.authenticate_resource_server(request)
         token = form.get("token")
         if not token:

@@ -10,8 +10,8 @@ from flask_limiter.util import get_remote_address
 from .. import limits
 from ..errors import oauth_json_error
 from ..extensions import csrf, db, limiter
+from ..oauth.server import refuse_repeated_parameters, server
 from ..web import CORS_HEADERS
-from ..oauth.server import server
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 csrf.exempt(bp)
@@ -67,15 +67,23 @@ def refuse_malformed_basic_credentials():
     return None
 
 
+FORM = "application/x-www-form-urlencoded"
+
+
+@bp.before_request
+def refuse_repeated_form_parameters():
+    """Repeated parameters are refused here, before any machine endpoint runs (the rule:
+    oauth/server.py refuse_repeated_parameters); endpoints that take JSON have none."""
+    if request.mimetype == FORM:
+        refuse_repeated_parameters(list(request.form.items(multi=True)))
+
+
 def _limit(setting: str):
     return lambda: current_app.config[setting]
 
 
-FORM = "application/x-www-form-urlencoded"
-
 def _require_form():
-    """RFC 6749 §3.2 / RFC 7662 §2.1 / RFC 7009 §2.1: parameters come form-encoded in the body
-    (repeated parameters are refused by the OAuth server, for every form endpoint)."""
+    """RFC 6749 §3.2 / RFC 7662 §2.1 / RFC 7009 §2.1: parameters come form-encoded in the body."""
     if request.method == "POST" and request.mimetype != FORM:
         return oauth_json_error(400, "invalid_request", f"Send the parameters in the body as {FORM}.")
     return None

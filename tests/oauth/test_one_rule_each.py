@@ -1,13 +1,29 @@
 """One rule each, wherever it applies: whether a program or a person is on the other end (RFC 6749
-JSON errors or an HTML page), decided once for every endpoint of the URL map."""
+JSON errors or an HTML page), decided once for every endpoint of the URL map; repeated parameters
+refused once, before any endpoint runs."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from werkzeug.datastructures import MultiDict
 
 from authserver import web
 
-from .support import assert_oauth_error
+from .support import (
+    PKCE,
+    REDIRECT_URI,
+    assert_error_page,
+    assert_oauth_error,
+    assert_redirect_error,
+    authorize_params,
+)
+
+FORM = "application/x-www-form-urlencoded"
+PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 #: The rule's answer for the endpoints everyone knows, so that the rule itself cannot drift.
 KNOWN = {
@@ -92,3 +108,98 @@ def test_an_oauth_error_raised_out_of_a_machine_view_is_rfc6749_json(client):
     body = assert_oauth_error(client.post("/oauth/revoke", data={"client_id": "nobody", "token": "x"}),
                               "invalid_client", 400)
     assert body["error_description"]
+
+
+# --- repeated parameters -----------------------------------------------------------------------------
+PARAMETER_NAMES = st.sampled_from(["token", "token_type_hint", "grant_type", "code", "refresh_token", "client_id",
+                                   "client_secret", "resource", "scope", "redirect_uri", "code_verifier",
+                                   "client_name"]) | st.from_regex(r"[a-z][a-z_]{0,19}", fullmatch=True)
+VALUES = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
+
+
+def _form_endpoints(app):
+    """Every machine endpoint that takes parameters in a body, with such a method."""
+    for endpoint, path, methods in _concrete_paths(app):
+        for method in ("POST", "PUT"):
+            if method in methods and _is_machine(app, path, method):
+                yield endpoint, path, method
+
+
+@pytest.mark.app_config(RATELIMIT_ENABLED=False)
+def test_every_machine_endpoint_refuses_a_repeated_parameter_the_same_way(app, client, world):
+    """Any parameter, any values, any machine endpoint: the same RFC 6749 invalid_request."""
+    endpoints = list(_form_endpoints(app))
+    assert {e for e, _, _ in endpoints} >= {"oauth.token", "oauth.introspect", "oauth.revoke", "oauth.register"}
+
+    @PROPERTY
+    @given(name=PARAMETER_NAMES, first=VALUES, second=VALUES, extra=st.dictionaries(PARAMETER_NAMES, VALUES, max_size=3))
+    def check(name, first, second, extra):
+        pairs = [(k, v) for k, v in extra.items() if k != name] + [(name, first), (name, second)]
+        for endpoint, path, method in endpoints:
+            response = client.open(path, method=method, data=urlencode(pairs), content_type=FORM,
+                                   headers=world.mcp_auth if endpoint == "oauth.introspect" else {})
+            body = assert_oauth_error(response, "invalid_request", 400)
+            assert body == {"error": "invalid_request", "error_description": f"Parameter '{name}' is repeated."}, endpoint
+
+    check()
+
+
+def test_a_repeated_parameter_is_refused_before_the_endpoint_does_anything(flow, register):
+    client_id = register()["client_id"]
+    code, pkce, _ = flow.get_code(client_id)
+    exchange = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+                "client_id": client_id, "code_verifier": pkce.verifier}
+    refused = flow.client.post("/oauth/token", data=MultiDict([*exchange.items(), ("note", "a"), ("note", "b")]))
+    assert_oauth_error(refused, "invalid_request")
+    tokens = flow.exchange(client_id, code, pkce).get_json()  # the code was not spent
+    revoke = MultiDict([("token", tokens["access_token"]), ("client_id", client_id), ("note", "a"), ("note", "a")])
+    assert_oauth_error(flow.client.post("/oauth/revoke", data=revoke), "invalid_request")
+    assert flow.introspect(tokens["access_token"]).get_json()["active"] is True  # not revoked
+
+
+#: Repeated in an authorization request, these are never redirected (Authlib's own rule).
+NEVER_REDIRECTED = ("response_type", "client_id", "redirect_uri", "scope", "state")
+AUTHORIZATION_NAMES = st.sampled_from([*NEVER_REDIRECTED, "code_challenge", "code_challenge_method", "resource", "hub",
+                                       "prompt", "nonce", "response_mode"]) | st.from_regex(r"x_[a-z]{1,10}", fullmatch=True)
+
+
+def test_a_repeated_authorization_parameter_is_an_authorization_error(flow, register, world):
+    """Redirected with state and iss to the verified redirect URI (RFC 8707's invalid_target for a
+    resource), except the parameters the redirect itself depends on, which get a page; never a
+    consent page."""
+    client_id = register()["client_id"]
+
+    @PROPERTY
+    @given(name=AUTHORIZATION_NAMES, second=VALUES)
+    def check(name, second):
+        params = authorize_params(client_id, PKCE())
+        query = MultiDict([*params.items(), (name, params.get(name, "x")), (name, second)])
+        response = flow.client.get("/oauth/authorize", query_string=query)
+        if name in NEVER_REDIRECTED:
+            assert_error_page(response)
+            assert f"Parameter &#39;{name}&#39; is repeated." in response.get_data(as_text=True)
+        else:
+            error = assert_redirect_error(response, "invalid_target" if name == "resource" else "invalid_request",
+                                          params["state"], world.issuer)
+            if name != "resource":
+                assert error["error_description"] == f"Parameter '{name}' is repeated."
+
+    check()
+
+
+@pytest.mark.parametrize("overrides", [{"client_id": "no-such-client"},
+                                       {"redirect_uri": "https://evil.example/callback"}],
+                         ids=["unknown client", "unregistered redirect uri"])
+def test_a_repeated_authorization_parameter_is_never_redirected_to_an_unverified_uri(flow, register, overrides):
+    params = authorize_params(register()["client_id"], PKCE(), **overrides)
+    query = MultiDict([*params.items(), ("code_challenge", params["code_challenge"])])
+    assert_error_page(flow.client.get("/oauth/authorize", query_string=query))
+
+
+def test_the_consent_forms_own_fields_are_not_authorization_parameters(flow, register):
+    """The consent form sends one `scope` field per toggle: only the query is the OAuth request."""
+    client_id = register()["client_id"]
+    params = authorize_params(client_id, PKCE())
+    response = flow.decide(params, scopes=params["scope"].split())
+    assert len(params["scope"].split()) > 1
+    assert response.status_code == 302 and "code=" in response.headers["Location"]
