@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-
 from flask import Blueprint, current_app, request
 from flask_limiter.util import get_remote_address
 
 from .. import limits
 from ..errors import oauth_json_error
 from ..extensions import csrf, db, limiter
+from ..oauth.credentials import basic_credentials
 from ..oauth.server import refuse_repeated_parameters, server
 from ..web import CORS_HEADERS
 
@@ -53,14 +52,9 @@ def count_client_auth_failures(response):
 def refuse_malformed_basic_credentials():
     """Basic credentials must be base64 of UTF-8 `id:secret` (RFC 6749 §2.3.1); Authlib would
     fail on anything else deep inside client authentication, so answer 401 here."""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        decoded = ""
-    if ":" not in decoded:
+        basic_credentials(request.headers.get("Authorization"))
+    except ValueError:
         limits.note_client_auth_failure()
         return oauth_json_error(401, "invalid_client", "The Authorization header is not valid Basic credentials.",
                                 {"WWW-Authenticate": 'Basic realm="authserver"'})

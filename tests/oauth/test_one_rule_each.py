@@ -1,17 +1,21 @@
 """One rule each, wherever it applies: whether a program or a person is on the other end (RFC 6749
 JSON errors or an HTML page), decided once for every endpoint of the URL map; repeated parameters
-refused once, before any endpoint runs."""
+refused once, before any endpoint runs; the token parameter and Authorization-header credentials
+read one way by every endpoint and by the WSGI lane."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+import base64
+from urllib.parse import quote, urlencode
 
 import pytest
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import MultiDict
 
 from authserver import web
+from authserver.oauth.credentials import basic_credentials, bearer_token
 
 from .support import (
     PKCE,
@@ -203,3 +207,66 @@ def test_the_consent_forms_own_fields_are_not_authorization_parameters(flow, reg
     response = flow.decide(params, scopes=params["scope"].split())
     assert len(params["scope"].split()) > 1
     assert response.status_code == 302 and "code=" in response.headers["Location"]
+
+
+# --- one reading of the token parameter and of the Authorization header -------------------------------
+@pytest.mark.parametrize("body", ["", "token=", "token_type_hint=access_token"])
+@pytest.mark.parametrize("path", ["/oauth/introspect", "/oauth/revoke"])
+def test_introspection_and_revocation_require_the_token_alike(client, world, register, path, body):
+    client_id = register()["client_id"]
+    headers = world.mcp_auth if path == "/oauth/introspect" else {}
+    form = body + ("" if path == "/oauth/introspect" else f"&client_id={client_id}")
+    refused = assert_oauth_error(client.post(path, data=form, content_type=FORM, headers=headers), "invalid_request")
+    assert refused["error_description"] == "The 'token' parameter is required."
+
+
+CREDENTIAL_TEXT = st.text(st.characters(blacklist_categories=["Cs"]), max_size=20)
+
+
+@settings(max_examples=200, derandomize=True)
+@given(credential_id=CREDENTIAL_TEXT, secret=CREDENTIAL_TEXT, quoted=st.booleans())
+def test_basic_credentials_are_decoded_as_authlib_decodes_them(credential_id, secret, quoted):
+    """Our reading (the views' 401, introspection, the lane) agrees with Authlib's, which
+    authenticates clients at the token and revocation endpoints, on every well-formed header."""
+    encode = quote if quoted else str
+    raw = f"{encode(credential_id)}:{encode(secret)}"
+    header = "Basic " + base64.b64encode(raw.encode()).decode()
+    ours = basic_credentials(header)
+    assert ours == extract_basic_authorization({"Authorization": header})
+    if quoted:
+        assert ours == (credential_id, secret)
+
+
+@pytest.mark.parametrize("header", ["Basic", "Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode(),
+                                    "Basic " + base64.b64encode(b"\xff\xfe:x").decode()])
+def test_malformed_basic_credentials_are_refused_everywhere(client, header):
+    with pytest.raises(ValueError):
+        basic_credentials(header)
+    for path in ("/oauth/token", "/oauth/introspect", "/oauth/revoke"):
+        response = client.post(path, data={"token": "x", "grant_type": "refresh_token"}, headers={"Authorization": header})
+        assert_oauth_error(response, "invalid_client", 401)
+
+
+@pytest.mark.parametrize(("header", "token"), [
+    ("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("BEARER abc", "abc"),
+    ("Bearer", None), ("Bearer   ", None), ("Basic abc", None), ("", None), (None, None),
+])
+def test_bearer_tokens_are_read_one_way(header, token):
+    assert bearer_token(header) == token
+
+
+@pytest.mark.app_config(RATELIMIT_ENABLED=False)
+def test_the_lane_reads_a_callers_credentials_as_the_view_does(app, flow, register, world):
+    """Basic credentials, or else the form's, whatever other scheme the header names."""
+    from werkzeug.test import Client as WSGIClient
+
+    token = flow.tokens(register()["client_id"])["access_token"]
+    credential_id, secret = basic_credentials(world.mcp_auth["Authorization"])
+    lane, flask = WSGIClient(app.wsgi_app), WSGIClient(app.wsgi_app.wsgi_app)
+    in_form = {"token": token, "client_id": credential_id, "client_secret": secret}
+    for headers, form in [(world.mcp_auth, {"token": token}), ({}, in_form), ({"Authorization": "Bearer x"}, in_form),
+                          ({"Authorization": "Bearer x"}, {"token": token})]:
+        answers = [c.post("/oauth/introspect", data=form, headers=headers) for c in (lane, flask)]
+        assert answers[0].status_code == answers[1].status_code, headers
+        assert answers[0].get_json() == answers[1].get_json(), headers
+        assert (answers[0].status_code == 200) is ("client_secret" in form or "Basic" in str(headers)), headers
