@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify, render_template, request
+from authlib.oauth2.rfc6749 import OAuth2Error
+from flask import Flask, g, jsonify, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
+from .web import is_machine_request
 
-# Paths answered to programs rather than people.
-MACHINE_PATHS = ("/oauth/token", "/oauth/register", "/oauth/introspect", "/oauth/revoke", "/.well-known/")
+log = logging.getLogger(__name__)
 
 # Short, stable public wording per status; detail stays in the log.
 PAGE_TEXT = {
@@ -33,10 +33,6 @@ JSON_ERROR = {
     429: "temporarily_unavailable",
     500: "server_error",
 }
-
-
-def is_machine_request() -> bool:
-    return request.path.startswith(MACHINE_PATHS)
 
 
 def oauth_json_error(status: int, error: str, description: str, headers=None):
@@ -74,6 +70,16 @@ def init_app(app: Flask) -> None:
             "The form was missing its security token or was not sent from this site. "
             "Go back, reload the page and try again.",
         )
+
+    @app.errorhandler(OAuth2Error)
+    def oauth_error(error: OAuth2Error):
+        """An Authlib error raised out of a view (views catch only what they render themselves)."""
+        status, body, headers = error()
+        description = body.get("error_description", "")
+        if is_machine_request():
+            return oauth_json_error(status, body["error"], description,
+                                    {k: v for k, v in headers if k.lower() != "content-type"})
+        return error_page(status, message=description or None)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

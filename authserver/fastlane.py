@@ -14,12 +14,10 @@ counters as the views'. So the lane can make a request faster, never different.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import time
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Flask, g
@@ -29,8 +27,15 @@ from . import limits, web
 from .extensions import db
 from .metrics import LATENCY, REQUESTS
 from .oauth.cimd import is_url_client_id
-from .oauth.introspection import HEADERS, Introspection, authenticate_caller
-from .oauth.server import server
+from .oauth.credentials import basic_credentials
+from .oauth.introspection import (
+    HEADERS,
+    Introspection,
+    authenticate_caller,
+    caller_credentials,
+)
+from .oauth.revocation import required_token
+from .oauth.server import refuse_repeated_parameters, server
 from .web import CORS_HEADERS, machine_headers
 
 INTROSPECT_PATH = "/oauth/introspect"
@@ -95,9 +100,11 @@ class FastLane:
 
     def introspect(self, environ, form: dict, request_id: str):
         """(body, headers) of an introspection (RFC 7662) decided as the view decides it, or None."""
-        if not form.get("token"):
+        try:
+            token = required_token(form)
+        except OAuth2Error:
             return None
-        credential_id, secret = _credentials(environ.get("HTTP_AUTHORIZATION"), form)
+        credential_id, secret = caller_credentials(environ.get("HTTP_AUTHORIZATION"), form)
         address = environ.get("REMOTE_ADDR") or "127.0.0.1"
         with self.app.app_context():
             # The same limits as the view, in the same order, on the same counters.
@@ -110,7 +117,7 @@ class FastLane:
                 caller = authenticate_caller(credential_id, secret)
             except OAuth2Error:
                 return None  # Flask answers 401 or 429 (and counts a failure)
-            return self.endpoint.answer(caller, form["token"]), HEADERS.items()
+            return self.endpoint.answer(caller, token), HEADERS.items()
 
     def token(self, environ, form: dict, request_id: str):
         """(body, headers) of a successful code exchange or refresh, made by the same Authlib
@@ -122,8 +129,8 @@ class FastLane:
             return None
         if is_url_client_id(form.get("client_id") or ""):
             return None  # metadata-document clients may fetch their document: Flask's path
-        if environ.get("HTTP_AUTHORIZATION") and _credentials(environ["HTTP_AUTHORIZATION"], {})[0] is None:
-            return None  # malformed credentials: the view answers 401
+        if environ.get("HTTP_AUTHORIZATION") and not _basic(environ["HTTP_AUTHORIZATION"]):
+            return None  # another scheme, or malformed credentials (the view answers 401)
         address = environ.get("REMOTE_ADDR") or "127.0.0.1"
         with self.app.request_context(environ):
             g.request_id = request_id
@@ -166,9 +173,10 @@ def _form(body: bytes, max_parameter: int) -> dict | None:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
     except ValueError:
         return None
-    form = dict(pairs)
-    if len(form) != len(pairs):
-        return None  # a repeated parameter: Flask refuses it with invalid_request
+    try:
+        form = refuse_repeated_parameters(pairs)
+    except OAuth2Error:
+        return None  # Flask refuses it with invalid_request
     for key, value in pairs:
         if len(key) > max_parameter or len(value) > max_parameter:
             return None
@@ -177,16 +185,9 @@ def _form(body: bytes, max_parameter: int) -> dict | None:
     return form
 
 
-def _credentials(authorization: str | None, form: dict) -> tuple[str | None, str | None]:
-    """client_secret_basic (RFC 6749 §2.3.1, as Authlib decodes it) or client_secret_post."""
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() != "basic":
-            return None, None
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return None, None
-        credential_id, sep, secret = decoded.partition(":")
-        return (unquote(credential_id), unquote(secret)) if sep else (None, None)
-    return form.get("client_id"), form.get("client_secret")
+def _basic(authorization: str) -> bool:
+    """Whether the header holds well-formed Basic credentials (oauth/credentials.py)."""
+    try:
+        return basic_credentials(authorization) is not None
+    except ValueError:
+        return False

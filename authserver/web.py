@@ -1,4 +1,5 @@
-"""Per-request plumbing shared by every page: request ids and security headers."""
+"""Per-request plumbing shared by every page: request ids, who a request is for, parameter checks
+and security headers."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, g, request
+from flask import Flask, abort, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .oauth.errors import safe_description
 
@@ -22,6 +24,38 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+
+
+#: Blueprints that speak OAuth: their parameters must be printable ASCII. The machine ones answer
+#: programs, so their errors are RFC 6749 JSON (errors.py); every other blueprint serves people.
+MACHINE_BLUEPRINTS = frozenset({"oauth", "well_known"})
+OAUTH_BLUEPRINTS = MACHINE_BLUEPRINTS | {"authorize"}
+
+
+def routed_blueprint() -> str | None:
+    """The blueprint of the endpoint the request's path routes to, whatever the method (a 405 is
+    the endpoint's own error); for a path that routes nowhere, the blueprint whose URL prefix it
+    is under (an unknown /.well-known/ document is a 404 for a program)."""
+    if request.url_rule is not None:
+        return request.url_rule.endpoint.rpartition(".")[0] or None
+    error = request.routing_exception
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        try:
+            endpoint, _ = current_app.create_url_adapter(request).match(method=next(iter(error.valid_methods)))
+        except HTTPException:
+            return None
+        return endpoint.rpartition(".")[0] or None
+    for name, blueprint in current_app.blueprints.items():
+        prefix = blueprint.url_prefix
+        if prefix and (request.path == prefix or request.path.startswith(prefix.rstrip("/") + "/")):
+            return name
+    return None
+
+
+def is_machine_request() -> bool:
+    """Whether a program rather than a person is on the other end (the one rule: errors.py answers
+    programs in RFC 6749 JSON and people with a page)."""
+    return routed_blueprint() in MACHINE_BLUEPRINTS
 
 
 def request_id(incoming: str) -> str:
@@ -100,7 +134,7 @@ def init_app(app: Flask) -> None:
         # (tokens, client assertions, state) needs kilobytes. Refuse both here with a clear 400
         # rather than fail deep in a query or echo a huge state back in a redirect.
         limit = app.config["MAX_PARAMETER_CHARS"]
-        protocol = request.path.startswith("/oauth/")
+        protocol = routed_blueprint() in OAUTH_BLUEPRINTS
         sources = [request.args]
         if request.mimetype == "application/x-www-form-urlencoded":
             sources.append(request.form)

@@ -1,6 +1,6 @@
 """OAuth error codes Authlib does not ship, in the shape of its OAuth2Error classes."""
 
-from authlib.oauth2.rfc6749 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 
 
 class InvalidTargetError(OAuth2Error):
@@ -15,6 +15,14 @@ class RegistrationClosedError(OAuth2Error):
 
     error = "access_denied"
     status_code = 403
+
+
+class RepeatedParameterError(InvalidRequestError):
+    """RFC 6749 §3.1, §3.2: a parameter sent more than once; `parameter` names it."""
+
+    def __init__(self, parameter: str):
+        super().__init__(safe_description(f"Parameter '{parameter}' is repeated."))
+        self.parameter = parameter
 
 
 def safe_description(text: str, limit: int = 200) -> str:

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidScopeError
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.hooks import hooked
 from flask import current_app
@@ -20,7 +20,6 @@ from ..models import Grant, Hub, User
 from ..scopes import IGNORED_SCOPES
 from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex
 from ..timeutil import utcnow
-from .errors import safe_description
 from .resource import check_refresh_resource
 from .tokens import seal, unseal
 
@@ -389,10 +388,3 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
 
     def revoke_old_credential(self, refresh_token):
         """Done atomically by store.consume_refresh_token in ReplayMixin.exchange."""
-
-
-def validate_no_duplicate_parameters(datalist) -> None:
-    """RFC 6749 §3.1/§3.2: request parameters MUST NOT be included more than once."""
-    for key, values in datalist.items():
-        if len(values) > 1:
-            raise InvalidRequestError(safe_description(f"Parameter '{key}' is repeated."))

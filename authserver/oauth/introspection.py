@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from flask import current_app
 
@@ -21,8 +20,9 @@ from .. import accounts, limits, resources, store
 from ..metrics import INTROSPECTIONS
 from ..secrets import sha256_hex
 from ..timeutil import to_epoch, utcnow
+from .credentials import basic_credentials
 from .errors import RateLimitedError
-from .grants import validate_no_duplicate_parameters
+from .revocation import required_token
 
 INACTIVE = {"active": False}
 _INACTIVE_BODY = json.dumps(INACTIVE).encode()
@@ -40,14 +40,10 @@ class Introspection(IntrospectionEndpoint):
         return self.respond(request)
 
     def respond(self, request) -> tuple[bytes, int, dict]:
-        """A Flask response tuple (JSON body, status, headers) for a form-encoded introspection request."""
-        form = request.form
-        validate_no_duplicate_parameters(form.to_dict(flat=False))
+        """A Flask response tuple (JSON body, status, headers) for a form-encoded introspection
+        request (its parameters, each sent once, checked before: views/oauth.py)."""
         resource = self.authenticate_resource_server(request)
-        token = form.get("token")
-        if not token:
-            raise InvalidRequestError("The 'token' parameter is required.")
-        return self.answer(resource, token), 200, HEADERS
+        return self.answer(resource, required_token(request.form)), 200, HEADERS
 
     def answer(self, caller, token: str) -> bytes:
         """The JSON answer about `token` for an authenticated resource server (the view and the
@@ -64,13 +60,9 @@ class Introspection(IntrospectionEndpoint):
         return json.dumps(payload).encode()
 
     def authenticate_resource_server(self, request):
-        """RFC 7662 §2.1: the caller is a resource server, by HTTP Basic or form credentials."""
-        credential_id, secret = extract_basic_authorization(request.headers)
-        if not credential_id:
-            credential_id = request.form.get("client_id")
-            secret = request.form.get("client_secret")
+        """RFC 7662 §2.1: the caller is a resource server."""
         try:
-            return authenticate_caller(credential_id, secret)
+            return authenticate_caller(*caller_credentials(request.headers.get("Authorization"), request.form))
         except InvalidClientError:
             limits.note_client_auth_failure()  # counted against the caller's address
             raise
@@ -103,6 +95,19 @@ class Introspection(IntrospectionEndpoint):
             "iat": to_epoch(row.issued_at),
             "token_type": "Bearer",
         }
+
+
+def caller_credentials(authorization: str | None, form) -> tuple[str | None, str | None]:
+    """A resource server's (credential id, secret): by HTTP Basic, else in the form (RFC 7662 §2.1
+    leaves the method open; these are client_secret_basic and client_secret_post). Malformed Basic
+    credentials are none at all (views/oauth.py answers them with 401 first)."""
+    try:
+        credential_id, secret = basic_credentials(authorization) or (None, None)
+    except ValueError:
+        return None, None
+    if not credential_id:
+        return form.get("client_id"), form.get("client_secret")
+    return credential_id, secret
 
 
 def authenticate_caller(credential_id: str | None, secret: str | None) -> resources.Caller:

@@ -30,6 +30,7 @@ from ..secrets import (
     new_credential,
     sha256_hex,
 )
+from .credentials import bearer_token
 from .errors import RegistrationClosedError, safe_description
 from .grants import TOKEN_ENDPOINT_AUTH_METHODS, AuthorizationCodeGrant, RefreshTokenGrant
 
@@ -243,8 +244,8 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         if mode == "open":
             return True
         if mode == "token":
-            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-            digest = hashlib.sha256(value.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
+            token = bearer_token(request.headers.get("Authorization"))
+            digest = hashlib.sha256(token.encode()).hexdigest() if token else ""
             allowed = current_app.config["REGISTRATION_INITIAL_ACCESS_TOKEN_HASHES"]
             # Compare against every configured digest, in constant time each.
             if digest and any(hmac.compare_digest(digest, h) for h in allowed):
@@ -337,14 +338,13 @@ class ClientConfiguration(MetadataValidation, ClientConfigurationEndpoint):
         super().__init__(server, claims_classes=[ClientMetadata])
 
     def authenticate_token(self, request):
-        auth = request.headers.get("Authorization", "")
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
+        token = bearer_token(request.headers.get("Authorization"))
+        if token is None:
             raise InvalidClientError(status_code=401, description="Send the registration access token as a Bearer token.")
-        client = store.get_client_by_registration_token(sha256_hex(value.strip()))
+        client = store.get_client_by_registration_token(sha256_hex(token))
         if client is None:
             raise _token_no_longer_valid()
-        return RegistrationToken(client, value.strip())
+        return RegistrationToken(client, token)
 
     def authenticate_client(self, request):
         client_id = urlsplit(request.uri).path.rstrip("/").rsplit("/", 1)[-1]

@@ -9,16 +9,19 @@ from ..scopes import IGNORED_SCOPES
 from .errors import InvalidTargetError
 
 
-def resolve_resource(datalist):
-    """The ResourceServer named by the request's `resource` (or the default one).
+def requested_resource(datalist) -> str | None:
+    """The request's `resource` parameter, if sent. One at most: a repeated parameter is refused
+    before any endpoint runs (oauth/server.py refuse_repeated_parameters), so each token has a
+    single audience."""
+    values = datalist.get("resource")
+    return values[0] if values else None
 
-    Exactly one resource per request: each token has a single audience (RFC 8707 §2.2 lets the
-    server refuse several)."""
-    values = [v for v in datalist.get("resource", []) if v]
-    if len(values) > 1:
-        raise InvalidTargetError("Send one resource per request.")
-    if values:
-        resource = resources.get_by_uri(values[0])
+
+def resolve_resource(datalist):
+    """The ResourceServer named by the request's `resource` (or the default one)."""
+    uri = requested_resource(datalist)
+    if uri:
+        resource = resources.get_by_uri(uri)
         if resource is None:
             raise InvalidTargetError("The resource is not a resource server known to this authorization server.")
         return resource
@@ -56,24 +59,20 @@ class ResourceIndicator:
         """At the token endpoint `resource` is optional but, if sent, must name the audience
         already bound to the code."""
         request = grant.request
-        values = [v for v in request.payload.datalist.get("resource", []) if v]
-        if not values:
+        uri = requested_resource(request.payload.datalist)
+        if not uri:
             return
-        if len(values) > 1:
-            raise InvalidTargetError("Send one resource per request.")
         code = request.authorization_code
-        if code is None or not names_audience(values[0], code.resource_uri):
+        if code is None or not names_audience(uri, code.resource_uri):
             raise InvalidTargetError("The resource does not match the one the code was issued for.")
 
 
 def check_refresh_resource(datalist, token) -> None:
     """At refresh, a `resource` parameter must name the token's own audience."""
-    values = [v for v in datalist.get("resource", []) if v]
-    if not values:
+    uri = requested_resource(datalist)
+    if not uri:
         return
-    if len(values) > 1:
-        raise InvalidTargetError("Send one resource per request.")
-    if not names_audience(values[0], token.resource_uri):
+    if not names_audience(uri, token.resource_uri):
         raise InvalidTargetError("The resource does not match the one the refresh token was issued for.")
 
 

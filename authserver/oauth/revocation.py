@@ -10,6 +10,15 @@ from ..secrets import sha256_hex
 from .grants import TOKEN_ENDPOINT_AUTH_METHODS
 
 
+def required_token(form) -> str:
+    """RFC 7009 §2.1, whose parameters RFC 7662 §2.1 reuses for introspection: `token` is
+    required. An unknown token_type_hint is ignored, since both let the server search every type."""
+    token = form.get("token")
+    if not token:
+        raise InvalidRequestError("The 'token' parameter is required.")
+    return token
+
+
 class Revocation(RevocationEndpoint):
     """Always 200 for a well-formed, authenticated request: unknown tokens and tokens of other
     clients are ignored without saying so. A refresh token revokes its whole grant."""
@@ -17,9 +26,7 @@ class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
 
     def check_params(self, request, client):
-        if not request.form.get("token"):
-            raise InvalidRequestError("The 'token' parameter is required.")
-        # An unknown token_type_hint is ignored: RFC 7009 §2.1 says to search all types.
+        required_token(request.form)
 
     def query_token(self, token_string, token_type_hint):
         digest = sha256_hex(token_string)

@@ -16,8 +16,8 @@ from .. import limits, scopes, store
 from ..secrets import sha256_hex
 from ..timeutil import utcnow
 from . import assertion, cimd
-from .errors import RateLimitedError, safe_description
-from .grants import AuthorizationCodeGrant, RefreshTokenGrant, validate_no_duplicate_parameters
+from .errors import InvalidTargetError, RateLimitedError, RepeatedParameterError, safe_description
+from .grants import AuthorizationCodeGrant, RefreshTokenGrant
 from .introspection import Introspection
 from .pkce import S256CodeChallenge
 from .registration import ClientConfiguration, ClientRegistration
@@ -25,9 +25,10 @@ from .resource import ResourceIndicator
 from .revocation import Revocation
 from .tokens import generate_bearer_token
 
-AUTHORIZE_ENDPOINT = "authorize.authorize"
-#: Endpoints (besides the token endpoint) whose parameters are form-encoded.
-FORM_ENDPOINTS = ("revocation",)
+#: Authorization parameters whose repetition is answered with a page, never redirected: Authlib
+#: refuses these before it has verified anything (validate_no_multiple_request_parameter), since
+#: the client, its redirect URI or what is sent back to it would be ambiguous.
+NEVER_REDIRECTED = ("response_type", "client_id", "redirect_uri", "scope", "state")
 
 #: Plain descriptions for errors raised without one.
 DEFAULT_DESCRIPTIONS = {
@@ -41,6 +42,21 @@ DEFAULT_DESCRIPTIONS = {
     "unsupported_token_type": "The token type is not supported.",
     "access_denied": "The person declined the request.",
 }
+
+
+def refuse_repeated_parameters(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """RFC 6749 §3.1, §3.2: no parameter may be sent more than once, whatever its value. The
+    parameters as a dict, or RepeatedParameterError before any endpoint runs: for every machine
+    endpoint (views/oauth.py and the WSGI lane's form), and the authorization endpoint
+    (get_consent_grant)."""
+    parameters = dict(pairs)
+    if len(parameters) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise RepeatedParameterError(key)
+            seen.add(key)
+    return parameters
 
 
 class Payload(OAuth2Payload):
@@ -77,6 +93,13 @@ class OAuthRequest(FlaskOAuth2Request):
     @uri.setter
     def uri(self, value: str) -> None:
         """Authlib's constructor sets it from the scheme and host it checks; the URL is read live."""
+
+
+def _oauth_request(source) -> OAuthRequest:
+    """An OAuth request whose parameters are read from `source` (the form or the query) alone."""
+    oauth_request = OAuthRequest(flask_request)
+    oauth_request.payload = Payload(source)
+    return oauth_request
 
 
 class Issuer(IssuerParameter):
@@ -133,12 +156,48 @@ class AuthorizationServer(FlaskAuthorizationServer):
         return client
 
     def create_oauth2_request(self, request):
-        """Authorization requests read the URL query only (so the consent form's own fields never
-        mix in); every other endpoint reads the form body only, never the query string."""
-        oauth_request = OAuthRequest(flask_request)
-        is_authorize = flask_request.endpoint == AUTHORIZE_ENDPOINT
-        oauth_request.payload = Payload(flask_request.args if is_authorize else flask_request.form)
-        return oauth_request
+        """Every endpoint but the authorization endpoint reads the form body only, never the query
+        string (the authorization request is built by get_consent_grant); a request already built
+        is used as it is."""
+        if isinstance(request, OAuth2Request):
+            return request
+        return _oauth_request(flask_request.form)
+
+    def get_consent_grant(self, request=None, end_user=None):
+        """RFC 6749 §4.1.1: the authorization request is the current request's URL query alone (as
+        in Authlib's Flask integration, the argument is not read), so that the consent form's own
+        fields never mix in; each of its parameters is sent once (§3.1), checked before anything
+        else. The view hands the grant's request on to create_authorization_response."""
+        args = flask_request.args
+        request = _oauth_request(args)
+        try:
+            refuse_repeated_parameters(list(args.items(multi=True)))
+        except RepeatedParameterError as error:
+            raise self._repeated_authorization_parameter(request, error) from None
+        return super().get_consent_grant(request, end_user)
+
+    def _repeated_authorization_parameter(self, request, error: RepeatedParameterError) -> OAuth2Error:
+        """A repeated authorization parameter, answered as any other authorization error: redirected
+        with `state` to the client's verified redirect URI, else shown as a page (RFC 6749
+        §4.1.2.1). Several resources are RFC 8707 §2's invalid_target: each token has one audience."""
+        refused: OAuth2Error = error
+        if error.parameter == "resource":
+            refused = InvalidTargetError("Send one resource per request.")
+        refused.state = request.payload.state
+        if error.parameter not in NEVER_REDIRECTED:
+            refused.redirect_uri = self._verified_redirect_uri(request)
+        return refused
+
+    def _verified_redirect_uri(self, request) -> str | None:
+        """The redirect URI an error may be sent to, verified against the client as Authlib
+        verifies it before redirecting an error of its own; None when there is none."""
+        try:
+            client = self.query_client(request.payload.client_id) if request.payload.client_id else None
+            if client is None:
+                return None
+            return AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
+        except OAuth2Error:
+            return None
 
     def validate_requested_scope(self, scope):
         """RFC 6749 §3.3: unknown scopes are `invalid_scope`; offline_access is accepted and ignored."""
@@ -148,28 +207,6 @@ class AuthorizationServer(FlaskAuthorizationServer):
         unknown = [s for s in scope.split() if s not in known and s not in scopes.IGNORED_SCOPES]
         if unknown:
             raise InvalidScopeError(safe_description(f"Unknown scope: {' '.join(unknown)}."))
-
-    def _refuse_repeated_parameters(self, request):
-        """RFC 6749 §3.1: an error response when a form parameter is repeated, else None."""
-        form = flask_request.form
-        if all(len(values) == 1 for values in form.listvalues()):
-            return None
-        oauth_request = self.create_oauth2_request(request)
-        try:
-            validate_no_duplicate_parameters(oauth_request.payload.datalist)
-        except OAuth2Error as error:
-            return self.handle_error_response(oauth_request, error)
-        return None
-
-    def create_token_response(self, request=None):
-        return self._refuse_repeated_parameters(request) or super().create_token_response(request)
-
-    def create_endpoint_response(self, name, request=None):
-        if name in FORM_ENDPOINTS:
-            refused = self._refuse_repeated_parameters(request)
-            if refused is not None:
-                return refused
-        return super().create_endpoint_response(name, request)
 
     def save_token(self, token: dict, request) -> None:
         """Store the token pair as SHA-256 hashes, stamped with the grant, its code lineage and

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-
-from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, current_app, request
 from flask_limiter.util import get_remote_address
 
 from .. import limits
 from ..errors import oauth_json_error
 from ..extensions import csrf, db, limiter
+from ..oauth.credentials import basic_credentials
+from ..oauth.server import refuse_repeated_parameters, server
 from ..web import CORS_HEADERS
-from ..oauth.server import server
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 csrf.exempt(bp)
@@ -54,35 +52,32 @@ def count_client_auth_failures(response):
 def refuse_malformed_basic_credentials():
     """Basic credentials must be base64 of UTF-8 `id:secret` (RFC 6749 §2.3.1); Authlib would
     fail on anything else deep inside client authentication, so answer 401 here."""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
     try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):
-        decoded = ""
-    if ":" not in decoded:
+        basic_credentials(request.headers.get("Authorization"))
+    except ValueError:
         limits.note_client_auth_failure()
         return oauth_json_error(401, "invalid_client", "The Authorization header is not valid Basic credentials.",
                                 {"WWW-Authenticate": 'Basic realm="authserver"'})
     return None
 
 
-@bp.errorhandler(OAuth2Error)
-def oauth_error(error: OAuth2Error):
-    status, body, headers = error()
-    return oauth_json_error(status, body["error"], body.get("error_description", ""), {k: v for k, v in headers if k.lower() != "content-type"})
+FORM = "application/x-www-form-urlencoded"
+
+
+@bp.before_request
+def refuse_repeated_form_parameters():
+    """Repeated parameters are refused here, before any machine endpoint runs (the rule:
+    oauth/server.py refuse_repeated_parameters); endpoints that take JSON have none."""
+    if request.mimetype == FORM:
+        refuse_repeated_parameters(list(request.form.items(multi=True)))
 
 
 def _limit(setting: str):
     return lambda: current_app.config[setting]
 
 
-FORM = "application/x-www-form-urlencoded"
-
 def _require_form():
-    """RFC 6749 §3.2 / RFC 7662 §2.1 / RFC 7009 §2.1: parameters come form-encoded in the body
-    (repeated parameters are refused by the OAuth server, for every form endpoint)."""
+    """RFC 6749 §3.2 / RFC 7662 §2.1 / RFC 7009 §2.1: parameters come form-encoded in the body."""
     if request.method == "POST" and request.mimetype != FORM:
         return oauth_json_error(400, "invalid_request", f"Send the parameters in the body as {FORM}.")
     return None
