@@ -62,15 +62,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     web.init_app(app)
     metrics.init_app(app)
 
-    from .views import account, auth, health
-
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(account.bp)
-
     from .oauth.server import init_oauth
 
     init_oauth(app)
+
+    from .views import account, auth, authorize, health, oauth, well_known
+
+    for blueprint in (auth.bp, health.bp, account.bp, authorize.bp, oauth.bp, well_known.bp):
+        app.register_blueprint(blueprint)
 
     from . import cli
 
