@@ -86,7 +86,7 @@ def redirect_uri_problem(uri) -> str | None:
             return "This redirect host is not allowed on this server."
         return None
     if scheme == "http":
-        if (parts.hostname or "").lower() not in {"127.0.0.1", "::1", "localhost"}:
+        if parts.hostname not in LOOPBACK_HOSTS:
             return "http redirect URIs are only allowed on loopback (127.0.0.1, [::1], localhost); use https."
         return None
     if scheme in ("ws", "wss", "ftp"):
@@ -127,12 +127,6 @@ def dedupe_key(metadata: dict) -> str:
     """Digest of a public client's whole registered metadata: only an identical registration is
     answered with an existing client, so a registrant never gets metadata it did not send."""
     return hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
-
-
-def is_loopback_redirect(uri: str) -> bool:
-    parts = urlsplit(uri)
-    host = (parts.hostname or "").lower()
-    return parts.scheme == "http" and (host in LOOPBACK_HOSTS or host == "::1")
 
 
 class ClientMetadata(ClientMetadataClaims):

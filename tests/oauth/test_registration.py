@@ -7,9 +7,17 @@ from sqlalchemy import select
 
 from authserver.extensions import db
 from authserver.models import Client
+from authserver.models.clients import is_loopback_redirect
+from authserver.oauth.registration import redirect_uri_problem
 from authserver.secrets import sha256_hex
 
-from .support import PKCE, REDIRECT_URI, assert_oauth_error
+from .support import (
+    PKCE,
+    REDIRECT_URI,
+    assert_error_page,
+    assert_oauth_error,
+    authorize_params,
+)
 
 GOOD_REDIRECTS = [
     "https://chatgpt.com/connector_platform_oauth_redirect",
@@ -161,3 +169,34 @@ def test_cors_on_registration_and_token_but_not_pages(client):
     assert client.options("/oauth/token").headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Origin" not in client.get("/login").headers
     assert "Access-Control-Allow-Origin" not in client.post("/oauth/introspect").headers
+
+
+# --- the loopback rule, one for registration, matching and installations (issue 15 item 2) -------
+LOOPBACK = ["http://127.0.0.1{port}/cb", "http://localhost{port}/cb", "http://LocalHost{port}/cb",
+            "http://[::1]{port}/cb", "HTTP://127.0.0.1{port}/cb?x=1"]
+NOT_LOOPBACK = ["http://127.0.0.2{port}/cb", "http://localhost.{port}/cb", "http://127.0.0.1.evil.example{port}/cb",
+                "http://[::2]{port}/cb", "http://0.0.0.0{port}/cb", "https://127.0.0.1{port}/cb",
+                "https://localhost{port}/cb", "myapp://127.0.0.1{port}/cb"]
+PORTS = ["", ":1", ":8080", ":65535"]
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_loopback_is_one_rule_for_registration_and_matching(port):
+    for template in LOOPBACK + NOT_LOOPBACK:
+        uri = template.format(port=port)
+        loopback = template in LOOPBACK
+        assert is_loopback_redirect(uri) is loopback, uri
+        if uri.lower().startswith("http:"):
+            assert (redirect_uri_problem(uri) is None) is loopback, uri  # http only on loopback
+        registered = Client(client_metadata={"redirect_uris": [template.format(port="")]})
+        # A loopback redirect URI matches on any port (RFC 8252 §7.3); any other only exactly.
+        for other in PORTS:
+            assert registered.check_redirect_uri(template.format(port=other)) is (loopback or other == ""), (uri, other)
+
+
+@pytest.mark.parametrize("redirect_uri", ["http://[::1/cb", "http://127.0.0.1:99999/cb", "http://127.0.0.1:80:80/cb",
+                                          "http://127.0.0.1:x/cb"])
+def test_a_malformed_loopback_redirect_uri_is_refused_with_a_page(flow, register, redirect_uri):
+    client_id = register(redirect_uris=["http://127.0.0.1/cb", "http://[::1]/cb"])["client_id"]
+    assert_error_page(flow.client.get("/oauth/authorize", query_string=authorize_params(
+        client_id, PKCE(), redirect_uri=redirect_uri)))
