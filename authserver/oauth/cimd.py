@@ -42,16 +42,8 @@ def is_url_client_id(client_id: str) -> bool:
     return urlsplit(client_id).path not in ("", "/")
 
 
-def fetch_policy() -> FetchPolicy:
-    config = current_app.config
-    return FetchPolicy(
-        timeout=float(config["CIMD_FETCH_TIMEOUT"]),
-        max_bytes=int(config["CIMD_MAX_BYTES"]),
-        ca_bundle=config["CIMD_CA_BUNDLE"],
-        allowed_private_hosts=frozenset(h.lower() for h in config["CIMD_ALLOWED_PRIVATE_HOSTS"]),
-        allowed_ports=frozenset(int(p) for p in config["CIMD_ALLOWED_PORTS"]),
-        host_overrides={host.lower(): ip for host, ip in (config["CIMD_HOST_OVERRIDES"] or {}).items()},
-    )
+def _policy() -> FetchPolicy:
+    return FetchPolicy.from_config(current_app.config)
 
 
 def _domain_problem(url: str) -> str | None:
@@ -90,14 +82,15 @@ def _count_fetch() -> None:
 def get_document(url: str, kind: str) -> dict:
     """The document at `url`: the cached copy while fresh, else a new fetch; a stale copy if the
     origin fails. Raises FetchError when there is nothing usable."""
-    check_url(url, fetch_policy())  # before the URL is stored or audited
+    policy = _policy()
+    check_url(url, policy)  # before the URL is stored or audited
     now = utcnow()
     cached = db.session.scalar(select(RemoteDocument).where(RemoteDocument.url == url))
     if cached is not None and cached.expires_at > now:
         return cached.document
     try:
         _count_fetch()
-        fetched = fetch_json(url, fetch_policy())
+        fetched = fetch_json(url, policy)
     except FetchError as error:
         usable = cached is not None and cached.stale_until > now
         audit.record("cimd.fetch_failed", client=url if kind == "client" else None, url=url, kind=kind,
@@ -166,7 +159,7 @@ def validate_document(url: str, document: dict) -> dict:
         raise ValueError("jwks must be a JSON object")
     if "jwks_uri" in document:
         try:
-            check_url(str(document["jwks_uri"]), fetch_policy())
+            check_url(str(document["jwks_uri"]), _policy())
         except FetchError:
             raise ValueError("jwks_uri must be an https URL on port 443, without user name or fragment") from None
     metadata = {k: document[k] for k in _KEPT_MEMBERS if k in document}
@@ -206,7 +199,7 @@ def _load_client(client_id: str) -> Client:
     if not current_app.config["CIMD_ENABLED"]:
         raise InvalidClientError(description="This server does not accept URL client_ids (metadata documents).")
     try:
-        check_url(client_id, fetch_policy())
+        check_url(client_id, _policy())
     except FetchError as error:
         raise InvalidClientError(description=safe_description(f"The client_id URL is not acceptable: {error}", 400)) from None
     problem = _domain_problem(client_id)

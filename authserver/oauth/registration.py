@@ -31,6 +31,7 @@ from ..secrets import (
     sha256_hex,
 )
 from .errors import RegistrationClosedError, safe_description
+from .fetch import FetchError, FetchPolicy, check_url
 from .grants import TOKEN_ENDPOINT_AUTH_METHODS, AuthorizationCodeGrant, RefreshTokenGrant
 
 #: Methods with no client secret: public clients, and clients proving themselves with their key.
@@ -183,11 +184,8 @@ class MetadataValidation:
             if "jwks" in data and not isinstance(data["jwks"].get("keys"), list):
                 raise InvalidClientMetadataError("'jwks' must have a 'keys' array.")
             if "jwks_uri" in data:
-                from .cimd import fetch_policy
-                from .fetch import FetchError, check_url
-
                 try:
-                    check_url(data["jwks_uri"], fetch_policy())
+                    check_url(data["jwks_uri"], FetchPolicy.from_config(current_app.config))
                 except FetchError as error:
                     raise InvalidClientMetadataError(f"jwks_uri: {error}") from None
         grant_types = data.get("grant_types", ["authorization_code"])
