@@ -55,9 +55,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = int(app.config["PROXY_FIX_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    from . import errors, logs, metrics, web
+    from . import audit, errors, logs, metrics, web
 
     logs.init_app(app)
+    audit.init_app(app)
     errors.init_app(app)
     web.init_app(app)
     metrics.init_app(app)

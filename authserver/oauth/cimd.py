@@ -6,6 +6,10 @@ The document is fetched with the SSRF-safe fetcher, validated like a registratio
 into a `Client` row (registration "cimd") so that grants, codes and tokens reference it like any
 other client. Documents (and JWKS named by `jwks_uri`) are cached in the database, shared by every
 instance, for as long as the origin's cache headers allow within the operator's bounds.
+
+The mirror and the cache are written through the store in the request's transaction, which the
+view commits; a refusal or a failed fetch is audited apart from it (audit.record_apart), so the
+operator sees it whatever becomes of the request.
 """
 
 from __future__ import annotations
@@ -17,11 +21,10 @@ from authlib.oauth2.rfc6749 import InvalidClientError
 from flask import current_app, g, has_request_context
 from flask_limiter.util import get_remote_address
 from limits import parse
-from sqlalchemy import select
 
 from .. import audit, store
-from ..extensions import db, limiter
-from ..models import Client, RemoteDocument
+from ..extensions import limiter
+from ..models import Client
 from ..timeutil import to_epoch, utcnow
 from .errors import safe_description
 from .fetch import FetchError, FetchPolicy, check_url, fetch_json
@@ -85,7 +88,7 @@ def get_document(url: str, kind: str) -> dict:
     policy = _policy()
     check_url(url, policy)  # before the URL is stored or audited
     now = utcnow()
-    cached = db.session.scalar(select(RemoteDocument).where(RemoteDocument.url == url))
+    cached = store.get_remote_document(url)
     if cached is not None and cached.expires_at > now:
         return cached.document
     try:
@@ -93,21 +96,19 @@ def get_document(url: str, kind: str) -> dict:
         fetched = fetch_json(url, policy)
     except FetchError as error:
         usable = cached is not None and cached.stale_until > now
-        audit.record("cimd.fetch_failed", client=url if kind == "client" else None, url=url, kind=kind,
-                     reason=str(error), served_stale=usable, **({"detail": error.detail} if error.detail else {}))
-        db.session.commit()
+        audit.record_apart("cimd.fetch_failed", client=url if kind == "client" else None, url=url, kind=kind,
+                           reason=str(error), served_stale=usable,
+                           **({"detail": error.detail} if error.detail else {}))
         if usable:
             return cached.document
         raise
     expires = now + timedelta(seconds=_freshness(fetched.max_age))
-    values = dict(kind=kind, document=fetched.document, fetched_at=now, expires_at=expires,
-                  stale_until=expires + timedelta(seconds=int(current_app.config["CIMD_STALE_SECONDS"])))
-    stored = cached or _get_or_create(RemoteDocument, RemoteDocument.url, url, **values)
-    for key, value in values.items():  # a row another instance stored first: ours is as new
-        setattr(stored, key, value)
+    store.save_remote_document(
+        url, cached, kind=kind, document=fetched.document, fetched_at=now, expires_at=expires,
+        stale_until=expires + timedelta(seconds=int(current_app.config["CIMD_STALE_SECONDS"])),
+    )
     audit.record("cimd.fetched", client=url if kind == "client" else None, url=url, kind=kind,
                  fresh_for=to_epoch(expires) - to_epoch(now))
-    db.session.commit()
     return fetched.document
 
 
@@ -204,8 +205,7 @@ def _load_client(client_id: str) -> Client:
         raise InvalidClientError(description=safe_description(f"The client_id URL is not acceptable: {error}", 400)) from None
     problem = _domain_problem(client_id)
     if problem:
-        audit.record("cimd.refused", client=client_id, reason=problem)
-        db.session.commit()
+        audit.record_apart("cimd.refused", client=client_id, reason=problem)
         raise InvalidClientError(description=problem)
     try:
         document = get_document(client_id, "client")
@@ -214,24 +214,6 @@ def _load_client(client_id: str) -> Client:
     try:
         metadata = validate_document(client_id, document)
     except ValueError as error:
-        audit.record("cimd.invalid", client=client_id, reason=str(error))
-        db.session.commit()
+        audit.record_apart("cimd.invalid", client=client_id, reason=str(error))
         raise _invalid(client_id, f"is not valid: {error}") from None
-
-    client = _get_or_create(Client, Client.client_id, client_id, registration="cimd", client_metadata=metadata,
-                            client_id_issued_at=to_epoch(utcnow()))
-    if client.client_metadata != metadata:
-        client.client_metadata = metadata
-    db.session.commit()
-    return client
-
-
-def _get_or_create(model, key_column, key, **values):
-    """The row whose `key_column` is `key`, created with `values` when missing. Instances racing
-    to create it are settled by the unique index: the loser reads the winner's row."""
-    row = db.session.scalar(select(model).where(key_column == key))
-    if row is None:
-        row = model(**{key_column.key: key}, **values)
-        if not store.add_unless_present(row):
-            row = db.session.scalar(select(model).where(key_column == key))
-    return row
+    return store.save_document_client(client_id, metadata)
