@@ -28,11 +28,18 @@ from ..models import Client
 from ..timeutil import to_epoch, utcnow
 from .errors import safe_description
 from .fetch import FetchError, FetchPolicy, check_url, fetch_json
-from .registration import GRANT_TYPES, RESPONSE_TYPES, redirect_uri_problem, redirect_uris_problem
+from .registration import (
+    GRANT_TYPES,
+    KEY_METHOD,
+    RESPONSE_TYPES,
+    redirect_uri_problem,
+    redirect_uris_problem,
+    token_endpoint_auth_methods,
+)
 
 #: Token endpoint authentication methods a CIMD client can use, strongest first. There is no
 #: shared secret with a document, so the secret methods are not possible.
-CIMD_AUTH_METHODS = ("private_key_jwt", "none")
+CIMD_AUTH_METHODS = (KEY_METHOD, "none")
 #: Members copied from the document into the client row (what the pages and grants read).
 _KEPT_MEMBERS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id",
                  "software_version", "jwks", "jwks_uri", "redirect_uris", "grant_types", "response_types")
@@ -121,17 +128,17 @@ def choose_auth_method(document: dict) -> str:
         raise ValueError("token_endpoint_auth_methods_supported must be an array")
     elif document.get("token_endpoint_auth_method"):
         declared = [document["token_endpoint_auth_method"], *declared]
-    ours = [m for m in CIMD_AUTH_METHODS if m != "private_key_jwt" or current_app.config["PRIVATE_KEY_JWT_ENABLED"]]
+    ours = [m for m in CIMD_AUTH_METHODS if m in token_endpoint_auth_methods()]
     for method in ours:
         if method in declared:
-            if method == "private_key_jwt" and not (document.get("jwks") or document.get("jwks_uri")):
+            if method == KEY_METHOD and not (document.get("jwks") or document.get("jwks_uri")):
                 continue
             return method
     # Our own words only: the declared methods are the document author's text.
     raise ValueError(
         "the document allows token endpoint authentication only by methods this server does not "
         f"accept; this server accepts {' or '.join(ours)} for such clients"
-        + (" (private_key_jwt needs jwks or jwks_uri)" if "private_key_jwt" in declared else "")
+        + (" (private_key_jwt needs jwks or jwks_uri)" if KEY_METHOD in declared else "")
     )
 
 
@@ -165,7 +172,7 @@ def validate_document(url: str, document: dict) -> dict:
             raise ValueError("jwks_uri must be an https URL on port 443, without user name or fragment") from None
     metadata = {k: document[k] for k in _KEPT_MEMBERS if k in document}
     metadata["grant_types"] = [g for g in grant_types if g in GRANT_TYPES]
-    metadata["response_types"] = ["code"]
+    metadata["response_types"] = list(RESPONSE_TYPES)
     metadata["token_endpoint_auth_method"] = choose_auth_method(document)
     return metadata
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import pytest
 from sqlalchemy import select
 
@@ -169,6 +171,106 @@ def test_cors_on_registration_and_token_but_not_pages(client):
     assert client.options("/oauth/token").headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Origin" not in client.get("/login").headers
     assert "Access-Control-Allow-Origin" not in client.post("/oauth/introspect").headers
+
+
+# --- what a client may register is what the metadata document publishes (issue 15 item 5) -------
+WELL_KNOWN = "/.well-known/oauth-authorization-server"
+#: A public EC key (RFC 7517 Appendix A.1), and its private part.
+PUBLIC_JWK = {"kty": "EC", "crv": "P-256", "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+              "y": "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM", "kid": "1"}
+PRIVATE_D = "870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE"
+#: The tables below register more clients a minute than the per-address limit allows.
+UNLIMITED = {"REGISTRATION_RATE_LIMIT_PER_IP": "1000 per minute", "REGISTRATION_RATE_LIMIT_GLOBAL": "1000 per minute"}
+
+
+def _register(client, **metadata):
+    return client.post("/oauth/register", json={"redirect_uris": [REDIRECT_URI], **metadata})
+
+
+def _subsets(values, most=3):
+    return [list(c) for n in range(1, most + 1) for c in combinations(values, n)]
+
+
+@pytest.mark.app_config(**UNLIMITED)
+def test_registrable_grant_types_are_the_published_ones_with_authorization_code(client):
+    published = set(client.get(WELL_KNOWN).get_json()["grant_types_supported"])
+    candidates = ["authorization_code", "refresh_token", "implicit", "client_credentials", "password",
+                  "urn:ietf:params:oauth:grant-type:device_code"]
+    for grant_types in _subsets(candidates):
+        response = _register(client, token_endpoint_auth_method="none", grant_types=grant_types)
+        if "authorization_code" in grant_types and set(grant_types) <= published:
+            assert response.status_code == 201, (grant_types, response.get_json())
+            assert response.get_json()["grant_types"] == grant_types
+        else:
+            body = assert_oauth_error(response, "invalid_client_metadata")
+            assert body["error_description"] == (
+                "grant_types must include authorization_code and may add refresh_token only."), grant_types
+
+
+@pytest.mark.app_config(**UNLIMITED)
+def test_registrable_response_types_are_the_published_ones(client):
+    published = set(client.get(WELL_KNOWN).get_json()["response_types_supported"])
+    for response_types in _subsets(["code", "token", "id_token", "code id_token", "none"]):
+        response = _register(client, token_endpoint_auth_method="none", response_types=response_types)
+        if set(response_types) <= published:
+            assert response.status_code == 201, (response_types, response.get_json())
+        else:
+            body = assert_oauth_error(response, "invalid_client_metadata")
+            assert body["error_description"] == "response_types may only contain code.", response_types
+
+
+@pytest.mark.parametrize("key_jwt", [True, False], ids=["private_key_jwt on", "private_key_jwt off"])
+def test_registrable_auth_methods_are_the_published_ones(make_app, key_jwt):
+    client = make_app(PRIVATE_KEY_JWT_ENABLED=key_jwt, **UNLIMITED).test_client()
+    published = client.get(WELL_KNOWN).get_json()["token_endpoint_auth_methods_supported"]
+    assert ("private_key_jwt" in published) is key_jwt
+    for method in ["client_secret_basic", "client_secret_post", "private_key_jwt", "none", "client_secret_jwt",
+                   "tls_client_auth", ""]:
+        response = _register(client, token_endpoint_auth_method=method, jwks={"keys": [PUBLIC_JWK]})
+        if method in published:
+            assert response.status_code == 201, (method, response.get_json())
+            assert response.get_json()["token_endpoint_auth_method"] == method
+        else:
+            body = assert_oauth_error(response, "invalid_client_metadata")
+            assert body["error_description"] == f"token_endpoint_auth_method must be one of: {', '.join(published)}."
+
+
+def test_a_registered_scope_is_never_a_reason_to_refuse(client):
+    """The registered scope limits nothing later, so scopes this server does not know are no reason
+    to refuse a client (generic libraries register openid or offline_access)."""
+    assert _register(client, token_endpoint_auth_method="none", scope="openid offline_access made.up").status_code == 201
+
+
+BAD_JWKS = {
+    "private key material": {"keys": [{**PUBLIC_JWK, "d": PRIVATE_D}]},
+    "not a key": {"keys": [{"kty": "EC"}]},
+    "unknown key type": {"keys": [{"kty": "nonsense"}]},
+    "no keys array": {},
+    "keys not an array": {"keys": None},
+    "not an object": [PUBLIC_JWK],
+}
+
+
+@pytest.mark.parametrize("method", ["private_key_jwt", "client_secret_basic"])
+@pytest.mark.parametrize("jwks", BAD_JWKS.values(), ids=BAD_JWKS.keys())
+def test_a_jwks_must_be_a_set_of_public_keys(client, method, jwks):
+    body = assert_oauth_error(_register(client, token_endpoint_auth_method=method, jwks=jwks),
+                              "invalid_client_metadata")
+    assert "'jwks' must" in body["error_description"]
+
+
+def test_a_jwks_of_public_keys_is_registered(client):
+    response = _register(client, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [PUBLIC_JWK]})
+    assert response.status_code == 201 and response.get_json()["jwks"] == {"keys": [PUBLIC_JWK]}
+
+
+@pytest.mark.parametrize("member", ["client_uri", "logo_uri", "tos_uri", "policy_uri"])
+def test_web_page_members_must_be_urls(client, member):
+    for bad in ["javascript:alert(1)", "not a url", "https://app.example/about#team", "https://user@app.example/"]:
+        body = assert_oauth_error(_register(client, **{member: bad}), "invalid_client_metadata")
+        assert body["error_description"] == f"'{member}' must be an absolute URL without a fragment or user name."
+    response = _register(client, **{member: "https://app.example/about"})
+    assert response.status_code == 201 and response.get_json()[member] == "https://app.example/about"
 
 
 # --- the loopback rule, one for registration, matching and installations (issue 15 item 2) -------
