@@ -55,22 +55,22 @@ def create_app(test_config: dict | None = None) -> Flask:
         hops = int(app.config["PROXY_FIX_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    from . import errors, logs, metrics, web
+    from . import audit, errors, logs, metrics, web
 
     logs.init_app(app)
+    audit.init_app(app)
     errors.init_app(app)
     web.init_app(app)
     metrics.init_app(app)
 
-    from .views import account, auth, health
-
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(account.bp)
-
     from .oauth.server import init_oauth
 
     init_oauth(app)
+
+    from .views import account, auth, authorize, health, oauth, well_known
+
+    for blueprint in (auth.bp, health.bp, account.bp, authorize.bp, oauth.bp, well_known.bp):
+        app.register_blueprint(blueprint)
 
     from . import cli
 

@@ -1,12 +1,16 @@
-"""Recording and reading the audit trail (who did what, from where, under which request id)."""
+"""Recording and reading the audit trail (who did what, from where, under which request id).
+
+An event joins the request's transaction (record), except the record of a refusal or a failure,
+which must outlive it (record_apart): the request that met it usually ends without committing."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
-from flask import g, has_request_context, request
+from flask import Flask, g, has_request_context, request
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import rawsql
 from .extensions import db
@@ -21,14 +25,35 @@ _FORBIDDEN = ("token", "secret", "password", "code", "assertion")
 
 _INSERT = rawsql.insert_into(AuditEvent, "created_at", "event", "user_id", "hub_id", "client_id", "ip", "request_id",
                              "detail")
+#: Where a request keeps its events recorded apart until its transaction has ended.
+_APART = "authserver.audit_apart"
 
 
 def record(event: str, *, user=None, hub=None, client=None, **detail) -> None:
     """Append an event in the request's transaction (committed with it) and log it. A plain
     INSERT on the session's connection: events are only ever inserted, and this runs on hot paths
     (every token issued), where an ORM object and its flush cost several times as much."""
-    clean = {k: v for k, v in detail.items() if not any(f in k.lower() for f in _FORBIDDEN)}
-    values = {
+    values = _event(event, user, hub, client, detail)
+    rawsql.in_session().execute(_INSERT, values).close()
+    _log(values)
+
+
+def record_apart(event: str, *, user=None, hub=None, client=None, **detail) -> None:
+    """Record an event that must survive whatever becomes of the request (a refusal, a failed
+    fetch), and log it now. It is written in a transaction of its own once the request's has
+    ended, committed or rolled back: it neither commits the request's work early nor is lost
+    with it. Outside a request (a command) it joins the caller's transaction, as record() does."""
+    values = _event(event, user, hub, client, detail)
+    if has_request_context():
+        g.setdefault(_APART, []).append(values)
+    else:
+        rawsql.in_session().execute(_INSERT, values).close()
+    _log(values)
+
+
+def _event(event: str, user, hub, client, detail: dict) -> dict:
+    """The row of an event, its detail stripped of credential-like keys."""
+    return {
         "created_at": utcnow(),
         "event": event,
         "user_id": getattr(user, "id", user),
@@ -36,12 +61,38 @@ def record(event: str, *, user=None, hub=None, client=None, **detail) -> None:
         "client_id": getattr(client, "client_id", client),
         "ip": request.remote_addr if has_request_context() else None,
         "request_id": g.get("request_id") if has_request_context() else None,
-        "detail": clean,
+        "detail": {k: v for k, v in detail.items() if not any(f in k.lower() for f in _FORBIDDEN)},
     }
-    rawsql.in_session().execute(_INSERT, values).close()
+
+
+def _log(values: dict) -> None:
     if log.isEnabledFor(logging.INFO):
-        log.info("%s user=%s hub=%s client=%s %s", event, values["user_id"], values["hub_id"], values["client_id"],
-                 " ".join(f"{k}={v}" for k, v in clean.items()))
+        log.info("%s user=%s hub=%s client=%s %s", values["event"], values["user_id"], values["hub_id"],
+                 values["client_id"], " ".join(f"{k}={v}" for k, v in values["detail"].items()))
+
+
+def init_app(app: Flask) -> None:
+    app.teardown_request(write_apart)
+
+
+def write_apart(error: BaseException | None = None) -> None:
+    """Write the events the request recorded apart, in their own transaction after the request's.
+    What the request left uncommitted is rolled back first (Flask-SQLAlchemy discards it at
+    teardown anyway), so that the events are all this transaction holds and no lock the request
+    took (SQLite's one writer) stands in their way."""
+    events = g.pop(_APART, None)
+    if not events:
+        return
+    try:
+        db.session.rollback()
+        transaction = rawsql.in_session()
+        for values in events:
+            transaction.execute(_INSERT, values).close()
+        db.session.commit()
+    except (SQLAlchemyError, db.engine.dialect.loaded_dbapi.Error):
+        # The response is already decided; the events were logged when recorded.
+        log.exception("%d audit event(s) could not be stored (request id %s)", len(events), g.get("request_id"))
+        db.session.close()
 
 
 def find_events(

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from . import audit, scopes, store
 from .models import Client
-from .oauth.registration import redirect_uri_problem
+from .oauth.registration import GRANT_TYPES, RESPONSE_TYPES, redirect_uri_problem
 from .secrets import CLIENT_SECRET_PREFIX, hash_secret, new_credential
 from .timeutil import utcnow
 
@@ -46,8 +46,8 @@ def create_preregistered(
             "client_name": name[:200],
             "redirect_uris": list(dict.fromkeys(redirect_uris)),
             "token_endpoint_auth_method": PUBLIC_METHOD if public else CONFIDENTIAL_METHOD,
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
+            "grant_types": list(GRANT_TYPES),
+            "response_types": list(RESPONSE_TYPES),
         },
         registration="cli",
         allowed_scopes=scopes.to_string(allowed) if allowed is not None else None,

@@ -11,9 +11,8 @@ from urllib.parse import urlsplit
 
 from . import accounts, scopes, store
 from .models import Client, Hub, ResourceServer, User
-from .models.clients import redirect_host
+from .models.clients import is_loopback_redirect, redirect_host
 from .oauth.grants import Decision
-from .oauth.registration import is_loopback_redirect
 
 
 class ConsentError(ValueError):

@@ -30,7 +30,7 @@ from .models import (
     User,
 )
 from .models.clients import without_loopback_port
-from .timeutil import utcnow
+from .timeutil import to_epoch, utcnow
 
 # Don't rewrite last-used timestamps more often than this (they are for display, not security).
 TOUCH_INTERVAL = timedelta(seconds=60)
@@ -293,6 +293,43 @@ def add_unless_present(row) -> bool:
     except IntegrityError:
         return False
     return True
+
+
+def _get_or_create(model, key_column, key, **values):
+    """The row whose `key_column` is `key`, created with `values` when missing. Instances racing
+    to create it are settled by the unique index: the loser reads the winner's row."""
+    row = db.session.scalar(select(model).where(key_column == key))
+    if row is None:
+        row = model(**{key_column.key: key}, **values)
+        if not add_unless_present(row):
+            row = db.session.scalar(select(model).where(key_column == key))
+    return row
+
+
+# --- metadata documents (oauth/cimd.py) ----------------------------------------------------------
+def get_remote_document(url: str) -> RemoteDocument | None:
+    """The cached copy of a fetched document (a client's metadata document, a JWKS), fresh or not."""
+    return db.session.scalar(select(RemoteDocument).where(RemoteDocument.url == url))
+
+
+def save_remote_document(url: str, cached: RemoteDocument | None, **values) -> None:
+    """Cache a document fetched from `url`: `cached` (the row get_remote_document found) updated,
+    else a new row (or, when another instance stored one first, that row: ours is as new)."""
+    row = cached or _get_or_create(RemoteDocument, RemoteDocument.url, url, **values)
+    for key, value in values.items():
+        setattr(row, key, value)
+    db.session.flush()
+
+
+def save_document_client(client_id: str, metadata: dict) -> Client:
+    """The Client row mirroring a metadata document's client: created on first use, its metadata
+    replaced when the document changed."""
+    client = _get_or_create(Client, Client.client_id, client_id, registration="cimd", client_metadata=metadata,
+                            client_id_issued_at=to_epoch(utcnow()))
+    if client.client_metadata != metadata:
+        client.client_metadata = metadata
+        db.session.flush()
+    return client
 
 
 # --- sessions ------------------------------------------------------------------------------------

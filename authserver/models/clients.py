@@ -12,19 +12,32 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 from ..timeutil import utcnow
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "[::1]", "localhost"})
+#: Loopback hosts (RFC 8252 §7.3) as urlsplit() gives a URI's hostname: lowercase, IPv6 unbracketed.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def is_loopback_redirect(uri: str) -> bool:
+    """An http redirect URI on a loopback host (RFC 8252 §7.3): it reaches whatever program listens
+    on the person's own device, on any port. The one loopback rule: registration, matching,
+    installations and the consent warning all ask here."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return False
+    return parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
 
 
 def without_loopback_port(uri: str) -> str | None:
     """For an http loopback URI, the same URI with the port removed; otherwise None."""
-    if "#" in uri or "@" in uri:
+    if "#" in uri or "@" in uri or not is_loopback_redirect(uri):
         return None
     parts = urlsplit(uri)
-    host = parts.netloc
-    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-    if parts.scheme != "http" or hostname.lower() not in LOOPBACK_HOSTS:
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
         return None
-    return urlunsplit((parts.scheme, hostname.lower(), parts.path, parts.query, ""))
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
 
 
 def redirect_host(uri: str) -> str:

@@ -6,6 +6,10 @@ The document is fetched with the SSRF-safe fetcher, validated like a registratio
 into a `Client` row (registration "cimd") so that grants, codes and tokens reference it like any
 other client. Documents (and JWKS named by `jwks_uri`) are cached in the database, shared by every
 instance, for as long as the origin's cache headers allow within the operator's bounds.
+
+The mirror and the cache are written through the store in the request's transaction, which the
+view commits; a refusal or a failed fetch is audited apart from it (audit.record_apart), so the
+operator sees it whatever becomes of the request.
 """
 
 from __future__ import annotations
@@ -17,19 +21,25 @@ from authlib.oauth2.rfc6749 import InvalidClientError
 from flask import current_app, g, has_request_context
 from flask_limiter.util import get_remote_address
 from limits import parse
-from sqlalchemy import select
 
 from .. import audit, store
-from ..extensions import db, limiter
-from ..models import Client, RemoteDocument
+from ..extensions import limiter
+from ..models import Client
 from ..timeutil import to_epoch, utcnow
 from .errors import safe_description
 from .fetch import FetchError, FetchPolicy, check_url, fetch_json
-from .registration import GRANT_TYPES, RESPONSE_TYPES, redirect_uri_problem, redirect_uris_problem
+from .registration import (
+    GRANT_TYPES,
+    KEY_METHOD,
+    RESPONSE_TYPES,
+    redirect_uri_problem,
+    redirect_uris_problem,
+    token_endpoint_auth_methods,
+)
 
 #: Token endpoint authentication methods a CIMD client can use, strongest first. There is no
 #: shared secret with a document, so the secret methods are not possible.
-CIMD_AUTH_METHODS = ("private_key_jwt", "none")
+CIMD_AUTH_METHODS = (KEY_METHOD, "none")
 #: Members copied from the document into the client row (what the pages and grants read).
 _KEPT_MEMBERS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id",
                  "software_version", "jwks", "jwks_uri", "redirect_uris", "grant_types", "response_types")
@@ -42,16 +52,8 @@ def is_url_client_id(client_id: str) -> bool:
     return urlsplit(client_id).path not in ("", "/")
 
 
-def fetch_policy() -> FetchPolicy:
-    config = current_app.config
-    return FetchPolicy(
-        timeout=float(config["CIMD_FETCH_TIMEOUT"]),
-        max_bytes=int(config["CIMD_MAX_BYTES"]),
-        ca_bundle=config["CIMD_CA_BUNDLE"],
-        allowed_private_hosts=frozenset(h.lower() for h in config["CIMD_ALLOWED_PRIVATE_HOSTS"]),
-        allowed_ports=frozenset(int(p) for p in config["CIMD_ALLOWED_PORTS"]),
-        host_overrides={host.lower(): ip for host, ip in (config["CIMD_HOST_OVERRIDES"] or {}).items()},
-    )
+def _policy() -> FetchPolicy:
+    return FetchPolicy.from_config(current_app.config)
 
 
 def _domain_problem(url: str) -> str | None:
@@ -90,31 +92,30 @@ def _count_fetch() -> None:
 def get_document(url: str, kind: str) -> dict:
     """The document at `url`: the cached copy while fresh, else a new fetch; a stale copy if the
     origin fails. Raises FetchError when there is nothing usable."""
-    check_url(url, fetch_policy())  # before the URL is stored or audited
+    policy = _policy()
+    check_url(url, policy)  # before the URL is stored or audited
     now = utcnow()
-    cached = db.session.scalar(select(RemoteDocument).where(RemoteDocument.url == url))
+    cached = store.get_remote_document(url)
     if cached is not None and cached.expires_at > now:
         return cached.document
     try:
         _count_fetch()
-        fetched = fetch_json(url, fetch_policy())
+        fetched = fetch_json(url, policy)
     except FetchError as error:
         usable = cached is not None and cached.stale_until > now
-        audit.record("cimd.fetch_failed", client=url if kind == "client" else None, url=url, kind=kind,
-                     reason=str(error), served_stale=usable, **({"detail": error.detail} if error.detail else {}))
-        db.session.commit()
+        audit.record_apart("cimd.fetch_failed", client=url if kind == "client" else None, url=url, kind=kind,
+                           reason=str(error), served_stale=usable,
+                           **({"detail": error.detail} if error.detail else {}))
         if usable:
             return cached.document
         raise
     expires = now + timedelta(seconds=_freshness(fetched.max_age))
-    values = dict(kind=kind, document=fetched.document, fetched_at=now, expires_at=expires,
-                  stale_until=expires + timedelta(seconds=int(current_app.config["CIMD_STALE_SECONDS"])))
-    stored = cached or _get_or_create(RemoteDocument, RemoteDocument.url, url, **values)
-    for key, value in values.items():  # a row another instance stored first: ours is as new
-        setattr(stored, key, value)
+    store.save_remote_document(
+        url, cached, kind=kind, document=fetched.document, fetched_at=now, expires_at=expires,
+        stale_until=expires + timedelta(seconds=int(current_app.config["CIMD_STALE_SECONDS"])),
+    )
     audit.record("cimd.fetched", client=url if kind == "client" else None, url=url, kind=kind,
                  fresh_for=to_epoch(expires) - to_epoch(now))
-    db.session.commit()
     return fetched.document
 
 
@@ -127,17 +128,17 @@ def choose_auth_method(document: dict) -> str:
         raise ValueError("token_endpoint_auth_methods_supported must be an array")
     elif document.get("token_endpoint_auth_method"):
         declared = [document["token_endpoint_auth_method"], *declared]
-    ours = [m for m in CIMD_AUTH_METHODS if m != "private_key_jwt" or current_app.config["PRIVATE_KEY_JWT_ENABLED"]]
+    ours = [m for m in CIMD_AUTH_METHODS if m in token_endpoint_auth_methods()]
     for method in ours:
         if method in declared:
-            if method == "private_key_jwt" and not (document.get("jwks") or document.get("jwks_uri")):
+            if method == KEY_METHOD and not (document.get("jwks") or document.get("jwks_uri")):
                 continue
             return method
     # Our own words only: the declared methods are the document author's text.
     raise ValueError(
         "the document allows token endpoint authentication only by methods this server does not "
         f"accept; this server accepts {' or '.join(ours)} for such clients"
-        + (" (private_key_jwt needs jwks or jwks_uri)" if "private_key_jwt" in declared else "")
+        + (" (private_key_jwt needs jwks or jwks_uri)" if KEY_METHOD in declared else "")
     )
 
 
@@ -166,12 +167,12 @@ def validate_document(url: str, document: dict) -> dict:
         raise ValueError("jwks must be a JSON object")
     if "jwks_uri" in document:
         try:
-            check_url(str(document["jwks_uri"]), fetch_policy())
+            check_url(str(document["jwks_uri"]), _policy())
         except FetchError:
             raise ValueError("jwks_uri must be an https URL on port 443, without user name or fragment") from None
     metadata = {k: document[k] for k in _KEPT_MEMBERS if k in document}
     metadata["grant_types"] = [g for g in grant_types if g in GRANT_TYPES]
-    metadata["response_types"] = ["code"]
+    metadata["response_types"] = list(RESPONSE_TYPES)
     metadata["token_endpoint_auth_method"] = choose_auth_method(document)
     return metadata
 
@@ -206,13 +207,12 @@ def _load_client(client_id: str) -> Client:
     if not current_app.config["CIMD_ENABLED"]:
         raise InvalidClientError(description="This server does not accept URL client_ids (metadata documents).")
     try:
-        check_url(client_id, fetch_policy())
+        check_url(client_id, _policy())
     except FetchError as error:
         raise InvalidClientError(description=safe_description(f"The client_id URL is not acceptable: {error}", 400)) from None
     problem = _domain_problem(client_id)
     if problem:
-        audit.record("cimd.refused", client=client_id, reason=problem)
-        db.session.commit()
+        audit.record_apart("cimd.refused", client=client_id, reason=problem)
         raise InvalidClientError(description=problem)
     try:
         document = get_document(client_id, "client")
@@ -221,24 +221,6 @@ def _load_client(client_id: str) -> Client:
     try:
         metadata = validate_document(client_id, document)
     except ValueError as error:
-        audit.record("cimd.invalid", client=client_id, reason=str(error))
-        db.session.commit()
+        audit.record_apart("cimd.invalid", client=client_id, reason=str(error))
         raise _invalid(client_id, f"is not valid: {error}") from None
-
-    client = _get_or_create(Client, Client.client_id, client_id, registration="cimd", client_metadata=metadata,
-                            client_id_issued_at=to_epoch(utcnow()))
-    if client.client_metadata != metadata:
-        client.client_metadata = metadata
-    db.session.commit()
-    return client
-
-
-def _get_or_create(model, key_column, key, **values):
-    """The row whose `key_column` is `key`, created with `values` when missing. Instances racing
-    to create it are settled by the unique index: the loser reads the winner's row."""
-    row = db.session.scalar(select(model).where(key_column == key))
-    if row is None:
-        row = model(**{key_column.key: key}, **values)
-        if not store.add_unless_present(row):
-            row = db.session.scalar(select(model).where(key_column == key))
-    return row
+    return store.save_document_client(client_id, metadata)

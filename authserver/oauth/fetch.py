@@ -62,6 +62,18 @@ class FetchPolicy:
     host_overrides: Mapping[str, str] = field(default_factory=dict)
     """Static lowercase hostname -> IP address answers (like curl --resolve), checked like any other."""
 
+    @classmethod
+    def from_config(cls, config: Mapping) -> FetchPolicy:
+        """The operator's policy (the CIMD_* settings), for every fetch of a URL a client chose."""
+        return cls(
+            timeout=float(config["CIMD_FETCH_TIMEOUT"]),
+            max_bytes=int(config["CIMD_MAX_BYTES"]),
+            ca_bundle=config["CIMD_CA_BUNDLE"],
+            allowed_private_hosts=frozenset(h.lower() for h in config["CIMD_ALLOWED_PRIVATE_HOSTS"]),
+            allowed_ports=frozenset(int(p) for p in config["CIMD_ALLOWED_PORTS"]),
+            host_overrides={host.lower(): ip for host, ip in (config["CIMD_HOST_OVERRIDES"] or {}).items()},
+        )
+
 
 class FetchError(Exception):
     """The document could not be fetched or is unusable; the message says why in plain words of

@@ -4,33 +4,33 @@ from __future__ import annotations
 
 from flask import current_app
 
-from .. import scopes
 from . import assertion
-from .grants import AuthorizationCodeGrant
 from .introspection import Introspection
 from .pkce import S256CodeChallenge
-from .registration import GRANT_TYPES, RESPONSE_TYPES
+from .registration import supported_client_metadata
 from .revocation import Revocation
 
 
 def build_metadata() -> dict:
     issuer = current_app.config["ISSUER"]
     key_jwt = current_app.config["PRIVATE_KEY_JWT_ENABLED"]
-    auth_methods = [m for m in AuthorizationCodeGrant.TOKEN_ENDPOINT_AUTH_METHODS if key_jwt or m != assertion.METHOD]
+    # Response and grant types, token endpoint methods and scopes: what registration enforces.
+    supported = supported_client_metadata()
+    auth_methods = supported["token_endpoint_auth_methods_supported"]
     metadata = {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/oauth/authorize",
         "token_endpoint": f"{issuer}/oauth/token",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
-        "response_types_supported": list(RESPONSE_TYPES),
+        "response_types_supported": supported["response_types_supported"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": list(GRANT_TYPES),
+        "grant_types_supported": supported["grant_types_supported"],
         "code_challenge_methods_supported": list(S256CodeChallenge.SUPPORTED_CODE_CHALLENGE_METHOD),
         "token_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": list(Introspection.CLIENT_AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": [m for m in Revocation.CLIENT_AUTH_METHODS if m in auth_methods],
-        "scopes_supported": scopes.all_names(),
+        "scopes_supported": supported["scopes_supported"],
         "authorization_response_iss_parameter_supported": True,
         "service_documentation": current_app.config["SERVICE_DOCUMENTATION"],
     }

@@ -1,4 +1,6 @@
-"""Dynamic client registration (RFC 7591), client management (RFC 7592), redirect-URI policy."""
+"""Dynamic client registration (RFC 7591), client management (RFC 7592), and what a client may
+register: the redirect-URI policy and the client metadata this server supports (which the RFC 8414
+document publishes and Authlib's claims enforce, from the same constants)."""
 
 from __future__ import annotations
 
@@ -10,17 +12,18 @@ import secrets as _secrets
 import time
 from urllib.parse import urlsplit
 
+from authlib.consts import default_json_headers
 from authlib.integrations.flask_oauth2.requests import FlaskJsonPayload
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, JsonRequest
+from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError, InvalidRedirectURIError
-from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint
-from authlib.consts import default_json_headers
 from flask import current_app, has_app_context
 from flask import request as flask_request
+from joserfc.errors import ClaimError
 
-from .. import audit, store
+from .. import audit, scopes, store
 from ..models import Client
 from ..models.clients import LOOPBACK_HOSTS
 from ..secrets import (
@@ -32,10 +35,13 @@ from ..secrets import (
 )
 from .credentials import bearer_token
 from .errors import RegistrationClosedError, safe_description
+from .fetch import FetchError, FetchPolicy, check_url
 from .grants import TOKEN_ENDPOINT_AUTH_METHODS, AuthorizationCodeGrant, RefreshTokenGrant
 
+#: The method proven with the client's own key (RFC 7523 §2.2), offered only when enabled.
+KEY_METHOD = "private_key_jwt"
 #: Methods with no client secret: public clients, and clients proving themselves with their key.
-SECRETLESS_METHODS = ("none", "private_key_jwt")
+SECRETLESS_METHODS = ("none", KEY_METHOD)
 #: What a client may register (and what the metadata document advertises).
 GRANT_TYPES = [AuthorizationCodeGrant.GRANT_TYPE, RefreshTokenGrant.GRANT_TYPE]
 RESPONSE_TYPES = sorted(AuthorizationCodeGrant.RESPONSE_TYPES)
@@ -50,6 +56,23 @@ _STRING_MEMBERS = (
     "software_id", "software_version", "scope", "token_endpoint_auth_method",
 )
 _STRING_LIST_MEMBERS = ("redirect_uris", "grant_types", "response_types", "contacts")
+
+
+def token_endpoint_auth_methods() -> list[str]:
+    """The token endpoint authentication methods in force: private_key_jwt only where enabled."""
+    enabled = current_app.config["PRIVATE_KEY_JWT_ENABLED"]
+    return [m for m in TOKEN_ENDPOINT_AUTH_METHODS if enabled or m != KEY_METHOD]
+
+
+def supported_client_metadata() -> dict:
+    """What a client may register here, in RFC 8414's names: the metadata document publishes these
+    members and registration enforces them (through Authlib's claims options)."""
+    return {
+        "response_types_supported": list(RESPONSE_TYPES),
+        "grant_types_supported": list(GRANT_TYPES),
+        "token_endpoint_auth_methods_supported": token_endpoint_auth_methods(),
+        "scopes_supported": scopes.all_names(),
+    }
 
 
 def redirect_uri_problem(uri) -> str | None:
@@ -87,7 +110,7 @@ def redirect_uri_problem(uri) -> str | None:
             return "This redirect host is not allowed on this server."
         return None
     if scheme == "http":
-        if (parts.hostname or "").lower() not in {"127.0.0.1", "::1", "localhost"}:
+        if parts.hostname not in LOOPBACK_HOSTS:
             return "http redirect URIs are only allowed on loopback (127.0.0.1, [::1], localhost); use https."
         return None
     if scheme in ("ws", "wss", "ftp"):
@@ -130,30 +153,97 @@ def dedupe_key(metadata: dict) -> str:
     return hashlib.sha256(json.dumps(metadata, sort_keys=True).encode()).hexdigest()
 
 
-def is_loopback_redirect(uri: str) -> bool:
-    parts = urlsplit(uri)
-    host = (parts.hostname or "").lower()
-    return parts.scheme == "http" and (host in LOOPBACK_HOSTS or host == "::1")
+_GRANT_TYPES_RULE = "grant_types must include authorization_code and may add refresh_token only."
+#: Our words for a member Authlib's claims refuse (its own messages only name the member).
+_REFUSALS = {
+    "grant_types": _GRANT_TYPES_RULE,
+    "response_types": "response_types may only contain code.",
+    "jwks": "'jwks' must be a JWK Set of public keys, and not sent with jwks_uri.",
+    **{member: f"'{member}' must be an absolute URL without a fragment or user name."
+       for member in ("client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri")},
+}
 
 
 class ClientMetadata(ClientMetadataClaims):
-    """Authlib's RFC 7591 claims, with redirect URIs checked by our policy instead (Authlib's URL
-    check refuses the private-use schemes native apps need)."""
+    """RFC 7591 §2 client metadata, validated by Authlib's claims against what this server supports
+    (supported_client_metadata, as claims options), with our rules where Authlib has a hook for
+    them: the member types, the redirect-URI policy (Authlib's URL check would refuse the
+    private-use schemes native apps need), authorization_code always, and private_key_jwt's keys."""
+
+    @classmethod
+    def get_claims_options(cls, metadata):
+        """Authlib's options from the server metadata, but for scope: a registered scope limits
+        nothing later (a client may ask for any scope at authorization), so it refuses nothing."""
+        options = super().get_claims_options(metadata)
+        options.pop("scope", None)
+        return options
+
+    def validate(self, now=None, leeway=0):
+        """The types first (Authlib's checks assume them), then Authlib's; refusals in our words."""
+        self.validate_types()
+        try:
+            super().validate(now, leeway)
+        except ClaimError as error:
+            raise InvalidClientMetadataError(self.refusal(error.claim)) from None
+
+    def refusal(self, member: str) -> str:
+        """Why `member` was refused, for the error_description."""
+        if member == "token_endpoint_auth_method":
+            supported = self.params["token_endpoint_auth_methods_supported"]
+            return f"token_endpoint_auth_method must be one of: {', '.join(supported)}."
+        return _REFUSALS.get(member, f"'{member}' is not valid.")
+
+    def validate_types(self):
+        """Each member of the type RFC 7591 §2 gives it, before any other check reads it."""
+        for key in _STRING_MEMBERS:
+            if key in self and not isinstance(self[key], str):
+                raise InvalidClientMetadataError(f"'{key}' must be a string.")
+        for key in _STRING_LIST_MEMBERS:
+            if key in self and (not isinstance(self[key], list) or not all(isinstance(v, str) for v in self[key])):
+                raise InvalidClientMetadataError(f"'{key}' must be an array of strings.")
+        if "jwks" in self:
+            if not isinstance(self["jwks"], dict):
+                raise InvalidClientMetadataError("'jwks' must be a JSON object.")
+            if not isinstance(self["jwks"].get("keys"), list):
+                raise InvalidClientMetadataError("'jwks' must have a 'keys' array.")
 
     def validate_redirect_uris(self):
-        """Nothing left to check: these claims only ever run after MetadataValidation.check_members,
-        which applied redirect_uris_problem to every URI (each member is validated once)."""
+        """RFC 7591 §2: at least one redirect URI, each allowed by redirect_uri_problem."""
+        problem = redirect_uris_problem(self.get("redirect_uris"))
+        if problem:
+            raise InvalidRedirectURIError(safe_description(problem))
+
+    def validate_token_endpoint_auth_method(self):
+        """RFC 7591 §2 (client_secret_basic when omitted); private_key_jwt (RFC 7523 §2.2) needs
+        exactly one of jwks and jwks_uri."""
+        super().validate_token_endpoint_auth_method()
+        if self["token_endpoint_auth_method"] == KEY_METHOD and ("jwks" in self) == ("jwks_uri" in self):
+            raise InvalidClientMetadataError("private_key_jwt needs exactly one of jwks and jwks_uri.")
+
+    def validate_grant_types(self):
+        """RFC 7591 §2.1: every client uses the authorization code (the options check the rest)."""
+        if AuthorizationCodeGrant.GRANT_TYPE not in self.get("grant_types", GRANT_TYPES):
+            raise InvalidClientMetadataError(_GRANT_TYPES_RULE)
+
+    def validate_jwks_uri(self):
+        """A jwks_uri we will fetch (private_key_jwt) must pass the fetch policy now."""
+        if self.get("token_endpoint_auth_method") != KEY_METHOD or "jwks_uri" not in self:
+            return super().validate_jwks_uri()
+        try:
+            check_url(self["jwks_uri"], FetchPolicy.from_config(current_app.config))
+        except FetchError as error:
+            raise InvalidClientMetadataError(f"jwks_uri: {error}") from None
 
 
 class MetadataValidation:
-    """Validation shared by registration and update (RFC 7591 §2 and our policy)."""
+    """Validation shared by registration and update (RFC 7591 §2): the request as a whole here,
+    its members by the ClientMetadata claims."""
 
     def get_server_metadata(self):
-        # Only used by Authlib to build claim options; we validate scope ourselves (registered
-        # scope does not limit later requests), so give it nothing to restrict.
-        return {}
+        return supported_client_metadata()
 
-    def check_members(self, data) -> None:
+    def check_request(self, data) -> None:
+        """A JSON object of a sane size and text, before any member is read."""
         if len(flask_request.get_data(cache=True)) > current_app.config["REGISTRATION_MAX_BYTES"]:
             raise InvalidClientMetadataError("The client metadata is too large.")
         if not isinstance(data, dict) or not data:
@@ -164,50 +254,9 @@ class MetadataValidation:
             raise InvalidClientMetadataError("The client metadata contains invalid Unicode.") from None
         if b"\\u0000" in encoded or b"\x00" in encoded:
             raise InvalidClientMetadataError("The client metadata must not contain NUL characters.")
-        for key in _STRING_MEMBERS:
-            if key in data and not isinstance(data[key], str):
-                raise InvalidClientMetadataError(f"'{key}' must be a string.")
-        for key in _STRING_LIST_MEMBERS:
-            if key in data and (
-                not isinstance(data[key], list) or not all(isinstance(v, str) for v in data[key])
-            ):
-                raise InvalidClientMetadataError(f"'{key}' must be an array of strings.")
-        if "jwks" in data and not isinstance(data["jwks"], dict):
-            raise InvalidClientMetadataError("'jwks' must be a JSON object.")
-        problem = redirect_uris_problem(data.get("redirect_uris"))
-        if problem:
-            raise InvalidRedirectURIError(safe_description(problem))
-        method = data.get("token_endpoint_auth_method", "client_secret_basic")
-        if method not in TOKEN_ENDPOINT_AUTH_METHODS:
-            raise InvalidClientMetadataError(
-                f"token_endpoint_auth_method must be one of: {', '.join(TOKEN_ENDPOINT_AUTH_METHODS)}."
-            )
-        if method == "private_key_jwt":
-            if not current_app.config["PRIVATE_KEY_JWT_ENABLED"]:
-                raise InvalidClientMetadataError("This server does not accept private_key_jwt.")
-            if ("jwks" in data) == ("jwks_uri" in data):
-                raise InvalidClientMetadataError("private_key_jwt needs exactly one of jwks and jwks_uri.")
-            if "jwks" in data and not isinstance(data["jwks"].get("keys"), list):
-                raise InvalidClientMetadataError("'jwks' must have a 'keys' array.")
-            if "jwks_uri" in data:
-                from .cimd import fetch_policy
-                from .fetch import FetchError, check_url
-
-                try:
-                    check_url(data["jwks_uri"], fetch_policy())
-                except FetchError as error:
-                    raise InvalidClientMetadataError(f"jwks_uri: {error}") from None
-        grant_types = data.get("grant_types", ["authorization_code"])
-        if "authorization_code" not in grant_types or not set(grant_types) <= set(GRANT_TYPES):
-            raise InvalidClientMetadataError(
-                "grant_types must include authorization_code and may add refresh_token only."
-            )
-        if not set(data.get("response_types", ["code"])) <= set(RESPONSE_TYPES):
-            raise InvalidClientMetadataError("response_types may only contain code.")
 
     def extract_client_metadata(self, request):
-        data = request.payload.data
-        self.check_members(data)
+        self.check_request(request.payload.data)
         metadata = super().extract_client_metadata(request)
         metadata.setdefault("grant_types", ["authorization_code"])
         metadata.setdefault("response_types", ["code"])

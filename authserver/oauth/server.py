@@ -257,12 +257,7 @@ server = AuthorizationServer()
 
 
 def init_oauth(app: Flask) -> None:
-    """Bind the OAuth server and register the protocol blueprints."""
+    """Bind the OAuth server to the app (its endpoints' blueprints are registered by create_app:
+    the protocol core knows nothing of the views)."""
     server.init_app(app)
     app.extensions["authserver.oauth"] = server
-
-    from ..views import authorize, oauth, well_known
-
-    app.register_blueprint(authorize.bp)
-    app.register_blueprint(oauth.bp)
-    app.register_blueprint(well_known.bp)

@@ -84,9 +84,12 @@ def _authorization_response(grant, decision: consent.Decision | None):
 
 def _consent_page(user, grant, hub: str | None, ticked: set[str] | None = None, error: str | None = None,
                   notice: str | None = None):
-    """The consent page for `hub` (None: the person's last or first hub), with `ticked` boxes."""
+    """The consent page for `hub` (None: the person's last or first hub), with `ticked` boxes;
+    committed, as what validating the request stored (a metadata-document client) is kept."""
     page = consent.build_page(user, grant, hub, ticked)
-    return render_template("oauth/consent.html", page=page, error=error, notice=notice)
+    html = render_template("oauth/consent.html", page=page, error=error, notice=notice)
+    db.session.commit()
+    return html
 
 
 #: Clients whose redirect URIs the operator vetted (pre-registered with the CLI); the URIs of
@@ -106,6 +109,8 @@ def _can_return_after_login() -> bool:
 
 
 def _redirect_to_login():
+    """Sign in first, keeping what validating the request stored (committed)."""
     from flask import redirect
 
+    db.session.commit()
     return redirect(login_url(request.full_path))

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import pytest
 from sqlalchemy import select
 
 from authserver.extensions import db
 from authserver.models import Client
+from authserver.models.clients import is_loopback_redirect
+from authserver.oauth.registration import redirect_uri_problem
 from authserver.secrets import sha256_hex
 
-from .support import PKCE, REDIRECT_URI, assert_oauth_error
+from .support import (
+    PKCE,
+    REDIRECT_URI,
+    assert_error_page,
+    assert_oauth_error,
+    authorize_params,
+)
 
 GOOD_REDIRECTS = [
     "https://chatgpt.com/connector_platform_oauth_redirect",
@@ -161,3 +171,134 @@ def test_cors_on_registration_and_token_but_not_pages(client):
     assert client.options("/oauth/token").headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Origin" not in client.get("/login").headers
     assert "Access-Control-Allow-Origin" not in client.post("/oauth/introspect").headers
+
+
+# --- what a client may register is what the metadata document publishes (issue 15 item 5) -------
+WELL_KNOWN = "/.well-known/oauth-authorization-server"
+#: A public EC key (RFC 7517 Appendix A.1), and its private part.
+PUBLIC_JWK = {"kty": "EC", "crv": "P-256", "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+              "y": "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM", "kid": "1"}
+PRIVATE_D = "870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE"
+#: The tables below register more clients a minute than the per-address limit allows.
+UNLIMITED = {"REGISTRATION_RATE_LIMIT_PER_IP": "1000 per minute", "REGISTRATION_RATE_LIMIT_GLOBAL": "1000 per minute"}
+
+
+def _register(client, **metadata):
+    return client.post("/oauth/register", json={"redirect_uris": [REDIRECT_URI], **metadata})
+
+
+def _subsets(values, most=3):
+    return [list(c) for n in range(1, most + 1) for c in combinations(values, n)]
+
+
+@pytest.mark.app_config(**UNLIMITED)
+def test_registrable_grant_types_are_the_published_ones_with_authorization_code(client):
+    published = set(client.get(WELL_KNOWN).get_json()["grant_types_supported"])
+    candidates = ["authorization_code", "refresh_token", "implicit", "client_credentials", "password",
+                  "urn:ietf:params:oauth:grant-type:device_code"]
+    for grant_types in _subsets(candidates):
+        response = _register(client, token_endpoint_auth_method="none", grant_types=grant_types)
+        if "authorization_code" in grant_types and set(grant_types) <= published:
+            assert response.status_code == 201, (grant_types, response.get_json())
+            assert response.get_json()["grant_types"] == grant_types
+        else:
+            body = assert_oauth_error(response, "invalid_client_metadata")
+            assert body["error_description"] == (
+                "grant_types must include authorization_code and may add refresh_token only."), grant_types
+
+
+@pytest.mark.app_config(**UNLIMITED)
+def test_registrable_response_types_are_the_published_ones(client):
+    published = set(client.get(WELL_KNOWN).get_json()["response_types_supported"])
+    for response_types in _subsets(["code", "token", "id_token", "code id_token", "none"]):
+        response = _register(client, token_endpoint_auth_method="none", response_types=response_types)
+        if set(response_types) <= published:
+            assert response.status_code == 201, (response_types, response.get_json())
+        else:
+            body = assert_oauth_error(response, "invalid_client_metadata")
+            assert body["error_description"] == "response_types may only contain code.", response_types
+
+
+@pytest.mark.parametrize("key_jwt", [True, False], ids=["private_key_jwt on", "private_key_jwt off"])
+def test_registrable_auth_methods_are_the_published_ones(make_app, key_jwt):
+    client = make_app(PRIVATE_KEY_JWT_ENABLED=key_jwt, **UNLIMITED).test_client()
+    published = client.get(WELL_KNOWN).get_json()["token_endpoint_auth_methods_supported"]
+    assert ("private_key_jwt" in published) is key_jwt
+    for method in ["client_secret_basic", "client_secret_post", "private_key_jwt", "none", "client_secret_jwt",
+                   "tls_client_auth", ""]:
+        response = _register(client, token_endpoint_auth_method=method, jwks={"keys": [PUBLIC_JWK]})
+        if method in published:
+            assert response.status_code == 201, (method, response.get_json())
+            assert response.get_json()["token_endpoint_auth_method"] == method
+        else:
+            body = assert_oauth_error(response, "invalid_client_metadata")
+            assert body["error_description"] == f"token_endpoint_auth_method must be one of: {', '.join(published)}."
+
+
+def test_a_registered_scope_is_never_a_reason_to_refuse(client):
+    """The registered scope limits nothing later, so scopes this server does not know are no reason
+    to refuse a client (generic libraries register openid or offline_access)."""
+    assert _register(client, token_endpoint_auth_method="none", scope="openid offline_access made.up").status_code == 201
+
+
+BAD_JWKS = {
+    "private key material": {"keys": [{**PUBLIC_JWK, "d": PRIVATE_D}]},
+    "not a key": {"keys": [{"kty": "EC"}]},
+    "unknown key type": {"keys": [{"kty": "nonsense"}]},
+    "no keys array": {},
+    "keys not an array": {"keys": None},
+    "not an object": [PUBLIC_JWK],
+}
+
+
+@pytest.mark.parametrize("method", ["private_key_jwt", "client_secret_basic"])
+@pytest.mark.parametrize("jwks", BAD_JWKS.values(), ids=BAD_JWKS.keys())
+def test_a_jwks_must_be_a_set_of_public_keys(client, method, jwks):
+    body = assert_oauth_error(_register(client, token_endpoint_auth_method=method, jwks=jwks),
+                              "invalid_client_metadata")
+    assert "'jwks' must" in body["error_description"]
+
+
+def test_a_jwks_of_public_keys_is_registered(client):
+    response = _register(client, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [PUBLIC_JWK]})
+    assert response.status_code == 201 and response.get_json()["jwks"] == {"keys": [PUBLIC_JWK]}
+
+
+@pytest.mark.parametrize("member", ["client_uri", "logo_uri", "tos_uri", "policy_uri"])
+def test_web_page_members_must_be_urls(client, member):
+    for bad in ["javascript:alert(1)", "not a url", "https://app.example/about#team", "https://user@app.example/"]:
+        body = assert_oauth_error(_register(client, **{member: bad}), "invalid_client_metadata")
+        assert body["error_description"] == f"'{member}' must be an absolute URL without a fragment or user name."
+    response = _register(client, **{member: "https://app.example/about"})
+    assert response.status_code == 201 and response.get_json()[member] == "https://app.example/about"
+
+
+# --- the loopback rule, one for registration, matching and installations (issue 15 item 2) -------
+LOOPBACK = ["http://127.0.0.1{port}/cb", "http://localhost{port}/cb", "http://LocalHost{port}/cb",
+            "http://[::1]{port}/cb", "HTTP://127.0.0.1{port}/cb?x=1"]
+NOT_LOOPBACK = ["http://127.0.0.2{port}/cb", "http://localhost.{port}/cb", "http://127.0.0.1.evil.example{port}/cb",
+                "http://[::2]{port}/cb", "http://0.0.0.0{port}/cb", "https://127.0.0.1{port}/cb",
+                "https://localhost{port}/cb", "myapp://127.0.0.1{port}/cb"]
+PORTS = ["", ":1", ":8080", ":65535"]
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_loopback_is_one_rule_for_registration_and_matching(port):
+    for template in LOOPBACK + NOT_LOOPBACK:
+        uri = template.format(port=port)
+        loopback = template in LOOPBACK
+        assert is_loopback_redirect(uri) is loopback, uri
+        if uri.lower().startswith("http:"):
+            assert (redirect_uri_problem(uri) is None) is loopback, uri  # http only on loopback
+        registered = Client(client_metadata={"redirect_uris": [template.format(port="")]})
+        # A loopback redirect URI matches on any port (RFC 8252 §7.3); any other only exactly.
+        for other in PORTS:
+            assert registered.check_redirect_uri(template.format(port=other)) is (loopback or other == ""), (uri, other)
+
+
+@pytest.mark.parametrize("redirect_uri", ["http://[::1/cb", "http://127.0.0.1:99999/cb", "http://127.0.0.1:80:80/cb",
+                                          "http://127.0.0.1:x/cb"])
+def test_a_malformed_loopback_redirect_uri_is_refused_with_a_page(flow, register, redirect_uri):
+    client_id = register(redirect_uris=["http://127.0.0.1/cb", "http://[::1]/cb"])["client_id"]
+    assert_error_page(flow.client.get("/oauth/authorize", query_string=authorize_params(
+        client_id, PKCE(), redirect_uri=redirect_uri)))
