@@ -156,6 +156,21 @@ def test_lower_layers_do_not_reach_the_views():
     assert not upward, "lower layers reaching the views:\n" + "\n".join(upward)
 
 
+def test_lower_layers_do_not_name_view_endpoints(app):
+    """The protocol core decides nothing by which view a request reached: no string in oauth/,
+    store.py or models/ is one of the app's endpoint names (as "authorize.authorize" once was)."""
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if "." in rule.endpoint}
+    assert endpoints, "the app has no blueprint endpoints: the test would prove nothing"
+    named = [
+        f"{path.relative_to(ROOT.parent)}:{node.lineno}: {node.value!r}"
+        for name, path in find_modules().items()
+        if any(_inside(name, layer) for layer in LOWER_LAYERS)
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in endpoints
+    ]
+    assert not named, "view endpoint names below the views:\n" + "\n".join(named)
+
+
 # --- the checker itself: it must see every form of import, or the tests above prove nothing ------
 _FORMS = {
     "top-level import": "import pkg.b\n",
