@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+from .faults import postgresql_connect_args
+
 #: Placeholder secret; the app refuses to start with it outside debug/testing.
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 
@@ -26,6 +28,19 @@ class Defaults:
     DATABASE_URL: str | None = None
     # Redis URL for rate limits and shared short-lived state. None means in-process memory.
     REDIS_URL: str | None = None
+    # Seconds to wait for Redis to connect or answer. Redis is an optimisation: past this, the
+    # instance counts its rate limits in its own memory until Redis answers again.
+    REDIS_TIMEOUT = 0.5
+    # While Redis is unreachable, look for it again at most this often (seconds).
+    REDIS_RECHECK_SECONDS = 5
+    # PostgreSQL only. Longest a statement may run (server-side statement_timeout, in ms; 0: no
+    # limit); a database too hung to enforce it is given up on one second later by the client.
+    # It bounds CLI commands and migrations too: raise it for a long migration.
+    DATABASE_STATEMENT_TIMEOUT_MS = 5000
+    # Seconds to wait for a new database connection (libpq's connect_timeout; at least 2).
+    DATABASE_CONNECT_TIMEOUT = 3
+    # Seconds a request waits for a free pooled connection before it is answered 503.
+    DATABASE_POOL_TIMEOUT = 3
 
     # Lifetimes, in seconds.
     AUTHORIZATION_CODE_LIFETIME = 60
@@ -193,12 +208,15 @@ def finalize(config, instance_path: str) -> None:
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     else:
-        config.setdefault(
-            # No pool_pre_ping: it costs a round trip on every checkout, and hot paths check out
-            # once per request. A connection found dead is detected by SQLAlchemy, which discards
-            # the pool's connections; pool_recycle retires idle ones before servers drop them.
-            "SQLALCHEMY_ENGINE_OPTIONS", {"pool_size": 10, "max_overflow": 20, "pool_recycle": 300}
-        )
+        options = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 300,
+                   "pool_timeout": config["DATABASE_POOL_TIMEOUT"]}
+        if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+            options["connect_args"] = postgresql_connect_args(
+                config["DATABASE_STATEMENT_TIMEOUT_MS"], config["DATABASE_CONNECT_TIMEOUT"])
+        # No pool_pre_ping: it costs a round trip on every checkout, and hot paths check out
+        # once per request. A connection found dead is detected by SQLAlchemy, which discards
+        # the pool's connections; pool_recycle retires idle ones before servers drop them.
+        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
 
     renamed = {"LOGIN_FAILURES_PER_ACCOUNT": "LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP",
                "LOGIN_FAILURES_PER_IP": "LOGIN_ATTEMPTS_PER_IP"}

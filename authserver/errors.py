@@ -8,6 +8,9 @@ from flask import Flask, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
+from . import faults
+from .metrics import DATABASE_UNAVAILABLE
+
 log = logging.getLogger(__name__)
 
 # Paths answered to programs rather than people.
@@ -37,6 +40,12 @@ JSON_ERROR = {
 
 def is_machine_request() -> bool:
     return request.path.startswith(MACHINE_PATHS)
+
+
+def asks_for_json() -> bool:
+    """Whether the caller prefers JSON to a page (a program on a page's path, such as mcp-remote
+    probing /oauth/authorize with Accept: application/json)."""
+    return request.accept_mimetypes.best_match(("text/html", "application/json")) == "application/json"
 
 
 def oauth_json_error(status: int, error: str, description: str, headers=None):
@@ -98,7 +107,25 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
+        if faults.database_unavailable(exc):
+            return database_unavailable(exc)
         log.exception("unhandled error (request id %s)", g.get("request_id"))
         if is_machine_request():
             return oauth_json_error(500, "server_error", "Unexpected server error.")
         return error_page(500)
+
+
+def database_unavailable(exc: Exception):
+    """The database is away, slow or out of connections (faults.database_unavailable): an expected
+    fault, so a 503 with Retry-After and one log line, no traceback. JSON for programs, a page for
+    people."""
+    DATABASE_UNAVAILABLE.inc()
+    cause = getattr(exc, "orig", None) or exc
+    log.warning("database unavailable (request id %s): %s: %s", g.get("request_id"), type(cause).__name__,
+                str(cause).strip().splitlines()[0][:200] if str(cause).strip() else "")
+    headers = {"Retry-After": str(faults.RETRY_AFTER_SECONDS)}
+    if is_machine_request() or asks_for_json():
+        return oauth_json_error(503, faults.UNAVAILABLE["error"], faults.UNAVAILABLE["error_description"], headers)
+    body, status = error_page(503, "Temporarily unavailable",
+                              "This service is briefly unavailable. Please try again in a moment.")
+    return body, status, headers
