@@ -124,6 +124,7 @@ def database_unavailable(exc: Exception):
     log.warning("database unavailable (request id %s): %s: %s", g.get("request_id"), type(cause).__name__,
                 str(cause).strip().splitlines()[0][:200] if str(cause).strip() else "")
     headers = {"Retry-After": str(faults.RETRY_AFTER_SECONDS)}
+    g.setdefault("user", None)  # the page must not ask the database who is signed in (auth.current_user)
     if is_machine_request() or asks_for_json():
         return oauth_json_error(503, faults.UNAVAILABLE["error"], faults.UNAVAILABLE["error_description"], headers)
     body, status = error_page(503, "Temporarily unavailable",
