@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import click
 
+from .faults import postgresql_connect_args
+
 #: Placeholder secret; the app refuses to start with it outside debug/testing.
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
 
@@ -38,6 +40,22 @@ class Defaults:
     #: default: none (in-process memory)
     #: rate limits and shared short-lived state, shared by every instance
     REDIS_URL: str | None = None
+    # Redis is an optimisation, not a single point of failure: past REDIS_TIMEOUT an instance
+    # counts its rate limits in its own memory until Redis answers again.
+    #: seconds to wait for Redis to connect or answer; past it the instance counts its rate limits
+    #: in its own memory (no retries: an outage costs a request one wait)
+    REDIS_TIMEOUT = 0.5
+    #: while Redis is unreachable, how often (at most) an instance looks for it again; `/readyz`
+    #: looks on every call
+    REDIS_RECHECK_SECONDS = 5
+    #: PostgreSQL: the server's `statement_timeout` for every connection (`0`: none); the client
+    #: gives up one second later on a server too hung to enforce it. It bounds CLI commands and
+    #: migrations too: raise it for a long migration
+    DATABASE_STATEMENT_TIMEOUT_MS = 5000
+    #: PostgreSQL: seconds to wait for a new connection (libpq's `connect_timeout`, at least 2)
+    DATABASE_CONNECT_TIMEOUT = 3
+    #: seconds a request waits for a free pooled connection before it is answered 503
+    DATABASE_POOL_TIMEOUT = 3
 
     #: seconds
     AUTHORIZATION_CODE_LIFETIME = 60
@@ -233,12 +251,15 @@ def finalize(config, instance_path: str) -> None:
     if config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     else:
-        config.setdefault(
-            # No pool_pre_ping: it costs a round trip on every checkout, and hot paths check out
-            # once per request. A connection found dead is detected by SQLAlchemy, which discards
-            # the pool's connections; pool_recycle retires idle ones before servers drop them.
-            "SQLALCHEMY_ENGINE_OPTIONS", {"pool_size": 10, "max_overflow": 20, "pool_recycle": 300}
-        )
+        options = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 300,
+                   "pool_timeout": config["DATABASE_POOL_TIMEOUT"]}
+        if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+            options["connect_args"] = postgresql_connect_args(
+                config["DATABASE_STATEMENT_TIMEOUT_MS"], config["DATABASE_CONNECT_TIMEOUT"])
+        # No pool_pre_ping: it costs a round trip on every checkout, and hot paths check out
+        # once per request. A connection found dead is detected by SQLAlchemy, which discards
+        # the pool's connections; pool_recycle retires idle ones before servers drop them.
+        config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
 
     renamed = {"LOGIN_FAILURES_PER_ACCOUNT": "LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP",
                "LOGIN_FAILURES_PER_IP": "LOGIN_ATTEMPTS_PER_IP"}

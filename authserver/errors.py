@@ -9,7 +9,9 @@ from flask import Flask, g, jsonify, render_template
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from .web import is_machine_request
+from . import faults
+from .metrics import DATABASE_UNAVAILABLE
+from .web import asks_for_json, is_machine_request
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,26 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):
+        if faults.database_unavailable(exc):
+            return database_unavailable(exc)
         log.exception("unhandled error (request id %s)", g.get("request_id"))
         if is_machine_request():
             return oauth_json_error(500, "server_error", "Unexpected server error.")
         return error_page(500)
+
+
+def database_unavailable(exc: Exception):
+    """The database is away, slow or out of connections (faults.database_unavailable): an expected
+    fault, so a 503 with Retry-After and one log line, no traceback. JSON for programs, a page for
+    people."""
+    DATABASE_UNAVAILABLE.inc()
+    cause = getattr(exc, "orig", None) or exc
+    log.warning("database unavailable (request id %s): %s: %s", g.get("request_id"), type(cause).__name__,
+                str(cause).strip().splitlines()[0][:200] if str(cause).strip() else "")
+    headers = {"Retry-After": str(faults.RETRY_AFTER_SECONDS)}
+    g.setdefault("user", None)  # the page must not ask the database who is signed in (auth.current_user)
+    if is_machine_request() or asks_for_json():
+        return oauth_json_error(503, faults.UNAVAILABLE["error"], faults.UNAVAILABLE["error_description"], headers)
+    body, status = error_page(503, "Temporarily unavailable",
+                              "This service is briefly unavailable. Please try again in a moment.")
+    return body, status, headers

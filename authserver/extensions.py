@@ -2,14 +2,18 @@
 
 import sqlite3
 
-from flask_limiter import Limiter
+import flask_limiter
 from flask_limiter.util import get_remote_address
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
+
+from .faults import Failover, connect_bounded
 
 # Deterministic constraint names so Alembic migrations are identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -25,11 +29,40 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class Limiter(flask_limiter.Limiter):
+    """Flask-Limiter whose every counter carries on in process memory while Redis is unreachable
+    (faults.Failover). Flask-Limiter's own fallback (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED) is not
+    enough: it covers the decorated limits only (limits.py, the WSGI lane and cimd.py call
+    `limiter.limiter` directly, and would fail with Redis), and it looks for Redis again only from
+    Flask's before_request, at intervals growing to 32 s."""
+
+    failover: Failover | None = None
+
+    def init_app(self, app) -> None:
+        if app.config.get("REDIS_URL"):
+            # Bounded waits, no retries: an unreachable Redis must cost a request little, once.
+            app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {
+                "socket_timeout": app.config["REDIS_TIMEOUT"],
+                "socket_connect_timeout": app.config["REDIS_TIMEOUT"],
+                "retry": Retry(NoBackoff(), 0),
+            })
+        super().init_app(app)
+        self.failover = None
+        if self.enabled:
+            self.failover = Failover(super().limiter, app.config["REDIS_RECHECK_SECONDS"])
+
+    @property
+    def limiter(self):
+        return self.failover or super().limiter
+
+
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
 # Limits are declared per view; storage (memory or Redis) is chosen in create_app.
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+# PostgreSQL connections that give up on a hung server (faults.BoundedWaitConnection).
+event.listen(Engine, "do_connect", connect_bounded)
 
 
 @event.listens_for(Engine, "connect")

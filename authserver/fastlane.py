@@ -23,7 +23,8 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Flask, g
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import limits, web
+from . import faults, limits, web
+from .errors import database_unavailable
 from .extensions import db
 from .metrics import LATENCY, REQUESTS
 from .oauth.cimd import is_url_client_id
@@ -71,7 +72,12 @@ class FastLane:
             started = time.perf_counter()
             form = self.form(environ)
             request_id = web.request_id(environ.get("HTTP_X_REQUEST_ID", ""))
-            response = answer(environ, form, request_id) if form is not None else None
+            try:
+                response = answer(environ, form, request_id) if form is not None else None
+            except Exception as error:
+                if not faults.database_unavailable(error):
+                    raise
+                return self.unavailable(error, environ, request_id, start_response)
             if form is not None and response is None:
                 environ["wsgi.input"] = io.BytesIO(environ[BODY])  # Flask reads the body afresh
             if response is not None:
@@ -82,6 +88,16 @@ class FastLane:
                 latency.observe(time.perf_counter() - started)
                 return [body]
         return self.wsgi_app(environ, start_response)
+
+    def unavailable(self, error: Exception, environ, request_id: str, start_response):
+        """The 503 the view would answer (errors.database_unavailable), answered here: handing the
+        request to Flask would make it wait on the same database a second time."""
+        with self.app.request_context(environ):
+            g.request_id = request_id
+            response = database_unavailable(error)
+        start_response(response.status, [*response.headers.items(), *self.extra_headers,
+                                          ("X-Request-Id", request_id)])
+        return [response.get_data()]
 
     def form(self, environ) -> dict | None:
         """The clean form parameters of a request the lane may take, else None (after restoring
@@ -149,12 +165,14 @@ class FastLane:
                 if status != 200:
                     raise _Declined
                 db.session.commit()
-            except (OAuth2Error, _Declined, SQLAlchemyError, db.engine.dialect.loaded_dbapi.Error):
-                # Includes a connection the database dropped: Flask starts again on a fresh one.
+            except (OAuth2Error, _Declined, SQLAlchemyError, db.engine.dialect.loaded_dbapi.Error) as error:
                 try:
                     db.session.rollback()
                 except (SQLAlchemyError, db.engine.dialect.loaded_dbapi.Error):
                     db.session.close()
+                if faults.database_unavailable(error) and not faults.connection_dropped(error):
+                    raise  # the database is away or hung: answered 503 at once
+                # A connection the database dropped: Flask starts again on a fresh one.
                 return None
         return json.dumps(body).encode(), [*headers, *CORS_HEADERS]
 

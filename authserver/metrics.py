@@ -9,7 +9,7 @@ import os
 import time
 
 from flask import Flask, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REQUESTS = Counter("authserver_requests_total", "HTTP requests", ["endpoint", "method", "status"])
 LATENCY = Histogram(
@@ -18,6 +18,15 @@ LATENCY = Histogram(
 )
 TOKENS_ISSUED = Counter("authserver_tokens_issued_total", "Token responses issued", ["grant_type"])
 INTROSPECTIONS = Counter("authserver_introspections_total", "Introspection answers", ["outcome"])
+# Faults of the parts (authserver/faults.py): Redis outages survived on in-memory limits, and
+# requests answered 503 because the database was away, slow or out of connections.
+RATE_LIMIT_FALLBACKS = Counter(
+    "authserver_rate_limit_storage_fallbacks_total", "Times the rate-limit storage became unreachable")
+RATE_LIMIT_DEGRADED = Gauge(
+    "authserver_rate_limit_storage_degraded", "1 while rate limits are counted in process memory",
+    multiprocess_mode="livemax")
+DATABASE_UNAVAILABLE = Counter(
+    "authserver_database_unavailable_total", "Requests answered 503 because the database was unavailable")
 
 
 def render_metrics() -> tuple[bytes, str]:

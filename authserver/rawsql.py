@@ -18,8 +18,10 @@ from contextlib import contextmanager
 
 from sqlalchemy import bindparam, insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from .extensions import db
+from .faults import connection_dropped
 
 
 #: Callables given the SQL of every statement run here (tests count statements per request).
@@ -99,14 +101,28 @@ class Transaction:
         try:
             cursor.execute(sql, bound)
         except self.engine.dialect.loaded_dbapi.Error as error:
-            if self.engine.dialect.is_disconnect(error, self.connection.driver_connection, cursor):
-                # The database went away (a restart, a failover): as SQLAlchemy's own Connection
-                # does, retire every connection of this generation, so that one request per
-                # worker meets the dead pool rather than one per pooled connection (there is no
-                # pre-ping: it would cost a round trip on every request).
-                self.engine.pool._invalidate(self.connection, error)
-            raise
+            raise self.wrapped(error, sql, bound, cursor) from error
         return cursor
+
+    def commit(self) -> None:
+        try:
+            self.connection.commit()
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            raise self.wrapped(error, "COMMIT", None, None) from error
+
+    def wrapped(self, error, sql: str, params, cursor) -> DBAPIError:
+        """The driver's error as SQLAlchemy's Connection would raise it (an IntegrityError, an
+        OperationalError...), so the ORM's and these statements' errors are handled alike."""
+        invalidated = self.engine.dialect.is_disconnect(error, self.connection.driver_connection, cursor)
+        if invalidated:
+            # The database went away (a restart, a failover): as SQLAlchemy's own Connection
+            # does, retire every connection of this generation, so that one request per
+            # worker meets the dead pool rather than one per pooled connection (there is no
+            # pre-ping: it would cost a round trip on every request).
+            self.engine.pool._invalidate(self.connection, error)
+        return DBAPIError.instance(sql, params, error, self.engine.dialect.loaded_dbapi.Error,
+                                   hide_parameters=True, connection_invalidated=invalidated,
+                                   dialect=self.engine.dialect)
 
     def one(self, statement: Statement, params: dict):
         """The first row (with attribute access) of a SELECT or a RETURNING statement, or None."""
@@ -163,11 +179,13 @@ def connection(autocommit: bool):
 def read_one(statement: Statement, params: dict):
     """The first row of one read, outside any transaction; retried once on a fresh connection when
     the pooled one turns out to be dead (there is no pre-ping on checkout: it would cost a round
-    trip on every request)."""
+    trip on every request). Not after a timeout: the next try would wait as long."""
     try:
         with connection(autocommit=True) as conn:
             return conn.one(statement, params)
-    except db.engine.dialect.loaded_dbapi.OperationalError:
+    except DBAPIError as error:
+        if not connection_dropped(error):
+            raise
         with connection(autocommit=True) as conn:
             return conn.one(statement, params)
 
@@ -177,4 +195,4 @@ def transaction():
     """Statements in one transaction on a pooled connection, committed at the end of the block."""
     with connection(autocommit=False) as conn:
         yield conn
-        conn.connection.commit()
+        conn.commit()

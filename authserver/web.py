@@ -58,6 +58,12 @@ def is_machine_request() -> bool:
     return routed_blueprint() in MACHINE_BLUEPRINTS
 
 
+def asks_for_json() -> bool:
+    """Whether the caller prefers JSON to a page (a program on a page's path, such as mcp-remote
+    probing /oauth/authorize with Accept: application/json)."""
+    return request.accept_mimetypes.best_match(("text/html", "application/json")) == "application/json"
+
+
 def request_id(incoming: str) -> str:
     """The caller's X-Request-Id when it is a sane one (so logs line up across services), else new."""
     return incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)

@@ -391,8 +391,9 @@ def run_phase(phase: str, workers: list[Worker], n: int, port: int) -> dict:
             "store_cpu_ms_per_op": store * 1000 / done if done and stores else None}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def server_arguments(doc: str) -> argparse.ArgumentParser:
+    """A parser with the arguments that name the server, the demo person and the resource."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("url", help="the running server, e.g. http://127.0.0.1:5200")
     parser.add_argument("--introspect-auth", required=True, metavar="ID:SECRET",
                         help="the resource server's introspection credentials (make bench-serve prints them)")
@@ -400,6 +401,11 @@ def main() -> None:
     parser.add_argument("--password", default="demo-password")
     parser.add_argument("--resource", default="http://127.0.0.1:8001/mcp")
     parser.add_argument("--scope", default="crm.objects.contacts.read")
+    return parser
+
+
+def main() -> None:
+    parser = server_arguments(__doc__)
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from: {', '.join(PHASES)}")
     parser.add_argument("-n", type=int, default=1000, help="operations per phase (registration, refresh, introspect)")
     parser.add_argument("--flow-n", type=int, default=100, help="operations per flow phase")

@@ -8,9 +8,10 @@ from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, render_template, request
 
 from .. import audit, consent
-from ..errors import error_page
+from ..errors import error_page, oauth_json_error
 from ..extensions import db
 from ..oauth.server import server
+from ..web import asks_for_json
 from .auth import current_user, login_url, safe_next
 
 bp = Blueprint("authorize", __name__)
@@ -18,8 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def _invalid_request_page(error: OAuth2Error):
-    """An error that may not be redirected (unverified client or redirect URI): a page, 400."""
+    """An error that may not be redirected (unverified client or redirect URI): a page, 400; RFC
+    6749 JSON to a program that asks for it (mcp-remote registers again only on a JSON
+    invalid_client, so a client whose registration was deleted can recover)."""
     log.info("authorization request refused: %s %s", error.error, error.description)
+    if asks_for_json():
+        return oauth_json_error(error.status_code, error.error, error.description or error.error)
     return error_page(
         400,
         "This app's sign-in request isn't valid",

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -92,7 +93,7 @@ class Instance:
         self._log.close()
 
 
-def start_instance(name: str, env: dict[str, str], folder: Path) -> Instance:
+def start_instance(name: str, env: dict[str, str], folder: Path, workers: int = 2) -> Instance:
     """Start `python -m gunicorn wsgi:app` from the checkout, as production (and bench/) does."""
     port = free_port()
     instance_path = folder / f"instance-{name}"
@@ -102,7 +103,7 @@ def start_instance(name: str, env: dict[str, str], folder: Path) -> Instance:
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "wsgi:app", "--config", str(GUNICORN_CONF),
-             "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "gthread", "--threads", "4",
+             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "gthread", "--threads", "4",
              "--graceful-timeout", "5", "--log-level", "warning"],
             cwd=ROOT, env={**env, "RELIABILITY_INSTANCE_PATH": str(instance_path)},
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -155,7 +156,11 @@ def world(shared_services, make_app) -> SimpleNamespace:
     """alice, admin of hub 10000001; one resource server at RESOURCE. Seeded in-process on the
     run's database, committed, and every connection of the seeding app closed before gunicorn
     starts, so nothing here holds a lock while the instances run."""
-    app = make_app()
+    return seed_world(make_app())
+
+
+def seed_world(app) -> SimpleNamespace:
+    """Seed `world`'s people, hub and resource server with `app`, then close its connections."""
     with app.app_context():
         alice = accounts.create_user(EMAIL, PASSWORD, "Alice")
         accounts.add_member(alice, accounts.create_hub("Acme", int(HUB)), "admin")
@@ -174,6 +179,12 @@ def world(shared_services, make_app) -> SimpleNamespace:
 @pytest.fixture
 def instances(world, database_url: str, redis_url: str, tmp_path: Path):
     """Instances A and B, started together, both ready; stopped at teardown, whatever happened."""
+    with running_instances(instance_env(world, database_url, redis_url), tmp_path) as pair:
+        yield pair
+
+
+def instance_env(world, database_url: str, redis_url: str | None, **settings: str) -> dict[str, str]:
+    """The environment of an instance on these services; `settings` are AUTHSERVER_* overrides."""
     env = {
         **os.environ,
         "AUTHSERVER_TESTING": "true",
@@ -192,14 +203,58 @@ def instances(world, database_url: str, redis_url: str, tmp_path: Path):
         "AUTHSERVER_INTROSPECTION_RATE_LIMIT_PER_IP": "1000000 per minute",
         "AUTHSERVER_LOG_FORMAT": "text",
         "AUTHSERVER_LOG_LEVEL": "WARNING",
+        **{f"AUTHSERVER_{name}": value for name, value in settings.items()},
     }
+    if redis_url is None:
+        env.pop("AUTHSERVER_REDIS_URL")
+    return env
+
+
+@contextmanager
+def running_instances(env: dict[str, str], folder: Path, workers: int = 2):
+    """Instances A and B, started together, both ready; stopped on exit, whatever happened."""
     started: list[Instance] = []
     try:
         for name in ("A", "B"):
-            started.append(start_instance(name, env, tmp_path))
+            started.append(start_instance(name, env, folder, workers))
         for instance in started:
             wait_ready(instance)
         yield Instances(*started)
     finally:
         for instance in started:
             instance.stop()
+
+
+# --- parts of the test's own (parts.py) ------------------------------------------------------------
+@pytest.fixture
+def own_redis(tmp_path: Path):
+    """A redis-server of this test's own, started; killed at teardown."""
+    from .parts import RedisServer
+
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def own_postgres(db_backend: str):
+    """A PostgreSQL cluster of this test's own, started; stopped at teardown. Only in the
+    PostgreSQL pass (the SQLite pass may run where no PostgreSQL is installed)."""
+    from .parts import PG_BIN, PostgresCluster
+
+    if db_backend == "sqlite" or not (PG_BIN / "initdb").exists():
+        pytest.skip("database fault tests run in the PostgreSQL pass (AUTHSERVER_TEST_DATABASE_URL)")
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        pids = []
+        try:
+            pids = [cluster.postmaster_pid()]
+        except (OSError, ValueError, IndexError):
+            pass
+        cluster.resume(pids)  # a stopped postmaster cannot shut down
+        cluster.stop()
+        cluster.remove()
