@@ -363,6 +363,10 @@ def test_scopes_supported_are_exactly_the_scopes_the_tools_use():
         "crm.objects.deals.read", "crm.objects.companies.read"]
 
 
-def test_a_token_without_the_scope_cannot_search_that_type(crm):
-    result = call(crm, ANN, [("search", {"query": "object_type:deals"})], scopes=["crm.objects.contacts.read"])[0]
+@pytest.mark.parametrize("query", ["object_type:deals", 'object_type:"deals"', "OBJECT_TYPE:DEALS",
+                                   'object_type:"Deals "', "associated_deals:1", 'associated_deals:"initech"'])
+def test_a_token_without_the_scope_cannot_read_that_type(crm, query):
+    # The HTTP gate (403) and the tool read the query the same way, however it is spelled.
+    assert "crm.objects.deals.read" in required_scopes("search", {"query": query})
+    result = call(crm, ANN, [("search", {"query": query})], scopes=["crm.objects.contacts.read"])[0]
     assert result.is_error and "This token lacks the scope crm.objects.deals.read." in result.content[0].text

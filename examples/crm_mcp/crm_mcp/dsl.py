@@ -101,10 +101,11 @@ def referenced_types(query: str) -> list[str]:
     except QueryError:
         return found
     for token in tokens:
-        key, _, rest = _unquoted_prefix(token).partition(":")
-        key = key.lower()
-        if key == "object_type" and rest.lower() in OBJECT_TYPES:
-            found[0] = rest.lower()
+        if ":" not in _unquoted_prefix(token):
+            continue
+        key, op, value = _split(token)  # exactly as parse() reads it, quotes and case included
+        if key == "object_type" and _joined(op, value) in OBJECT_TYPES:
+            found[0] = _joined(op, value)
         elif key.startswith("associated_") and key[len("associated_"):] in OBJECT_TYPES:
             found.append(key[len("associated_"):])
     return list(dict.fromkeys(found))
@@ -112,6 +113,11 @@ def referenced_types(query: str) -> list[str]:
 
 def _unquoted_prefix(token: _Token) -> str:
     return token.text if token.quoted_from is None else token.text[:token.quoted_from]
+
+
+def _joined(op: str | None, value: str) -> str:
+    """An object_type value as parse() compares it."""
+    return (f"{op}:{value}" if op else value).strip().lower()
 
 
 def _split(token: _Token) -> tuple[str, str | None, str]:
@@ -139,7 +145,7 @@ def parse(query: str, hidden: frozenset[str] | set[str] = frozenset()) -> Query:
     types = [t for t in tokens if ":" in _unquoted_prefix(t) and _split(t)[0] == "object_type"]
     for token in types:
         _, op, value = _split(token)
-        value = (f"{op}:{value}" if op else value).strip().lower()
+        value = _joined(op, value)
         if "object_type" in seen:
             raise QueryError("object_type is given twice; give it once. Example: object_type:deals")
         seen.add("object_type")

@@ -20,7 +20,7 @@ from typing_extensions import (
 )
 
 from . import data, dsl
-from .auth import BearerGate, IntrospectionVerifier, required_scopes
+from .auth import BearerGate, IntrospectionVerifier, read_scope, required_scopes
 from .catalog import ASSOCIATIONS, OBJECT_TYPES, PROPERTIES, example_query, singular
 from .config import Settings
 
@@ -80,10 +80,14 @@ def _token_for(tool: str, arguments: dict[str, Any]) -> AccessToken:
     access = get_access_token()
     if access is None:
         raise ToolError("Not authenticated.")
-    missing = [s for s in required_scopes(tool, arguments) if s not in access.scopes]
+    _require(required_scopes(tool, arguments))
+    return access
+
+
+def _require(scopes: list[str]) -> None:
+    missing = [s for s in scopes if s not in get_access_token().scopes]
     if missing:
         raise ToolError(f"This token lacks the scope {' '.join(missing)}.")
-    return access
 
 
 def _hub(access: AccessToken) -> int:
@@ -125,6 +129,8 @@ def build_mcp(crm: data.CRM, record_url_base: str = "http://127.0.0.1:8001/recor
             parsed = dsl.parse(query, who.hidden)
         except dsl.QueryError as exc:
             raise ToolError(str(exc)) from None
+        read = [read_scope(t) for t in dict.fromkeys([parsed.object_type, *(a.object_type for a in parsed.associations)])]
+        _require(read)  # the types the parsed query reads, whatever the text looked like
         return {"results": [result(who, row) for row in crm.search(who, parsed)]}
 
     @mcp.tool(description=FETCH_DESCRIPTION)
