@@ -42,9 +42,9 @@ def connect(live, email: str, hub: int, untick=(), work=None):
     )
 
     async def main():
-        async with httpx2.AsyncClient(auth=provider, timeout=30.0) as http:
-            async with Client(streamable_http_client(live.resource, http_client=http)) as client:
-                return await work(client, storage)
+        async with (httpx2.AsyncClient(auth=provider, timeout=30.0) as http,
+                    Client(streamable_http_client(live.resource, http_client=http)) as client):
+            return await work(client, storage)
 
     try:
         return anyio.run(main)

@@ -194,48 +194,48 @@ VALID_WITH_ACCESS = [
 
 INVALID = [
     (ANN, "lifecyle_stage:customer", 'Unknown property "lifecyle_stage" for contacts; did you mean "lifecycle_stage"?'),
-    (ANN, "object_type:contact", 'Unknown object_type "contact"; did you mean "contacts"? Use one of: contacts, '
-                                 "companies, deals, tickets."),
+    (ANN, "object_type:contact", ('Unknown object_type "contact"; did you mean "contacts"? Use one of: contacts, '
+                                  "companies, deals, tickets.")),
     (ANN, "object_type:ticket status:new", 'Unknown object_type "ticket"; did you mean "tickets"?'),
-    (ANN, "object_type:deals amount:gtt:5", 'Unknown operator "gtt" for amount (number); did you mean "gt"? '
-                                            "Operators for number: eq, neq, lt, lte, gt, gte"),
-    (ANN, "lifecycle_stage:gt:lead", 'Operator "gt" does not apply to lifecycle_stage (enumeration). Operators for '
-                                     "enumeration: eq, neq, in, not_in, has_property, not_has_property."),
+    (ANN, "object_type:deals amount:gtt:5", ('Unknown operator "gtt" for amount (number); did you mean "gt"? '
+                                             "Operators for number: eq, neq, lt, lte, gt, gte")),
+    (ANN, "lifecycle_stage:gt:lead", ('Operator "gt" does not apply to lifecycle_stage (enumeration). Operators for '
+                                      "enumeration: eq, neq, in, not_in, has_property, not_has_property.")),
     (ANN, "lifecycle_stage:custmer", 'lifecycle_stage has no value "custmer"; did you mean "customer"?'),
     (ANN, "object_type:tickets status:open", 'status has no value "open". Values: new, waiting, in_progress, closed.'),
     (ANN, "object_type:deals amount:ten", 'amount is a number; "ten" is not. Example: amount:gt:10000'),
     (ANN, "object_type:deals close_date:lte:tomorrow",
-     'close_date is a date written YYYY-MM-DD; "tomorrow" is not (relative dates such as today are not supported). '
-     "Example: close_date:lte:2026-12-31"),
+     ('close_date is a date written YYYY-MM-DD; "tomorrow" is not (relative dates such as today are not '
+      "supported). Example: close_date:lte:2026-12-31")),
     (ANN, "object_type:deals close_date:2026-13-01", 'close_date is a date written YYYY-MM-DD; "2026-13-01" is not'),
     (ANN, "limit:500", 'limit must be a whole number from 1 to 100; got "500". Example: limit:50'),
     (ANN, "offset:-1", 'offset must be a whole number from 0 to 10000; got "-1". Example: offset:20'),
     (ANN, "sort:close_date", 'Cannot sort contacts by "close_date"; did you mean "created_date"?'),
     (ANN, "sort:lastname:down", 'The sort direction must be asc or desc; got "down". Example: sort:lastname:desc'),
     (ANN, "lifecycle_stage:customer OR lifecycle_stage:lead",
-     "There is no OR: all tokens must match. For several values of one property use in, e.g. "
-     "lifecycle_stage:in:lead,customer"),
+     ("There is no OR: all tokens must match. For several values of one property use in, e.g. "
+      "lifecycle_stage:in:lead,customer")),
     (ANN, "AND ada", "AND is implied between tokens; remove it."),
     (ANN, "(ada)", "Parentheses are not supported (no nesting)"),
     (ANN, "-ada", 'There is no "-" negation; use neq or not_in, e.g. lifecycle_stage:neq:customer.'),
     (ANN, '"ada', 'A double quote is not closed. Close the phrase, e.g. "ada lovelace".'),
     (ANN, "email:has_property:yes", "has_property takes no value; write email:has_property"),
-    (ANN, "lifecycle_stage:in:", "lifecycle_stage:in needs comma-separated values. Example: "
-                                 "lifecycle_stage:in:subscriber,lead"),
+    (ANN, "lifecycle_stage:in:", ("lifecycle_stage:in needs comma-separated values. Example: "
+                                  "lifecycle_stage:in:subscriber,lead")),
     (ANN, "jobtitle:", "jobtitle:eq needs a value after the colon. Example: jobtitle:CTO"),
     (ANN, 'jobtitle:contains_token:"chief officer"', "contains_token takes one word"),
-    (ANN, "object_type:deals associated_tickets:1", 'Deals have no "associated_tickets"; did you mean '
-                                                    '"associated_contacts"? Use one of: associated_contacts, '
-                                                    "associated_companies."),
-    (ANN, "associated_companies:gt:5", 'Unknown operator "gt" for associated_companies. Associations take eq '
-                                       "(the default) or in."),
+    (ANN, "object_type:deals associated_tickets:1", ('Deals have no "associated_tickets"; did you mean '
+                                                     '"associated_contacts"? Use one of: associated_contacts, '
+                                                     "associated_companies.")),
+    (ANN, "associated_companies:gt:5", ('Unknown operator "gt" for associated_companies. Associations take eq '
+                                        "(the default) or in.")),
     (ANN, "object_type:deals object_type:contacts", "object_type is given twice; give it once."),
     (ANN, "limit:5 limit:6", "limit is given twice; give it once. Example: limit:50"),
     # A hidden property does not exist for this person: not as a filter, a sort key or a suggestion.
-    (CY, "object_type:deals amount:gt:5", 'Unknown property "amount" for deals. Properties: name, stage, company_id, '
-                                          "close_date, owner_id;"),
-    (CY, "object_type:deals sort:amount", 'Cannot sort deals by "amount". Sort by one of: id, name, stage, '
-                                          "company_id, close_date, owner_id."),
+    (CY, "object_type:deals amount:gt:5", ('Unknown property "amount" for deals. Properties: name, stage, '
+                                           "company_id, close_date, owner_id;")),
+    (CY, "object_type:deals sort:amount", ('Cannot sort deals by "amount". Sort by one of: id, name, stage, '
+                                           "company_id, close_date, owner_id.")),
 ]
 
 
