@@ -84,6 +84,12 @@ def test_each_person_sees_exactly_their_records_in_each_hub(live, tmp_path):
         deal = await fetch(client, "deals:2")
         assert not deal.is_error and "Amount: 45000" in deal.structured_content["text"]
         assert deal.structured_content["metadata"]["amount"] == "45000"
+        # The url is the record's stable address on the example server, which shows no data unasked.
+        url = deal.structured_content["url"]
+        assert url == live.resource.replace("/mcp", f"/records/{ACME}/deals/2")
+        async with httpx2.AsyncClient() as plain:
+            page = await plain.get(url)
+        assert page.status_code == 200 and "deals 2" in page.text and "45000" not in page.text
 
     async def bob_in_acme(client, storage):
         assert await search(client, "") == ["contacts:3"]

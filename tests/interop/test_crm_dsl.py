@@ -18,7 +18,8 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 
 HUB = 4242
-ANN, BOB, CY = 501, 502, 503  # authserver user ids: all records / their team's / own + unassigned, no amounts
+# authserver user ids: all records / their team's / own + unassigned, no amounts / all, no emails
+ANN, BOB, CY, DEE = 501, 502, 503, 504
 
 DATASET = {
     "teams": ["Red", "Blue"],
@@ -75,7 +76,8 @@ DATASET = {
         {"subject": "Reactor alarm", "status": "in_progress", "priority": "high", "created_date": "2026-03-04",
          "owner": "cy", "contacts": ["homer"], "companies": ["globex"]},
     ],
-    "access": [(0, "all", False, ()), (BOB, "team", False, ()), (CY, "own", True, ("deals.amount",))],
+    "access": [(0, "all", False, ()), (BOB, "team", False, ()), (CY, "own", True, ("deals.amount",)),
+               (DEE, "all", False, ("contacts.email",))],
 }
 #: What each person may see, by the rules above (owner Ann/Bob: Red team; Cy: own and unassigned).
 VISIBLE = {
@@ -190,6 +192,11 @@ VALID_WITH_ACCESS = [
     (CY, "object_type:deals sort:close_date:desc", ["deals:4", "deals:3", "deals:5"]),
     (CY, "associated_companies:acme", []),
     (CY, "object_type:deals associated_contacts:in:hank,peter", ["deals:3", "deals:4"]),
+    # Free text and association names do not match a hidden property either.
+    (DEE, "acme.example", []),
+    (DEE, "ada", _c(1)),
+    (DEE, "object_type:deals associated_contacts:ada@acme.example", []),
+    (DEE, "object_type:deals associated_contacts:ada", ["deals:1"]),
 ]
 
 INVALID = [
@@ -234,6 +241,7 @@ INVALID = [
     # A hidden property does not exist for this person: not as a filter, a sort key or a suggestion.
     (CY, "object_type:deals amount:gt:5", ('Unknown property "amount" for deals. Properties: name, stage, '
                                            "company_id, close_date, owner_id;")),
+    (DEE, "email:has_property", 'Unknown property "email" for contacts. Properties: firstname, lastname, jobtitle,'),
     (CY, "object_type:deals sort:amount", ('Cannot sort deals by "amount". Sort by one of: id, name, stage, '
                                            "company_id, close_date, owner_id.")),
 ]
@@ -331,6 +339,28 @@ def test_fetch_explains_what_an_id_looks_like(crm, record_id):
     result = call(crm, ANN, [("fetch", {"id": record_id})])[0]
     assert result.is_error and "Ids are an object type, a colon and a number, as search returns them" in \
         result.content[0].text
+
+
+def test_the_earlier_tools_apply_the_same_access(crm):
+    found, hidden_filter, seen, unseen = call(crm, CY, [
+        ("search_crm_objects", {"object_type": "deals"}),
+        ("search_crm_objects", {"object_type": "deals", "filters": {"amount": "30000"}}),
+        ("get_crm_object", {"object_type": "deals", "object_id": 3}),
+        ("get_crm_object", {"object_type": "deals", "object_id": 1}),
+    ])
+    body = found.structured_content
+    assert [r["id"] for r in body["results"]] == [3, 4, 5] and body["total"] == 3
+    assert all("amount" not in r["properties"] for r in body["results"])
+    assert hidden_filter.is_error and "Unknown deals properties: amount" in hidden_filter.content[0].text
+    assert "amount" not in seen.structured_content["properties"]
+    assert unseen.is_error and "No deal with id 1 in this hub." in unseen.content[0].text
+
+
+@pytest.mark.parametrize("record_id", ["deals:3", " deals:3", "deals:3 "])
+def test_fetch_needs_the_read_scope_of_the_ids_type_however_it_is_spelled(crm, record_id):
+    assert required_scopes("fetch", {"id": record_id}) == ["crm.objects.deals.read"]
+    result = call(crm, ANN, [("fetch", {"id": record_id})], scopes=["crm.objects.contacts.read"])[0]
+    assert result.is_error and "This token lacks the scope crm.objects.deals.read." in result.content[0].text
 
 
 def test_associations_and_another_hub_stay_within_access(crm):

@@ -18,7 +18,7 @@ from mcp.server.auth.provider import AccessToken
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .catalog import OBJECT_TYPES
+from .catalog import OBJECT_TYPES, parse_record_id
 from .config import Settings
 from .dsl import referenced_types
 
@@ -47,10 +47,9 @@ def required_scopes(tool: str, arguments: dict | None) -> list[str]:
     arguments = arguments if isinstance(arguments, dict) else {}
     if tool == "search":
         return _reads(*referenced_types(str(arguments.get("query") or "")))
-    if tool == "fetch":
-        return _reads(str(arguments.get("id") or "").partition(":")[0])
-    if tool == "get_associations":
-        return _reads(str(arguments.get("id") or "").partition(":")[0], arguments.get("to_object_type"))
+    if tool in ("fetch", "get_associations"):  # the id read exactly as the tool reads it
+        object_type = (parse_record_id(arguments.get("id")) or ("",))[0]
+        return _reads(object_type, arguments.get("to_object_type"))
     if tool in ("list_properties", "search_crm_objects"):
         return _reads(arguments.get("object_type"))
     if tool == "get_crm_object":

@@ -125,6 +125,14 @@ def example_query(object_type: str, visible) -> str:
     return f"object_type:{object_type} {prop.name}:{prop.example}"
 
 
+def parse_record_id(value) -> tuple[str, int] | None:
+    """("contacts", 12) from "contacts:12", as search returns ids; None for anything else."""
+    object_type, _, number = str(value).strip().partition(":")
+    if object_type not in OBJECT_TYPES or not number.isdigit():
+        return None
+    return object_type, int(number)
+
+
 def singular(object_type: str) -> str:
     return "company" if object_type == "companies" else object_type[:-1]
 

@@ -21,7 +21,14 @@ from typing_extensions import (
 
 from . import data, dsl
 from .auth import BearerGate, IntrospectionVerifier, read_scope, required_scopes
-from .catalog import ASSOCIATIONS, OBJECT_TYPES, PROPERTIES, example_query, singular
+from .catalog import (
+    ASSOCIATIONS,
+    OBJECT_TYPES,
+    PROPERTIES,
+    example_query,
+    parse_record_id,
+    singular,
+)
 from .config import Settings
 
 ObjectType = Literal["contacts", "companies", "deals", "tickets"]
@@ -95,11 +102,14 @@ def _hub(access: AccessToken) -> int:
 
 
 def _record_id(value: str) -> tuple[str, int]:
-    object_type, _, number = str(value).strip().partition(":")
-    if object_type not in OBJECT_TYPES or not number.isdigit():
+    """The id's type and number, refusing a type the token may not read (checked again here,
+    after parsing, whatever the HTTP layer made of the raw string)."""
+    parsed = parse_record_id(value)
+    if parsed is None:
         raise ToolError(f'"{value}" is not a record id. Ids are an object type, a colon and a number, as search '
                         f"returns them: one of {', '.join(f'{t}:12' for t in OBJECT_TYPES)}.")
-    return object_type, int(number)
+    _require([read_scope(parsed[0])])
+    return parsed
 
 
 def build_mcp(crm: data.CRM, record_url_base: str = "http://127.0.0.1:8001/records") -> MCPServer:
