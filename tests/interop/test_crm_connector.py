@@ -132,8 +132,17 @@ def test_each_person_sees_exactly_their_records_in_each_hub(live, tmp_path):
 def test_metadata_lists_exactly_the_scopes_the_tools_use(live):
     from crm_mcp.auth import SCOPES_SUPPORTED
 
-    from authserver.cli import DEMO_DEFAULT_SCOPES
-
     metadata = httpx2.get(live.resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")).json()
     assert metadata["scopes_supported"] == SCOPES_SUPPORTED
-    assert sorted(DEMO_DEFAULT_SCOPES) == sorted(SCOPES_SUPPORTED)
+
+
+def test_the_demo_resource_server_grants_by_default_exactly_what_the_tools_use(app, runner):
+    from crm_mcp.auth import SCOPES_SUPPORTED
+
+    from authserver import resources
+    from authserver.cli import DEMO_RESOURCE_URI
+
+    result = runner.invoke(args=["demo", "seed", "--resource-secret", "asrs_demo-secret-for-the-test"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert resources.get_by_uri(DEMO_RESOURCE_URI).default_scope_set == frozenset(SCOPES_SUPPORTED)

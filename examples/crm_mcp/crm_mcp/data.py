@@ -121,6 +121,7 @@ class CRM:
     def __init__(self, path: str):
         self.path = path
         self._seed_lock = threading.Lock()
+        self._seeded: set[int] = set()
         with closing(self._connect()) as conn, conn:
             conn.executescript(SCHEMA)
 
@@ -178,15 +179,15 @@ class CRM:
 
     # --- seeding ---------------------------------------------------------------------------------
     def ensure_hub(self, hub_id: int) -> None:
-        with self._seed_lock, closing(self._connect()) as conn, conn:
-            if conn.execute("SELECT 1 FROM seeded_hubs WHERE hub_id = ?", (hub_id,)).fetchone():
-                return
-            from .seed import (  # the data sets, kept apart from the store
-                DEMO_DATA,
-                generic,
-            )
+        """Seed the hub on first use; remembered, since every tool call asks."""
+        if hub_id in self._seeded:
+            return
+        from .seed import DEMO_DATA, generic  # the data sets, kept apart from the store
 
-            load(conn, hub_id, DEMO_DATA.get(hub_id) or generic(hub_id))
+        with self._seed_lock, closing(self._connect()) as conn, conn:
+            if not conn.execute("SELECT 1 FROM seeded_hubs WHERE hub_id = ?", (hub_id,)).fetchone():
+                load(conn, hub_id, DEMO_DATA.get(hub_id) or generic(hub_id))
+        self._seeded.add(hub_id)
 
     # --- reads -----------------------------------------------------------------------------------
     def search(self, viewer: Viewer, query: dsl.Query) -> list[dict]:
