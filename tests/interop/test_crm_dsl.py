@@ -224,6 +224,7 @@ INVALID = [
       "lifecycle_stage:in:lead,customer")),
     (ANN, "AND ada", "AND is implied between tokens; remove it."),
     (ANN, "(ada)", "Parentheses are not supported (no nesting)"),
+    (ANN, "(lifecycle_stage:customer jobtitle:CTO)", "Parentheses are not supported (no nesting)"),
     (ANN, "-ada", 'There is no "-" negation; use neq or not_in, e.g. lifecycle_stage:neq:customer.'),
     (ANN, '"ada', 'A double quote is not closed. Close the phrase, e.g. "ada lovelace".'),
     (ANN, "email:has_property:yes", "has_property takes no value; write email:has_property"),

@@ -29,6 +29,8 @@ MAX_OFFSET = 10000
 MAX_QUERY = 2000
 MAX_VALUES = 100
 CONTROL_KEYS = ("object_type", "limit", "offset", "sort")
+NO_NESTING = ("Parentheses are not supported (no nesting); write each condition as its own token, "
+              "e.g. lifecycle_stage:customer jobtitle:CTO")
 _NAME = re.compile(r"[a-z_]+\Z")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
@@ -165,6 +167,8 @@ def parse(query: str, hidden: frozenset[str] | set[str] = frozenset()) -> Query:
         if ":" not in _unquoted_prefix(token):
             _bare_word(token.text, result)
             continue
+        if token.text.startswith("(") or (token.quoted_from is None and token.text.endswith(")")):
+            raise QueryError(NO_NESTING)
         key, op, value = _split(token)
         if key == "object_type":
             continue
@@ -187,8 +191,7 @@ def _bare_word(word: str, result: Query) -> None:
     if word in ("AND", "&&"):
         raise QueryError("AND is implied between tokens; remove it. Example: lifecycle_stage:customer jobtitle:CTO")
     if word.startswith("(") or word.endswith(")"):
-        raise QueryError("Parentheses are not supported (no nesting); write each condition as its own token, "
-                         "e.g. lifecycle_stage:customer jobtitle:CTO")
+        raise QueryError(NO_NESTING)
     if word.startswith("-") and len(word) > 1:
         raise QueryError('There is no "-" negation; use neq or not_in, e.g. lifecycle_stage:neq:customer.')
     result.text.append(word)
