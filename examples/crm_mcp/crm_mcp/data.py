@@ -306,9 +306,10 @@ def _association_sql(table: str, association: dsl.Association, viewer: Viewer) -
             matches.append(f"({other}.{field} = ? COLLATE NOCASE OR {other}.{field} LIKE ? ESCAPE '\\')")
             match_args.extend([name, _like(name)[:-1] + " %"])
     sub = (f"SELECT {other}.id FROM {other} WHERE {where} AND ({' OR '.join(matches) or '0'})")
-    sql = (f"EXISTS (SELECT 1 FROM associations a WHERE a.hub_id = {table}.hub_id AND a.from_type = '{table}' "
-           f"AND a.from_id = {table}.id AND a.to_type = '{other}' AND a.to_id IN ({sub}))")
-    return sql, [*args, *match_args]
+    # Driven from the named records through ix_associations_to: a few index lookups, not a scan.
+    sql = (f"{table}.id IN (SELECT a.from_id FROM associations a WHERE a.hub_id = ? AND a.to_type = '{other}' "
+           f"AND a.to_id IN ({sub}) AND a.from_type = '{table}')")
+    return sql, [viewer.hub_id, *args, *match_args]
 
 
 def load(conn: sqlite3.Connection, hub_id: int, data: dict) -> dict[str, int]:
