@@ -9,7 +9,7 @@ from contextlib import closing
 
 import anyio
 import pytest
-from crm_mcp import data, server
+from crm_mcp import data, dsl, server
 from crm_mcp.auth import SCOPES_SUPPORTED, required_scopes
 from crm_mcp.catalog import ASSOCIATIONS, OBJECT_TYPES
 from mcp import Client
@@ -401,3 +401,24 @@ def test_a_token_without_the_scope_cannot_read_that_type(crm, query):
     assert "crm.objects.deals.read" in required_scopes("search", {"query": query})
     result = call(crm, ANN, [("search", {"query": query})], scopes=["crm.objects.contacts.read"])[0]
     assert result.is_error and "This token lacks the scope crm.objects.deals.read." in result.content[0].text
+
+
+def test_the_seed_commands_fill_a_hub_and_set_access(tmp_path, capsys):
+    from crm_mcp import seed
+
+    path = str(tmp_path / "crm.sqlite3")
+    seed.main(["--database", path, "bulk", "--hub", "7", "--contacts", "500"])
+    store = data.CRM(path)
+    everyone = store.viewer(7, 1)
+    assert [r["id"] for r in store.search(everyone, dsl.parse("limit:100 offset:450"))][-1] == 500
+    with pytest.raises(SystemExit, match="hub 7 already has data"):
+        seed.main(["--database", path, "bulk", "--hub", "7", "--contacts", "10"])
+    seed.main(["--database", path, "access", "--hub", "7", "--user", "1", "--level", "own",
+               "--seat", "owner3@hub7.example", "--hide", "contacts.email"])
+    assert "User 1 in hub 7: own records, hidden: contacts.email" in capsys.readouterr().out
+    own = store.viewer(7, 1)
+    rows = store.search(own, dsl.parse("limit:100", own.hidden))
+    assert rows and {r["properties"]["owner_id"] for r in rows} == {own.seat}
+    assert all("email" not in r["properties"] for r in rows)
+    with pytest.raises(SystemExit, match="unknown properties: deals.price"):
+        seed.main(["--database", path, "access", "--hub", "7", "--user", "1", "--level", "all", "--hide", "deals.price"])
