@@ -92,6 +92,7 @@ def _token_for(tool: str, arguments: dict[str, Any]) -> AccessToken:
 
 
 def _require(scopes: list[str]) -> None:
+    """Refuse the call unless the token holds every one of `scopes` (naming those it lacks)."""
     missing = [s for s in scopes if s not in get_access_token().scopes]
     if missing:
         raise ToolError(f"This token lacks the scope {' '.join(missing)}.")
