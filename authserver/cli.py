@@ -481,9 +481,17 @@ DEMO_RESOURCE_NAME = "Example CRM MCP server"
 DEMO_RESOURCE_CREDENTIAL_ID = "rs_demo"
 
 
+#: Exactly the scopes the example MCP server's tools use (SCOPES_SUPPORTED in
+#: examples/crm_mcp/crm_mcp/auth.py), so a client that names none is granted nothing unused.
+DEMO_DEFAULT_SCOPES = (
+    "crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read",
+    "crm.objects.tickets.read", "crm.objects.notes.read", "crm.objects.notes.write",
+)
+
+
 def demo_default_scopes() -> list[str]:
-    """Every read scope, plus writing notes."""
-    return [n for n in scopes.all_names() if n.endswith(".read")] + ["crm.objects.notes.write"]
+    """The demo resource server's default scopes: what the example's tools use, and no more."""
+    return scopes.validate_names(DEMO_DEFAULT_SCOPES)
 
 
 @demo.command("seed")

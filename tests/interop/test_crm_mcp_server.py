@@ -80,7 +80,7 @@ def test_401_challenges_point_to_the_metadata_and_the_scopes(live, authorization
     metadata_url = live.resource.replace("/mcp", "/.well-known/oauth-protected-resource/mcp")
     assert f'resource_metadata="{metadata_url}"' in challenge
     assert 'scope="crm.objects.contacts.read crm.objects.companies.read crm.objects.deals.read ' \
-           'crm.objects.notes.write"' in challenge
+           'crm.objects.tickets.read crm.objects.notes.read crm.objects.notes.write"' in challenge
     assert ('error="invalid_token"' in challenge) == (error == "invalid_token")
 
 

@@ -96,7 +96,8 @@ def test_mcp_sdk_client_full_oauth_flow(live):
             async with Client(streamable_http_client(live.resource, http_client=http)) as client:
                 # Discovery, registration, authorization and token exchange happened on the way in.
                 tools = {t.name for t in (await client.list_tools()).tools}
-                assert tools == {"search_crm_objects", "get_crm_object", "create_note"}
+                assert tools == {"search", "fetch", "list_properties", "get_associations",
+                                 "search_crm_objects", "get_crm_object", "create_note"}
 
                 found = await client.call_tool("search_crm_objects", {"object_type": "contacts"})
                 assert not found.is_error, texts(found)

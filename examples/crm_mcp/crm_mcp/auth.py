@@ -18,14 +18,17 @@ from mcp.server.auth.provider import AccessToken
 from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .catalog import OBJECT_TYPES, parse_record_id
 from .config import Settings
+from .dsl import referenced_types
 
 log = logging.getLogger("crm_mcp.auth")
 
-OBJECT_TYPES = ("contacts", "companies", "deals")
+NOTES_READ = "crm.objects.notes.read"
 NOTES_WRITE = "crm.objects.notes.write"
-#: What this server can use; advertised in its metadata and asked for in a 401.
-SCOPES_SUPPORTED = [f"crm.objects.{t}.read" for t in OBJECT_TYPES] + [NOTES_WRITE]
+#: Exactly the scopes the tools use (required_scopes): advertised in this server's metadata, asked
+#: for in a 401, and the demo resource server's default scopes (authserver/cli.py).
+SCOPES_SUPPORTED = [f"crm.objects.{t}.read" for t in OBJECT_TYPES] + [NOTES_READ, NOTES_WRITE]
 #: Largest JSON-RPC request body accepted on the MCP endpoint.
 MAX_BODY = 1024 * 1024
 
@@ -34,12 +37,23 @@ def read_scope(object_type: str) -> str:
     return f"crm.objects.{object_type}.read"
 
 
+def _reads(*object_types) -> list[str]:
+    return [read_scope(t) for t in dict.fromkeys(object_types) if t in OBJECT_TYPES]
+
+
 def required_scopes(tool: str, arguments: dict | None) -> list[str]:
-    """The scopes a tool call needs: the one rule used both before the call (403) and inside it."""
+    """The scopes a tool call needs: the one rule used both before the call (403) and inside it.
+    Reading a type needs its read scope, also when a search only filters by its records."""
     arguments = arguments if isinstance(arguments, dict) else {}
-    if tool in ("search_crm_objects", "get_crm_object"):
-        object_type = arguments.get("object_type")
-        return [read_scope(object_type)] if object_type in OBJECT_TYPES else []
+    if tool == "search":
+        return _reads(*referenced_types(str(arguments.get("query") or "")))
+    if tool in ("fetch", "get_associations"):  # the id read exactly as the tool reads it
+        object_type = (parse_record_id(arguments.get("id")) or ("",))[0]
+        return _reads(object_type, arguments.get("to_object_type"))
+    if tool in ("list_properties", "search_crm_objects"):
+        return _reads(arguments.get("object_type"))
+    if tool == "get_crm_object":
+        return _reads(arguments.get("object_type")) + [NOTES_READ]
     if tool == "create_note":
         return [NOTES_WRITE]
     return []

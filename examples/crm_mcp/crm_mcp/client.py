@@ -2,7 +2,8 @@
 
 It discovers authserver from the server's protected resource metadata, registers itself, opens
 your browser to sign in and consent, receives the redirect on a loopback port, then lists the
-tools and searches your contacts."""
+tools, runs `search` with a query (`python -m crm_mcp.client URL "object_type:deals amount:gt:10000"`)
+and `fetch`es the first result."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from mcp import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+
+
+DEFAULT_QUERY = "object_type:contacts associated_companies:in:acme,globex"
 
 
 class MemoryStorage:
@@ -62,7 +66,7 @@ class _Callback(BaseHTTPRequestHandler):
         pass
 
 
-async def main(url: str) -> None:
+async def main(url: str, query: str = DEFAULT_QUERY) -> None:
     callback_server = HTTPServer(("127.0.0.1", 0), _Callback)
     redirect_uri = f"http://127.0.0.1:{callback_server.server_port}/callback"
 
@@ -93,18 +97,22 @@ async def main(url: str) -> None:
             async with Client(streamable_http_client(url, http_client=http)) as client:
                 tools = await client.list_tools()
                 print("Tools:", ", ".join(t.name for t in tools.tools))
-                result = await client.call_tool("search_crm_objects", {"object_type": "contacts"})
-                if result.is_error:
-                    print("search_crm_objects:", " ".join(getattr(c, "text", "") for c in result.content))
-                else:
-                    data = result.structured_content
-                    print(f"Contacts in hub {data['hub_id']}:")
-                    for row in data["results"]:
-                        p = row["properties"]
-                        print(f"  #{row['id']} {p['firstname']} {p['lastname']} <{p['email']}>")
+                found = await client.call_tool("search", {"query": query})
+                print(f"search {query!r}:")
+                if found.is_error:
+                    print("  " + " ".join(getattr(c, "text", "") for c in found.content))
+                    return
+                results = found.structured_content["results"]
+                for row in results:
+                    print(f"  {row['id']:14} {row['title']}")
+                if results:
+                    document = await client.call_tool("fetch", {"id": results[0]["id"]})
+                    print(f"fetch {results[0]['id']!r}:")
+                    print("  " + "\n  ".join(document.structured_content["text"].splitlines()))
     finally:
         callback_server.server_close()
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8001/mcp")
+    anyio.run(main, sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8001/mcp",
+              sys.argv[2] if len(sys.argv) > 2 else DEFAULT_QUERY)

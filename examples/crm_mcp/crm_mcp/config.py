@@ -38,6 +38,12 @@ class Settings:
         return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-protected-resource{path}"
 
     @property
+    def record_url_base(self) -> str:
+        """Stable record addresses: <origin>/records/<hub>/<type>/<id> (the `url` of search and fetch)."""
+        parts = urlsplit(self.resource)
+        return f"{parts.scheme}://{parts.netloc}/records"
+
+    @property
     def introspection_endpoint(self) -> str:
         return f"{self.issuer}/oauth/introspect"
 
