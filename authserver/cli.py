@@ -17,14 +17,17 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy.exc import IntegrityError
 
-from . import accounts, audit, clients, resources, scopes, store
+from . import accounts, audit, clients, keys, resources, scopes, store
 from .extensions import db
 from .models import Hub, ResourceServer, User
 from .secrets import new_credential, sha256_hex, verify_secret
 from .timeutil import utcnow
 
 #: Domain errors whose message is written for people: shown as is, exit status 1.
-PUBLIC_ERRORS = (accounts.AccountError, resources.ResourceError, scopes.UnknownScopeError, clients.ClientError)
+PUBLIC_ERRORS = (
+    accounts.AccountError, resources.ResourceError, scopes.UnknownScopeError, clients.ClientError,
+    keys.SigningKeyError,
+)
 
 
 def _reporting_errors(f):
@@ -62,12 +65,13 @@ roles_cli = Group("roles", help="Role presets.")
 clients_cli = Group("clients", help="OAuth clients: pre-registered ones, and housekeeping of registered ones.")
 audit_cli = Group("audit", help="The audit trail.")
 tokens_cli = Group("tokens", help="Housekeeping of codes and tokens.")
+keys_cli = Group("keys", help="JWT access-token signing keys: list, rotate, retire.")
 demo = Group("demo", help="Demo data for local development.")
 
 
 def init_app(app: Flask) -> None:
     """Register the command groups."""
-    for group in (users, hubs, members, resources_cli, clients_cli, scopes_cli, roles_cli, audit_cli, tokens_cli, demo):
+    for group in (users, hubs, members, resources_cli, clients_cli, scopes_cli, roles_cli, audit_cli, tokens_cli, keys_cli, demo):
         app.cli.add_command(group)
 
 
@@ -296,10 +300,16 @@ def list_members(hub_id: str) -> None:
     "--default-scope", "default_names", multiple=True,
     help="A scope granted when a request names none (repeatable; default: the accepted scopes).",
 )
-def create_resource(uri: str, name: str, scope_names: tuple[str, ...], default_names: tuple[str, ...]) -> None:
+@click.option("--token-format", type=click.Choice(resources.TOKEN_FORMATS), default=resources.OPAQUE,
+              show_default=True, help="Access tokens: opaque (introspected) or jwt (RFC 9068, verified locally).")
+def create_resource(uri: str, name: str, scope_names: tuple[str, ...], default_names: tuple[str, ...],
+                    token_format: str) -> None:
     """Register a resource server and print its introspection credentials."""
+    if token_format == resources.JWT:
+        keys.check_configured()
     resource, secret = resources.create(
-        uri, name, _scope_names(scope_names) or None, _scope_names(default_names) or None
+        uri, name, _scope_names(scope_names) or None, _scope_names(default_names) or None,
+        token_format=token_format,
     )
     db.session.commit()
     click.echo(f"Registered resource server {resource.name!r}.")
@@ -316,6 +326,7 @@ def list_resources() -> None:
     for resource in found:
         click.echo(f"{resource.uri}  {resource.name!r}")
         click.echo(f"  credential id: {resource.credential_id}")
+        click.echo(f"  token format: {resource.token_format}")
         click.echo(f"  scopes: {_scope_list(resource.scope_set)}")
         click.echo(f"  default scopes: {_scope_list(resource.default_scope_set)}")
 
@@ -330,6 +341,54 @@ def rotate_resource_secret(uri: str) -> None:
     click.echo(f"New secret for {resource.name!r}:")
     _echo_credentials(resource, secret)
     click.echo(SECRET_SHOWN_ONCE)
+
+
+@resources_cli.command("set-format")
+@click.argument("uri")
+@click.argument("token_format", type=click.Choice(resources.TOKEN_FORMATS))
+def set_resource_format(uri: str, token_format: str) -> None:
+    """Issue opaque or jwt access tokens for a resource server from now on (tokens already issued
+    keep working until they expire)."""
+    resource = _resource(uri)
+    if token_format == resources.JWT:
+        keys.check_configured()
+    resources.set_token_format(resource, token_format)
+    db.session.commit()
+    click.echo(f"{resource.name!r} is issued {token_format} access tokens from now on.")
+
+
+# --- signing keys --------------------------------------------------------------------------------
+@keys_cli.command("list")
+def list_keys() -> None:
+    """List signing keys with their state and schedule (times in UTC)."""
+    now = utcnow()
+    rows = [[k.kid, k.alg, keys.state(k, now), _when(k.created_at), _when(k.active_at),
+             _when(k.retired_at) if k.retired_at else "-", _when(k.published_until) if k.published_until else "-"]
+            for k in keys.find_keys()]
+    _echo_table(["kid", "alg", "state", "created", "signs from", "retired", "published until"], rows,
+                "No signing keys yet (the first JWT issued makes one, or run `keys rotate`).")
+
+
+@keys_cli.command("rotate")
+@click.option("--alg", type=click.Choice(list(keys.ALGORITHMS)), default=None,
+              help="Algorithm of the new key (default: AUTHSERVER_SIGNING_KEY_ALGORITHM).")
+def rotate_keys(alg: str | None) -> None:
+    """Make a new signing key: published now, signing after the pre-publication time, when the
+    current key is retired (it stays published until the tokens it signed have expired)."""
+    key = keys.rotate(alg)
+    db.session.commit()
+    click.echo(f"New signing key {key.kid} ({key.alg}), published now, signing from {_when(key.active_at)} UTC.")
+
+
+@keys_cli.command("retire")
+@click.argument("kid")
+def retire_key(kid: str) -> None:
+    """Stop signing with a key now; it leaves the JWKS once every token it signed has expired."""
+    key = keys.retire(kid)
+    db.session.commit()
+    click.echo(f"Retired {key.kid}; published until {_when(key.published_until)} UTC.")
+    if not any(keys.state(k, utcnow()) in ("signing", "pending") for k in keys.find_keys()):
+        click.echo("No key is left to sign: the next JWT issued makes a new one. Run `keys rotate` to choose when.")
 
 
 # --- scopes and roles ----------------------------------------------------------------------------

@@ -66,6 +66,27 @@ class Defaults:
     #: an identical retry of a code redemption or refresh within this window gets the same answer;
     #: later reuse revokes the token family / grant (`0`: every reuse is theft)
     REPLAY_GRACE_SECONDS = 10
+    #: seconds a JWT access token (resource servers with token format `jwt`) lives: shorter than
+    #: `ACCESS_TOKEN_LIFETIME`, since a verifier that never calls back learns of a revocation only
+    #: at expiry
+    JWT_ACCESS_TOKEN_LIFETIME = 300
+
+    #: default: none (required outside debug/testing before any signing key is made or used)
+    #: encrypts the JWT signing keys' private halves in the database (AES-256-GCM under a key
+    #: derived from it); 32+ random characters, the same on every instance, never stored in the
+    #: database. Under `--debug` or in tests, when unset, a key derived from `SECRET_KEY` is used
+    SIGNING_KEY_ENCRYPTION_KEY: str | None = None
+    #: algorithm of new signing keys: `ES256` (P-256) or `RS256` (RSA 2048)
+    SIGNING_KEY_ALGORITHM = "ES256"
+    #: seconds a new key (`keys rotate`) is published in the JWKS before it signs anything: at least
+    #: `JWKS_MAX_AGE`, and as long as any verifier caches the JWKS
+    SIGNING_KEY_PREPUBLISH_SECONDS = 3600
+    #: seconds an instance keeps the signing keys it read (so issuing a JWT reads no key); a retired
+    #: key stays published this much longer
+    SIGNING_KEY_CACHE_SECONDS = 60
+    #: `Cache-Control: max-age` of the JWKS document, seconds (at most
+    #: `SIGNING_KEY_PREPUBLISH_SECONDS`)
+    JWKS_MAX_AGE = 300
 
     #: dynamic registration (RFC 7591): `open` (anyone), `token` (needs an initial access token) or
     #: `closed` (refused)
@@ -269,6 +290,17 @@ def finalize(config, instance_path: str) -> None:
 
     if config["REGISTRATION_MODE"] not in ("open", "token", "closed"):
         raise ConfigError("AUTHSERVER_REGISTRATION_MODE must be 'open', 'token' or 'closed'.")
+
+    if config["SIGNING_KEY_ALGORITHM"] not in ("ES256", "RS256"):
+        raise ConfigError("AUTHSERVER_SIGNING_KEY_ALGORITHM must be 'ES256' or 'RS256'.")
+    if int(config["JWKS_MAX_AGE"]) > int(config["SIGNING_KEY_PREPUBLISH_SECONDS"]):
+        raise ConfigError(
+            "AUTHSERVER_JWKS_MAX_AGE must not exceed AUTHSERVER_SIGNING_KEY_PREPUBLISH_SECONDS: a verifier "
+            "must see a new key before it signs anything."
+        )
+    kek = config.get("SIGNING_KEY_ENCRYPTION_KEY")
+    if kek is not None and len(str(kek)) < 32:
+        raise ConfigError("AUTHSERVER_SIGNING_KEY_ENCRYPTION_KEY must be at least 32 random characters.")
 
     if not (config.get("DEBUG") or config.get("TESTING")):
         if config["SECRET_KEY"] == DEFAULT_SECRET_KEY or len(str(config["SECRET_KEY"])) < 32:

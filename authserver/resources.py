@@ -15,6 +15,10 @@ from .models import ResourceServer
 from .secrets import RESOURCE_SECRET_PREFIX, hash_secret, new_credential, verify_secret
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+#: ResourceServer.token_format values: opaque tokens the resource server introspects, or RFC 9068
+#: JWTs it can verify locally against the jwks_uri (oauth/tokens.py).
+OPAQUE, JWT = "opaque", "jwt"
+TOKEN_FORMATS = (OPAQUE, JWT)
 
 
 class ResourceError(ValueError):
@@ -161,10 +165,11 @@ _REPLACE_SECRET_HASH = rawsql.Statement(
 
 def create(
     uri: str, name: str, scope_names: list[str] | None = None, default_scope_names: list[str] | None = None,
-    credential_id: str | None = None,
+    credential_id: str | None = None, token_format: str = OPAQUE,
 ) -> tuple[ResourceServer, str]:
     """Register a resource server; returns it and its introspection secret (shown once). The
     credential id is random unless given (the demo uses a fixed one)."""
+    _check_format(token_format)
     canonical = canonicalize(uri)
     if get_by_uri(canonical) is not None:
         raise ResourceError(f"A resource server for {canonical} already exists.")
@@ -181,6 +186,7 @@ def create(
         credential_secret_hash=hash_secret(secret),
         scopes=scopes.to_string(accepted),
         default_scopes=scopes.to_string(defaults),
+        token_format=token_format,
     )
     db.session.add(resource)
     db.session.flush()
@@ -195,3 +201,16 @@ def rotate_secret(resource: ResourceServer, secret: str | None = None) -> str:
     db.session.flush()
     _credentials_cache().pop(resource.credential_id, None)
     return secret
+
+
+def _check_format(token_format: str) -> None:
+    if token_format not in TOKEN_FORMATS:
+        raise ResourceError(f"The token format must be one of {', '.join(TOKEN_FORMATS)}.")
+
+
+def set_token_format(resource: ResourceServer, token_format: str) -> None:
+    """Issue `opaque` or `jwt` access tokens for this resource server from now on; tokens issued
+    before keep working (introspection and revocation find both the same way)."""
+    _check_format(token_format)
+    resource.token_format = token_format
+    db.session.flush()

@@ -74,7 +74,7 @@ _EXCHANGE_GRANT_COLUMNS = (
     Grant.scope.label("grant_scope"), Grant.revoked_at.label("grant_revoked_at"), Grant.user_id, Grant.hub_id,
     Grant.resource_id, Grant.last_used_at.label("grant_last_used_at"), User.disabled.label("user_disabled"),
     Hub.public_id.label("hub_public_id"), Membership.role, Membership.granted, Membership.denied,
-    ResourceServer.uri.label("resource_uri"),
+    ResourceServer.uri.label("resource_uri"), ResourceServer.token_format,
 )
 
 
@@ -96,12 +96,14 @@ _CODE_FOR_EXCHANGE = _exchange_read(
     AuthorizationCode.redirect_uri, AuthorizationCode.redirect_uri_sent, AuthorizationCode.scope,
     AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.expires_at,
     AuthorizationCode.consumed_at, AuthorizationCode.replay,
+    # When the person approved at the authorization endpoint: the family's auth_time.
+    AuthorizationCode.created_at.label("auth_time"),
     key=AuthorizationCode.code_hash,
 )
 _REFRESH_FOR_EXCHANGE = _exchange_read(
     Token.id, Token.grant_id, Token.code_id, Token.client_pk, Token.refresh_token_hash, Token.scope,
     Token.authorized_scope, Token.rotated_at, Token.revoked_at, Token.refresh_expires_at, Token.replay,
-    key=Token.refresh_token_hash,
+    Token.auth_time, key=Token.refresh_token_hash,
 )
 # Single use and the answer a retry gets in one statement: the winner's answer is committed with
 # the consumption itself, so whoever finds the row consumed also finds the answer on it.
@@ -122,7 +124,7 @@ _CONSUME_REFRESH = rawsql.Statement(
 )
 _INSERT_TOKEN = rawsql.insert_into(
     Token, "grant_id", "code_id", "parent_id", "client_pk", "access_token_hash", "refresh_token_hash", "scope",
-    "authorized_scope", "issued_at", "access_expires_at", "refresh_expires_at",
+    "authorized_scope", "issued_at", "access_expires_at", "refresh_expires_at", "auth_time",
 )
 _TOUCH_GRANT = rawsql.Statement(update(Grant).where(Grant.id == bindparam("id")).values(last_used_at=bindparam("now")))
 

@@ -4,6 +4,7 @@ from .accounts import EndedSession, Hub, Membership, User
 from .audit import AuditEvent
 from .clients import Client
 from .grants import AuthorizationCode, Grant
+from .keys import SigningKey
 from .remote import RemoteDocument, UsedAssertion
 from .resources import ResourceServer
 from .tokens import Token
@@ -18,6 +19,7 @@ __all__ = [
     "Membership",
     "RemoteDocument",
     "ResourceServer",
+    "SigningKey",
     "Token",
     "UsedAssertion",
     "User",

@@ -24,6 +24,9 @@ class ResourceServer(db.Model):
     # Space-separated scope names this server accepts, and those granted when `scope` is absent.
     scopes: Mapped[str] = mapped_column(Text)
     default_scopes: Mapped[str] = mapped_column(Text)
+    # The access tokens it is issued: `opaque` (introspected) or `jwt` (RFC 9068, verifiable
+    # locally against the jwks_uri). authserver.resources.TOKEN_FORMATS.
+    token_format: Mapped[str] = mapped_column(String(10), default="opaque", server_default="opaque")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     @property

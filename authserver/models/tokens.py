@@ -36,6 +36,9 @@ class Token(db.Model, TokenMixin):
     # may never get more (RFC 6749 §6). NULL on rows from before it was recorded: use `scope`.
     authorized_scope: Mapped[str | None] = mapped_column(Text)
     issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # When the person approved the authorization this family descends from (its code's creation,
+    # copied along every refresh): a JWT access token's `auth_time`. NULL on older rows.
+    auth_time: Mapped[datetime | None] = mapped_column(DateTime)
     access_expires_at: Mapped[datetime] = mapped_column(DateTime)
     refresh_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     # Set once by a conditional UPDATE when the refresh token is exchanged.

@@ -10,6 +10,9 @@ from .pkce import S256CodeChallenge
 from .registration import supported_client_metadata
 from .revocation import Revocation
 
+#: Where the JWKS document is served (RFC 8414 §2 `jwks_uri`).
+JWKS_PATH = "/.well-known/jwks.json"
+
 
 def build_metadata() -> dict:
     issuer = current_app.config["ISSUER"]
@@ -23,6 +26,9 @@ def build_metadata() -> dict:
         "token_endpoint": f"{issuer}/oauth/token",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
+        # The keys JWT access tokens are signed with (RFC 9068 §4), for resource servers that verify
+        # them locally: views/well_known.py serves it.
+        "jwks_uri": f"{issuer}{JWKS_PATH}",
         "response_types_supported": supported["response_types_supported"],
         "response_modes_supported": ["query"],
         "grant_types_supported": supported["grant_types_supported"],

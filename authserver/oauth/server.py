@@ -14,7 +14,6 @@ from flask_limiter.util import get_remote_address
 
 from .. import limits, scopes, store
 from ..secrets import sha256_hex
-from ..timeutil import utcnow
 from . import assertion, cimd
 from .errors import InvalidTargetError, RateLimitedError, RepeatedParameterError, safe_description
 from .grants import AuthorizationCodeGrant, RefreshTokenGrant
@@ -23,7 +22,7 @@ from .pkce import S256CodeChallenge
 from .registration import ClientConfiguration, ClientRegistration
 from .resource import ResourceIndicator
 from .revocation import Revocation
-from .tokens import generate_bearer_token
+from .tokens import IssuingFor, generate_bearer_token, validity
 
 #: Authorization parameters whose repetition is answered with a page, never redirected: Authlib
 #: refuses these before it has verified anything (validate_no_multiple_request_parameter), since
@@ -114,8 +113,8 @@ class AuthorizationServer(FlaskAuthorizationServer):
         super().__init__()
         self.issuer = Issuer()
         self.register_extension(self.issuer)
-        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(), ResourceIndicator()])
-        self.register_grant(RefreshTokenGrant)
+        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(), ResourceIndicator(), IssuingFor()])
+        self.register_grant(RefreshTokenGrant, [IssuingFor()])
         self.register_endpoint(ClientRegistration)
         self.register_endpoint(ClientConfiguration)
         self.register_endpoint(Introspection)
@@ -209,16 +208,18 @@ class AuthorizationServer(FlaskAuthorizationServer):
             raise InvalidScopeError(safe_description(f"Unknown scope: {' '.join(unknown)}."))
 
     def save_token(self, token: dict, request) -> None:
-        """Store the token pair as SHA-256 hashes, stamped with the grant, its code lineage and
-        the scope that code authorized (the ceiling of every refresh, RFC 6749 §6)."""
-        now = utcnow()
+        """Store the token pair as SHA-256 hashes (of a JWT access token too), stamped with the
+        grant, its code lineage, the scope that code authorized (the ceiling of every refresh, RFC
+        6749 §6) and when the person approved it (a JWT's auth_time)."""
+        now, access_expires_at = validity(token)
         if request.payload.grant_type == RefreshTokenGrant.GRANT_TYPE:
             previous = request.refresh_token
             code_id, parent_id, authorized = previous.code_id, previous.id, previous.get_authorized_scope()
-            grant_id = previous.grant_id
+            grant_id, auth_time = previous.grant_id, previous.auth_time
         else:
             code = request.authorization_code
             grant_id, code_id, parent_id, authorized = code.grant_id, code.id, None, code.scope
+            auth_time = code.auth_time
         refresh = token.get("refresh_token")
         store.save_token(
             grant_id=grant_id,
@@ -230,7 +231,8 @@ class AuthorizationServer(FlaskAuthorizationServer):
             scope=token["scope"],
             authorized_scope=authorized,
             issued_at=now,
-            access_expires_at=now + timedelta(seconds=token["expires_in"]),
+            access_expires_at=access_expires_at,
+            auth_time=auth_time,
             refresh_expires_at=(
                 now + timedelta(seconds=int(current_app.config["REFRESH_TOKEN_LIFETIME"])) if refresh else None
             ),

@@ -1,5 +1,11 @@
 """Token and code generation, lifetimes, and the envelope of the replay answer.
 
+An access token is opaque (a prefixed random credential, introspected) or, for a resource server
+whose token format is `jwt`, an RFC 9068 JWT signed with the current signing key (authserver/keys.py)
+that the resource server can verify locally. Either is stored the same way: as the SHA-256 of the
+token, whose random `jti` makes each JWT unique, so introspection, revocation and an identical
+retry find a JWT's row exactly as an opaque token's.
+
 An identical retry of a code redemption or refresh (a client that lost the response, or refreshes
 from two places at once) gets the same answer within a short grace window: the answer is kept on
 the consumed code or rotated token row (its `replay` column). It is AES-256-GCM encrypted under a
@@ -10,31 +16,95 @@ reveals nothing.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+from datetime import datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from flask import current_app
+from flask import current_app, g
+from joserfc import jwt
 
+from .. import keys
+from ..resources import JWT
 from ..secrets import ACCESS_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, new_credential
+from ..timeutil import to_epoch, utcnow
+
+#: RFC 9068 §2.1: the `typ` header of a JWT access token.
+JWT_TYPE = "at+jwt"
+
+
+class IssuingFor:
+    """Authorization-grant extension: before a token response is created (never for a replayed
+    one), note the code or refresh token being exchanged, whose audience, token format, hub, user
+    and auth_time the token generator reads (Authlib's generator seam is given none of them)."""
+
+    def __call__(self, grant):
+        grant.register_hook("before_create_token_response", self.note_source)
+
+    @staticmethod
+    def note_source(grant):
+        request = grant.request
+        g.authserver_token_source = request.refresh_token or request.authorization_code
 
 
 def generate_bearer_token(
     grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True
 ) -> dict:
-    """Authlib's token-generator seam: opaque 256-bit tokens with recognisable prefixes."""
-    token = {
-        "access_token": new_credential(ACCESS_TOKEN_PREFIX),
-        "token_type": "Bearer",
-        "expires_in": int(expires_in or current_app.config["ACCESS_TOKEN_LIFETIME"]),
-        "scope": scope or "",
-    }
+    """Authlib's token-generator seam: an opaque 256-bit token with a recognisable prefix, or an
+    RFC 9068 JWT for a resource server whose token format is `jwt` (its own, shorter lifetime);
+    the refresh token is always opaque."""
+    source = g.get("authserver_token_source")
+    if source is not None and source.token_format == JWT:
+        lifetime = int(current_app.config["JWT_ACCESS_TOKEN_LIFETIME"])
+        access_token = jwt_access_token(source, client, scope or "", lifetime)
+    else:
+        lifetime = int(expires_in or current_app.config["ACCESS_TOKEN_LIFETIME"])
+        access_token = new_credential(ACCESS_TOKEN_PREFIX)
+    token = {"access_token": access_token, "token_type": "Bearer", "expires_in": lifetime, "scope": scope or ""}
     if include_refresh_token:
         token["refresh_token"] = new_credential(REFRESH_TOKEN_PREFIX)
     return token
+
+
+def jwt_access_token(source, client, scope: str, lifetime: int) -> str:
+    """RFC 9068 §2: a JWT access token for the grant behind `source` (an exchanged code or refresh
+    token), with the same four facts introspection answers (client_id, hub_id, user_id, scope)
+    and its audience, the resource (RFC 8707)."""
+    signer = keys.signing_key()
+    now = to_epoch(utcnow())
+    claims = {
+        "iss": current_app.config["ISSUER"],
+        "sub": str(source.user_id),
+        "aud": source.resource_uri,
+        "client_id": client.client_id,
+        "scope": scope,
+        "hub_id": source.hub_public_id,
+        "user_id": source.user_id,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": new_credential("", 16),
+    }
+    if source.auth_time is not None:
+        claims["auth_time"] = to_epoch(source.auth_time)
+    return jwt.encode({"typ": JWT_TYPE, "alg": signer.alg, "kid": signer.kid}, claims, signer.private,
+                      algorithms=[signer.alg])
+
+
+def validity(token: dict) -> tuple[datetime, datetime]:
+    """(issued at, access token expiry) of a token response as stored on its row: a JWT's own
+    `iat` and `exp`, so that introspection answers exactly what the token says."""
+    access_token = token["access_token"]
+    if not access_token.startswith(ACCESS_TOKEN_PREFIX):
+        payload = access_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        epoch = datetime(1970, 1, 1)
+        return epoch + timedelta(seconds=claims["iat"]), epoch + timedelta(seconds=claims["exp"])
+    now = utcnow()
+    return now, now + timedelta(seconds=token["expires_in"])
 
 
 def _derive_key(credential: str, context: list[str]) -> bytes:
