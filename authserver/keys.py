@@ -10,10 +10,10 @@ stays published until every token it signed has expired.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,8 +36,6 @@ ALGORITHMS = {
     "ES256": lambda: ECKey.generate_key("P-256"),
     "RS256": lambda: RSAKey.generate_key(2048),
 }
-#: An unknown `kid` makes an instance read the keys again at most this often (seconds).
-RELOAD_INTERVAL = 5.0
 
 
 class SigningKeyError(ValueError):
@@ -111,14 +109,17 @@ def state(key: SigningKey, now: datetime) -> str:
     return "signing" if key.active_at <= now else "pending"
 
 
-def _new_key(alg: str, active_at: datetime) -> SigningKey:
+def _new_key(alg: str, now: datetime, active_at: datetime) -> SigningKey:
     if alg not in ALGORITHMS:
         raise SigningKeyError(f"Unknown signing algorithm {alg!r}: use one of {', '.join(ALGORITHMS)}.")
     jwk = ALGORITHMS[alg]()
-    kid = jwk.thumbprint()
+    # The RFC 7638 thumbprint, in hex: base64url may begin with "-", which a command line reads
+    # as an option (`keys retire KID`).
+    thumbprint = jwk.thumbprint()
+    kid = base64.urlsafe_b64decode(thumbprint + "=" * (-len(thumbprint) % 4)).hex()
     public = {**jwk.as_dict(private=False), "kid": kid, "alg": alg, "use": "sig"}
     key = SigningKey(kid=kid, alg=alg, public_jwk=json.dumps(public), private_jwk_sealed=_seal(kid, jwk.as_dict(private=True)),
-                     created_at=utcnow(), active_at=active_at)
+                     created_at=now, active_at=active_at)
     db.session.add(key)
     db.session.flush()
     return key
@@ -144,7 +145,7 @@ def rotate(alg: str | None = None) -> SigningKey:
     current = [k for k in _published() if k.retired_at is None or k.retired_at > now]
     signing = any(is_signing(k, now) for k in current)
     active_at = now + _seconds("SIGNING_KEY_PREPUBLISH_SECONDS") if signing else now
-    key = _new_key(alg or current_app.config["SIGNING_KEY_ALGORITHM"], active_at)
+    key = _new_key(alg or current_app.config["SIGNING_KEY_ALGORITHM"], now, active_at)
     for old in current:
         _retire(old, active_at)  # a pending key of an earlier rotation never signs
     return key
@@ -195,7 +196,7 @@ class Signer:
 
 
 def _cache() -> dict:
-    return current_app.extensions.setdefault("authserver.signing_keys", {"until": 0.0, "signers": []})
+    return current_app.extensions.setdefault("authserver.signing_keys", {"until": datetime.min, "signers": []})
 
 
 def _load() -> list[Signer]:
@@ -208,7 +209,8 @@ def _load() -> list[Signer]:
         signer.active_at, signer.retired_at = key.active_at, key.retired_at
         signers.append(signer)
     cache["signers"] = signers
-    cache["until"] = time.monotonic() + float(current_app.config["SIGNING_KEY_CACHE_SECONDS"])
+    # On the same clock as the schedule: a retirement reaches every instance within this time.
+    cache["until"] = utcnow() + _seconds("SIGNING_KEY_CACHE_SECONDS")
     return signers
 
 
@@ -225,7 +227,7 @@ def signing_key() -> Signer:
     transaction: it is cached only once read back committed."""
     now = utcnow()
     cache = _cache()
-    signer = _choose(cache["signers"], now) if cache["until"] > time.monotonic() else None
+    signer = _choose(cache["signers"], now) if cache["until"] > now else None
     if signer is None:
         signers = _load()
         signer = _choose(signers, now)
@@ -235,7 +237,7 @@ def signing_key() -> Signer:
             pending = [s for s in signers if s.active_at > now and s.retired_at is None]
             signer = max(pending, key=lambda s: s.active_at) if pending else None
     if signer is None:
-        key = _new_key(current_app.config["SIGNING_KEY_ALGORITHM"], now)
+        key = _new_key(current_app.config["SIGNING_KEY_ALGORITHM"], now, now)
         log.warning("No signing key was signing: made %s (%s), signing at once.", key.kid, key.alg)
         signer = Signer(key.kid, key.alg, key.active_at, key.retired_at, key.private_jwk_sealed)
     return signer

@@ -18,7 +18,7 @@ class SigningKey(db.Model):
     __tablename__ = "signing_keys"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # The RFC 7638 thumbprint of the public key: the JWT header's `kid`.
+    # The RFC 7638 thumbprint of the public key (hex): the JWT header's `kid`.
     kid: Mapped[str] = mapped_column(String(64), unique=True)
     alg: Mapped[str] = mapped_column(String(10))
     # The public JWK (JSON), as served at the jwks_uri.

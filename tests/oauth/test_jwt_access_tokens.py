@@ -12,6 +12,7 @@ import jwt as pyjwt
 import pytest
 from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
+from clock import Clock
 from joserfc import jwt as josejwt
 from joserfc.jwk import KeySet
 
@@ -210,3 +211,78 @@ def test_the_jwks_is_published_with_caching_headers_and_only_public_halves(clien
     (key,) = response.get_json()["keys"]
     assert key["use"] == "sig" and key["alg"] == "ES256" and key["kid"]
     assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+
+
+# --- rotation, end to end ------------------------------------------------------------------------
+def verify_now(token: str, jwks: dict, issuer: str) -> dict:
+    """PyJWT's signature, typ-free claim and audience checks against the JWKS as published now,
+    with expiry judged by the server's (moved) clock rather than the real one."""
+    if pyjwt.get_unverified_header(token)["kid"] not in {k["kid"] for k in jwks["keys"]}:
+        raise LookupError("the token's key is not published")
+    claims = pyjwt.decode(token, pyjwt.PyJWKSet.from_dict(jwks)[header(token)["kid"]].key,
+                          algorithms=["ES256"], audience=RESOURCE, issuer=issuer,
+                          options={"verify_exp": False, "verify_iat": False})
+    if claims["exp"] <= to_epoch(utcnow()):
+        raise pyjwt.ExpiredSignatureError("expired")
+    return claims
+
+
+@pytest.mark.app_config(SIGNING_KEY_PREPUBLISH_SECONDS=600, JWKS_MAX_AGE=60)
+def test_rotation_end_to_end(monkeypatch, app, client, runner, flow, register, world, jwt_resource):
+    """A rotated-in key is published before it signs; tokens of the old key verify until they
+    expire; a retired key leaves the JWKS once every token it signed has expired (lifetime 300 s,
+    plus the 60 s an instance may still sign from its cache)."""
+    clock = Clock(monkeypatch)
+    client_id = register()["client_id"]
+
+    def issue() -> str:
+        return flow.tokens(client_id, scope=READ)["access_token"]
+
+    def published() -> set[str]:
+        return {k["kid"] for k in fetch_jwks(client)["keys"]}
+
+    first = issue()
+    old = header(first)["kid"]  # the first JWT made the first key, signing at once
+    assert published() == {old}
+
+    result = runner.invoke(args=["keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    (new,) = published() - {old}
+    assert new in result.output
+    assert header(issue())["kid"] == old  # published, not signing yet
+
+    clock.advance(599)
+    last_of_old = issue()
+    assert header(last_of_old)["kid"] == old
+    clock.advance(2)  # past the pre-publication time
+    first_of_new = issue()
+    assert header(first_of_new)["kid"] == new
+    assert published() == {old, new}
+    verify_now(last_of_old, fetch_jwks(client), world.issuer)  # still valid, still verifiable
+
+    clock.advance(297)  # 898 s: last_of_old (issued at 599 s) has a second left
+    verify_now(last_of_old, fetch_jwks(client), world.issuer)
+    assert flow.introspect(last_of_old).get_json()["active"] is True
+    clock.advance(2)
+    with pytest.raises(pyjwt.ExpiredSignatureError):
+        verify_now(last_of_old, fetch_jwks(client), world.issuer)
+    assert flow.introspect(last_of_old).get_json() == {"active": False}
+    assert old in published()
+    clock.advance(61)  # 961 s: past 600 + 300 + 60, when the old key left the JWKS
+    assert published() == {new}
+
+    # Retiring the signing key: within the instances' key cache (60 s) it signs nothing more, and
+    # it stays published while the tokens it signed live.
+    signed_before = issue()
+    result = runner.invoke(args=["keys", "retire", new])
+    assert result.exit_code == 0, result.output
+    clock.advance(61)
+    replacement = issue()
+    assert header(replacement)["kid"] not in (old, new)
+    assert published() == {new, header(replacement)["kid"]}
+    clock.advance(238)  # 299 s after retirement: signed_before has a second left
+    verify_now(signed_before, fetch_jwks(client), world.issuer)
+    clock.advance(62)  # 361 s after retirement
+    assert new not in published()
+    with pytest.raises(LookupError):
+        verify_now(signed_before, fetch_jwks(client), world.issuer)
