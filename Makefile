@@ -17,8 +17,8 @@ TEST_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 .PHONY: run run-mcp test docs bench-serve migrate db-upgrade reset-db clean
 
 ## run: install, migrate the SQLite database in instance/, seed the demo data and serve it.
-# --debug is what lets the http issuer (http://127.0.0.1:5000) start; the secret key is generated
-# once into instance/config.py and the demo resource server's secret into instance/demo-resource.env.
+# --debug is what lets the http issuer (http://127.0.0.1:5000) start; the secret key and the
+# signing keys' encryption key are generated once into instance/config.py, and the demo resource server's secret into instance/demo-resource.env.
 run: $(RUN_STAMP) instance/config.py instance/demo-resource.env
 	$(FLASK) --debug db upgrade
 	set -a && . ./instance/demo-resource.env && set +a && $(FLASK) --debug demo seed
@@ -113,7 +113,7 @@ $(TEST_STAMP): | $(BIN)/python
 
 instance/config.py:
 	mkdir -p instance
-	umask 077 && $(PYTHON) -c "import secrets; print('# Written once by make run: the development secret key (sessions survive restarts).'); print('SECRET_KEY = %r' % secrets.token_urlsafe(48))" > $@
+	umask 077 && $(PYTHON) -c "import secrets; print('# Written once by make run: the development secret key (sessions survive restarts)'); print('# and the key that encrypts the JWT signing keys in the database.'); print('SECRET_KEY = %r' % secrets.token_urlsafe(48)); print('SIGNING_KEY_ENCRYPTION_KEY = %r' % secrets.token_urlsafe(48))" > $@
 
 instance/demo-resource.env:
 	mkdir -p instance
