@@ -1,7 +1,10 @@
-"""Bearer tokens: checked by authserver's introspection (RFC 7662), answered per RFC 6750 / RFC 9728.
+"""Bearer tokens: checked by authserver's introspection (RFC 7662), or in `jwt` mode verified locally
+as RFC 9068 JWTs against authserver's JWKS; answered per RFC 6750 / RFC 9728.
 
 The token is sent to authserver's introspection endpoint and nowhere else: it is never passed on
-to another service, never logged, and cached only under its SHA-256."""
+to another service, never logged, and cached only under its SHA-256. In `jwt` mode a read costs no
+call to authserver (a revoked grant can read until its token expires, 5 minutes at most), and a
+write is still introspected first, so a revoked grant cannot write."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import time
 from typing import Any
 
 import httpx2
+import jwt
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -41,6 +45,11 @@ def _reads(*object_types) -> list[str]:
     return [read_scope(t) for t in dict.fromkeys(object_types) if t in OBJECT_TYPES]
 
 
+def is_write(tool: str) -> bool:
+    """Whether a tool changes data: in jwt mode it is introspected first, whatever the JWT says."""
+    return NOTES_WRITE in required_scopes(tool, {})
+
+
 def required_scopes(tool: str, arguments: dict | None) -> list[str]:
     """The scopes a tool call needs: the one rule used both before the call (403) and inside it.
     Reading a type needs its read scope, also when a search only filters by its records."""
@@ -60,24 +69,33 @@ def required_scopes(tool: str, arguments: dict | None) -> list[str]:
 
 
 class IntrospectionVerifier:
-    """An mcp TokenVerifier that asks authserver. Positive answers are cached for at most
-    `cache_seconds` (≤ 5 s) and never past the token's own expiry; negative ones are not cached,
-    so a token that was just issued works at once."""
+    """An mcp TokenVerifier that asks authserver, or in `jwt` mode verifies locally (JWTVerifier)
+    and asks only before a write (`introspect`). Positive introspection answers are cached for at
+    most `cache_seconds` (≤ 5 s) and never past the token's own expiry; negative ones are not
+    cached, so a token that was just issued works at once."""
 
     def __init__(self, settings: Settings, client: httpx2.AsyncClient | None = None):
         self.settings = settings
         self._client = client or httpx2.AsyncClient(timeout=10.0)
         self._cache: dict[str, tuple[float, AccessToken]] = {}
+        self.local = JWTVerifier(settings, self._client) if settings.token_mode == "jwt" else None
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        if self.local is not None:
+            return await self.local.verify_token(token)
+        return await self.introspect(token)
+
+    async def introspect(self, token: str, cached: bool = True) -> AccessToken | None:
+        """authserver's live answer (RFC 7662), from the short positive cache unless `cached` is
+        false (a write in jwt mode asks afresh)."""
         key = hashlib.sha256(token.encode()).hexdigest()
         now = time.time()
-        cached = self._cache.get(key)
-        if cached and cached[0] > now:
-            return cached[1]
+        hit = self._cache.get(key) if cached else None
+        if hit and hit[0] > now:
+            return hit[1]
         self._cache.pop(key, None)
         if len(token) > 4096:
             return None
@@ -107,27 +125,91 @@ class IntrospectionVerifier:
     def _access_token(self, token: str, claims: dict[str, Any]) -> AccessToken | None:
         if claims.get("active") is not True:
             return None
-        audience = claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        if self.settings.resource not in audiences:
-            log.warning("token audience is not this server")
+        return access_token(self.settings, token, claims)
+
+
+class JWTVerifier:
+    """Verifies RFC 9068 JWT access tokens locally: signature with a key of authserver's JWKS (found
+    through its metadata's jwks_uri), `typ` at+jwt, `iss`, `aud` (this server), `exp`; scopes are
+    checked per tool by BearerGate. The JWKS is cached and fetched again when a token names a key
+    it lacks, at most once per `jwks_refetch_seconds` (authserver publishes a new key well before it
+    signs with it, so this is rare)."""
+
+    ALGORITHMS = ("ES256", "RS256")
+
+    def __init__(self, settings: Settings, client: httpx2.AsyncClient):
+        self.settings = settings
+        self._client = client
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if len(token) > 4096:
             return None
-        if claims.get("iss") not in (None, self.settings.issuer):
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
             return None
-        exp = claims.get("exp")
-        if not isinstance(exp, int) or exp <= time.time():
+        if str(header.get("typ", "")).lower() not in ("at+jwt", "application/at+jwt"):
+            return None  # RFC 9068 §4: another kind of JWT, even one signed by authserver
+        key = await self._key(header.get("kid"))
+        if key is None:
             return None
-        if not isinstance(claims.get("hub_id"), int) or not isinstance(claims.get("client_id"), str):
+        try:
+            claims = jwt.decode(token, key.key, algorithms=list(self.ALGORITHMS), audience=self.settings.resource,
+                                issuer=self.settings.issuer, options={"require": ["exp", "iat", "iss", "aud"]})
+        except jwt.InvalidTokenError as exc:
+            log.info("JWT refused: %s", type(exc).__name__)
             return None
-        return AccessToken(
-            token=token,
-            client_id=claims["client_id"],
-            scopes=str(claims.get("scope", "")).split(),
-            expires_at=exp,
-            resource=self.settings.resource,
-            subject=str(claims.get("sub")) if claims.get("sub") is not None else None,
-            claims={"iss": claims.get("iss"), "hub_id": claims["hub_id"], "user_id": claims.get("user_id")},
-        )
+        return access_token(self.settings, token, claims)
+
+    async def _key(self, kid) -> jwt.PyJWK | None:
+        if not isinstance(kid, str):
+            return None
+        if kid not in self._keys and self._may_fetch():
+            await self._fetch()
+        return self._keys.get(kid)
+
+    def _may_fetch(self) -> bool:
+        return self._fetched_at is None or time.monotonic() - self._fetched_at >= self.settings.jwks_refetch_seconds
+
+    async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()
+        try:
+            metadata = (await self._client.get(self.settings.metadata_endpoint)).json()
+            jwks = (await self._client.get(metadata["jwks_uri"])).json()
+            keys = jwt.PyJWKSet.from_dict(jwks)
+        except (httpx2.HTTPError, ValueError, KeyError, TypeError, jwt.PyJWKSetError) as exc:
+            log.warning("JWKS fetch failed: %s", type(exc).__name__)
+            return
+        self._keys = {k.key_id: k for k in keys.keys if k.key_id}
+
+
+def access_token(settings: Settings, token: str, claims: dict[str, Any]) -> AccessToken | None:
+    """The verified token as the MCP tools see it, from an introspection answer or JWT claims (the
+    same names): refused unless it is for this server, from this issuer, unexpired, and names a hub
+    and a client."""
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    if settings.resource not in audiences:
+        log.warning("token audience is not this server")
+        return None
+    if claims.get("iss") not in (None, settings.issuer):
+        return None
+    exp = claims.get("exp")
+    if not isinstance(exp, int) or exp <= time.time():
+        return None
+    if not isinstance(claims.get("hub_id"), int) or not isinstance(claims.get("client_id"), str):
+        return None
+    return AccessToken(
+        token=token,
+        client_id=claims["client_id"],
+        scopes=str(claims.get("scope", "")).split(),
+        expires_at=exp,
+        resource=settings.resource,
+        subject=str(claims.get("sub")) if claims.get("sub") is not None else None,
+        claims={"iss": claims.get("iss"), "hub_id": claims["hub_id"], "user_id": claims.get("user_id")},
+    )
 
 
 def _quote(value: str) -> str:
@@ -191,6 +273,19 @@ class BearerGate:
                 await self._challenge(send, 403, "insufficient_scope",
                                       f"This tool needs the scope {' '.join(missing)}.", missing)
                 return
+            if self.verifier.local is not None and _writes(body):
+                # jwt mode: the JWT may outlive its grant by up to its lifetime; a write needs the
+                # live answer, with the scopes the user has now.
+                live = await self.verifier.introspect(token, cached=False)
+                if live is None:
+                    await self._challenge(send, 401, "invalid_token", "The access token is expired or revoked.",
+                                          SCOPES_SUPPORTED)
+                    return
+                missing = _missing_scopes(body, set(live.scopes))
+                if missing:
+                    await self._challenge(send, 403, "insufficient_scope",
+                                          f"This tool needs the scope {' '.join(missing)}.", missing)
+                    return
 
         scope["user"] = AuthenticatedUser(access)
         scope["auth"] = AuthCredentials(access.scopes)
@@ -259,19 +354,27 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-def _missing_scopes(body: bytes, granted: set[str]) -> list[str]:
-    """Scopes needed by the tool calls in this JSON-RPC body that the token lacks. A body that is
-    not JSON-RPC is left to the MCP transport, which answers it with a proper error."""
+def _tool_calls(body: bytes) -> list[dict]:
+    """The params of the tool calls in a JSON-RPC body (none if it is not JSON-RPC: the MCP
+    transport answers that with a proper error)."""
     try:
         message = json.loads(body)
     except ValueError:
         return []
     messages = message if isinstance(message, list) else [message]
+    return [item["params"] for item in messages
+            if isinstance(item, dict) and item.get("method") == "tools/call" and isinstance(item.get("params"), dict)]
+
+
+def _writes(body: bytes) -> bool:
+    return any(is_write(str(params.get("name"))) for params in _tool_calls(body))
+
+
+def _missing_scopes(body: bytes, granted: set[str]) -> list[str]:
+    """Scopes needed by the tool calls in this JSON-RPC body that the token lacks."""
     missing: list[str] = []
-    for item in messages:
-        if isinstance(item, dict) and item.get("method") == "tools/call" and isinstance(item.get("params"), dict):
-            params = item["params"]
-            for needed in required_scopes(str(params.get("name")), params.get("arguments")):
-                if needed not in granted and needed not in missing:
-                    missing.append(needed)
+    for params in _tool_calls(body):
+        for needed in required_scopes(str(params.get("name")), params.get("arguments")):
+            if needed not in granted and needed not in missing:
+                missing.append(needed)
     return missing

@@ -9,6 +9,10 @@ from urllib.parse import urlsplit
 #: Longest time a positive introspection answer may be reused: a revoked token stops working
 #: within this many seconds at most.
 MAX_CACHE_SECONDS = 5.0
+#: CRM_MCP_TOKEN_MODE: ask authserver about every token (`introspect`), or verify JWT access tokens
+#: locally against its JWKS and ask only before a write (`jwt`; the resource server must be set to
+#: issue them: `flask --app wsgi resources set-format URI jwt`).
+TOKEN_MODES = ("introspect", "jwt")
 
 
 class ConfigError(ValueError):
@@ -25,6 +29,10 @@ class Settings:
     host: str
     port: int
     cache_seconds: float
+    token_mode: str = "introspect"
+    #: In jwt mode, a token signed with a key not in the cached JWKS makes it fetch the JWKS again,
+    #: at most this often (so a flood of made-up kids cannot make it hammer authserver).
+    jwks_refetch_seconds: float = 30.0
 
     @property
     def mcp_path(self) -> str:
@@ -47,6 +55,11 @@ class Settings:
     def introspection_endpoint(self) -> str:
         return f"{self.issuer}/oauth/introspect"
 
+    @property
+    def metadata_endpoint(self) -> str:
+        """RFC 8414 §3: where the jwks_uri is found."""
+        return f"{self.issuer}/.well-known/oauth-authorization-server"
+
 
 def from_env(environ=None) -> Settings:
     env = os.environ if environ is None else environ
@@ -64,11 +77,17 @@ def from_env(environ=None) -> Settings:
             "Set CRM_MCP_CLIENT_ID and CRM_MCP_CLIENT_SECRET to the resource server's introspection "
             "credentials (printed by `flask --app wsgi demo seed` or `resources create`)."
         )
+    token_mode = env.get("CRM_MCP_TOKEN_MODE", "introspect")
+    if token_mode not in TOKEN_MODES:
+        raise ConfigError(f"CRM_MCP_TOKEN_MODE must be one of {', '.join(TOKEN_MODES)}, got {token_mode!r}.")
     try:
         port = int(env.get("CRM_MCP_PORT", parts.port or 8001))
         cache_seconds = float(env.get("CRM_MCP_CACHE_SECONDS", MAX_CACHE_SECONDS))
+        jwks_refetch_seconds = float(env.get("CRM_MCP_JWKS_REFETCH_SECONDS", 30.0))
     except ValueError as exc:
-        raise ConfigError(f"CRM_MCP_PORT and CRM_MCP_CACHE_SECONDS must be numbers: {exc}") from exc
+        raise ConfigError(
+            f"CRM_MCP_PORT, CRM_MCP_CACHE_SECONDS and CRM_MCP_JWKS_REFETCH_SECONDS must be numbers: {exc}"
+        ) from exc
     return Settings(
         issuer=issuer,
         resource=resource.rstrip("/") if parts.path not in ("", "/") else resource,
@@ -78,4 +97,6 @@ def from_env(environ=None) -> Settings:
         host=env.get("CRM_MCP_HOST", parts.hostname or "127.0.0.1"),
         port=port,
         cache_seconds=max(0.0, min(cache_seconds, MAX_CACHE_SECONDS)),
+        token_mode=token_mode,
+        jwks_refetch_seconds=max(0.0, jwks_refetch_seconds),
     )
