@@ -34,7 +34,7 @@ CLIENT_NAME = "MCP SDK client, jwt mode"
 
 
 @pytest.fixture
-def jwt_stack(make_app, tmp_path):
+def jwt_stack(request, make_app, tmp_path):
     """authserver (its resource server set to `jwt`, its introspections counted) and the example
     server in jwt mode, both live; alice is admin in Acme Sales (10000001)."""
     port = free_port()
@@ -66,11 +66,9 @@ def jwt_stack(make_app, tmp_path):
                    CRM_MCP_CLIENT_ID=ns.credential_id, CRM_MCP_CLIENT_SECRET=ns.secret,
                    CRM_MCP_DATABASE=str(tmp_path / "crm.sqlite3"), CRM_MCP_HOST=HOST, CRM_MCP_PORT=str(port))
         process = Process([sys.executable, "-m", "crm_mcp"], env, tmp_path / "crm_mcp.log")
-        try:
-            process.wait_ready(f"http://{HOST}:{port}/.well-known/oauth-protected-resource/mcp")
-            yield ns
-        finally:
-            process.stop()
+        request.addfinalizer(process.stop)
+        process.wait_ready(f"http://{HOST}:{port}/.well-known/oauth-protected-resource/mcp")
+        yield ns
 
 
 def test_jwt_mode_reads_locally_and_introspects_writes(jwt_stack):

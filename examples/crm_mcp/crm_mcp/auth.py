@@ -268,10 +268,7 @@ class BearerGate:
                 await self._send(send, 413, json.dumps({"error": "invalid_request",
                                                          "error_description": "Request body too large."}).encode())
                 return
-            missing = _missing_scopes(body, set(access.scopes))
-            if missing:
-                await self._challenge(send, 403, "insufficient_scope",
-                                      f"This tool needs the scope {' '.join(missing)}.", missing)
+            if await self._insufficient_scope(send, body, access):
                 return
             if self.verifier.local is not None and _writes(body):
                 # jwt mode: the JWT may outlive its grant by up to its lifetime; a write needs the
@@ -281,15 +278,20 @@ class BearerGate:
                     await self._challenge(send, 401, "invalid_token", "The access token is expired or revoked.",
                                           SCOPES_SUPPORTED)
                     return
-                missing = _missing_scopes(body, set(live.scopes))
-                if missing:
-                    await self._challenge(send, 403, "insufficient_scope",
-                                          f"This tool needs the scope {' '.join(missing)}.", missing)
+                if await self._insufficient_scope(send, body, live):
                     return
 
         scope["user"] = AuthenticatedUser(access)
         scope["auth"] = AuthCredentials(access.scopes)
         await self.inner(scope, _replay(body, receive), send)
+
+    async def _insufficient_scope(self, send: Send, body: bytes, access: AccessToken) -> bool:
+        """Answer 403 `insufficient_scope` when the tool calls in `body` need scopes `access` lacks."""
+        missing = _missing_scopes(body, set(access.scopes))
+        if missing:
+            await self._challenge(send, 403, "insufficient_scope", f"This tool needs the scope {' '.join(missing)}.",
+                                  missing)
+        return bool(missing)
 
     async def _challenge(self, send: Send, status: int, error: str | None, description: str, scopes: list[str]):
         parts = [f"resource_metadata={_quote(self.settings.metadata_url)}", f"scope={_quote(' '.join(scopes))}"]
