@@ -17,24 +17,26 @@ the run's rate-limit counters are dropped. SQLite commits do not wait for the di
 from __future__ import annotations
 
 import itertools
-from contextlib import contextmanager
 import os
 import re
 import secrets
 import sqlite3
+from contextlib import contextmanager
 
 import flask_migrate
+import jinja2
 import psycopg
 import pytest
 import redis
 from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+from logscan import Recorder
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 
 from authserver import accounts, create_app, rawsql, resources
 from authserver.extensions import db
 from authserver.models import Hub
-from logscan import Recorder
 
 DATABASE_ENV = "AUTHSERVER_TEST_DATABASE_URL"
 REDIS_ENV = "AUTHSERVER_TEST_REDIS_URL"
@@ -224,22 +226,67 @@ def _clean_state(_schema_app, db_backend, redis_url):
 
 
 # --- apps and clients ----------------------------------------------------------------------------
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """Jinja's compiled templates, kept in memory for the run (checked against the source)."""
+
+    def __init__(self):
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self._code:
+            bucket.bytecode_from_string(self._code[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+@pytest.fixture(scope="session")
+def build_app(database_url, redis_url):
+    """build_app(**settings) -> a new app on the run's database, over TEST_SETTINGS, that the caller
+    disposes of. Its config, extensions and limiter storage are its own; it shares with the run's
+    other apps only what each would build again the same way: the engine (one per URL and engine
+    options) and the compiled templates. SQLAlchemy and authserver.rawsql compile statements once
+    per engine and Jinja templates once per app: redone for each test, that took longer than most
+    tests themselves."""
+    engines: dict[str, Engine] = {}
+    templates = _CompiledTemplates()
+    make_engine = SQLAlchemy._make_engine
+
+    def shared_engine(self, bind_key, options, app) -> Engine:
+        url = make_url(options["url"]).render_as_string(hide_password=False)
+        key = repr((bind_key, url, sorted((k, v) for k, v in options.items() if k != "url")))
+        if key not in engines:
+            engines[key] = make_engine(self, bind_key, options, app)
+        return engines[key]
+
+    def build(**settings) -> Flask:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(SQLAlchemy, "_make_engine", shared_engine)
+            app = create_app(
+                {
+                    **TEST_SETTINGS,
+                    "DATABASE_URL": database_url,
+                    "REDIS_URL": redis_url,
+                    # Flask-Limiter keeps the first prefix it sees for the whole process.
+                    "RATELIMIT_KEY_PREFIX": RATELIMIT_KEY_PREFIX,
+                    **settings,
+                }
+            )
+        app.jinja_env.bytecode_cache = templates
+        return app
+
+    yield build
+    for engine in engines.values():
+        engine.dispose()
+
+
 @pytest.fixture
-def make_app(_clean_state, database_url, redis_url):
+def make_app(_clean_state, build_app):
     """make_app(**settings) -> a new app on the run's database, over TEST_SETTINGS."""
     apps: list[Flask] = []
 
     def make(**settings) -> Flask:
-        app = create_app(
-            {
-                **TEST_SETTINGS,
-                "DATABASE_URL": database_url,
-                "REDIS_URL": redis_url,
-                # Flask-Limiter keeps the first prefix it sees for the whole process.
-                "RATELIMIT_KEY_PREFIX": RATELIMIT_KEY_PREFIX,
-                **settings,
-            }
-        )
+        app = build_app(**settings)
         apps.append(app)
         return app
 
