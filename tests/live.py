@@ -18,6 +18,8 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parent.parent
 CRM_MCP_DIR = ROOT / "examples" / "crm_mcp"
 HOST = "127.0.0.1"
+#: Seconds between a server loop's checks for shutdown (and so at most how long stopping takes).
+POLL_INTERVAL = 0.05
 
 
 def free_port() -> int:
@@ -38,7 +40,9 @@ class LiveFlask:
 
     def start(self, app) -> "LiveFlask":
         self.server.app = app
-        self.thread = threading.Thread(target=self.server.serve_forever, name=f"live-flask-{self.port}", daemon=True)
+        # shutdown() waits for the loop to look at its flag again, by default every 0.5 s.
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
+                                       name=f"live-flask-{self.port}", daemon=True)
         self.thread.start()
         return self
 
