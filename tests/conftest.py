@@ -21,7 +21,7 @@ import os
 import re
 import secrets
 import sqlite3
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import flask_migrate
 import jinja2
@@ -31,11 +31,11 @@ import redis
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from logscan import Recorder
-from sqlalchemy import event, text
+from sqlalchemy import event, insert, select, text
 from sqlalchemy.engine import Engine, make_url
 
 from authserver import accounts, create_app, rawsql, resources
-from authserver.extensions import db
+from authserver.extensions import db, limiter
 from authserver.models import Hub
 
 DATABASE_ENV = "AUTHSERVER_TEST_DATABASE_URL"
@@ -210,6 +210,10 @@ def _drop_rate_limits(url: str) -> None:
 @pytest.fixture
 def _clean_state(_schema_app, db_backend, redis_url):
     """Empty every table (much faster than recreating the schema) and drop rate-limit counters."""
+    _empty(_schema_app, db_backend, redis_url)
+
+
+def _empty(_schema_app: Flask, db_backend: str, redis_url: str | None) -> None:
     with _schema_app.app_context():
         tables = db.metadata.sorted_tables
         if db_backend == "postgresql":
@@ -300,6 +304,70 @@ def app(request, make_app) -> Flask:
     """The app under test; `@pytest.mark.app_config(NAME=value)` changes its settings."""
     marker = request.node.get_closest_marker("app_config")
     return make_app(**(marker.kwargs if marker else {}))
+
+
+class Rows:
+    """Every row of every table, as a fixture left them, to be put back before each test."""
+
+    def __init__(self, app: Flask):
+        with app.app_context():
+            self.tables = [
+                (table, [dict(row._mapping) for row in db.session.execute(select(table).order_by(*table.primary_key))])
+                for table in db.metadata.sorted_tables
+            ]
+            db.session.rollback()
+
+    def restore(self, app: Flask, db_backend: str) -> None:
+        """Insert the rows again into emptied tables, with their ids (and on PostgreSQL move each
+        id sequence past them, as the inserts that made them had)."""
+        with app.app_context():
+            for table, rows in self.tables:
+                if not rows:
+                    continue
+                db.session.execute(insert(table), rows)
+                key = table.autoincrement_column
+                if db_backend == "postgresql" and key is not None:
+                    db.session.execute(text("SELECT setval(pg_get_serial_sequence(:table, :column), :last)"), {
+                        "table": db.engine.dialect.identifier_preparer.quote(table.name),
+                        "column": key.name, "last": max(row[key.name] for row in rows),
+                    })
+            db.session.commit()
+
+
+@pytest.fixture(scope="module")
+def _module_stacks():
+    with ExitStack() as stack:
+        yield stack, {}
+
+
+@pytest.fixture
+def shared_stack(_module_stacks, _schema_app, db_backend, redis_url):
+    """shared_stack(key, start) -> the value that `start()`, a context manager yielding (value,
+    app), yields: entered once per key for the module's tests, exited (and the app disposed of)
+    when they are done.
+
+    For servers that are slow to start (a live app, a subprocess) and that no test needs new: each
+    test still begins from the same state, because before it the tables are emptied and the rows
+    the stack was seeded with put back, and the app's rate-limit counters start again (for memory
+    storage, by Flask-Limiter's own init_app, which makes new storage and reads the app's
+    RATELIMIT_ENABLED; for Redis, _empty drops the run's keys). Whatever the stack keeps outside
+    the database and the limiter (a subprocess's own data, an in-process cache) lives on: a test
+    may rely on the seed, never on what an earlier test of the module did."""
+    stack, started = _module_stacks
+
+    def get(key, start):
+        _empty(_schema_app, db_backend, redis_url)
+        if key in started:
+            value, app, rows = started[key]
+            rows.restore(app, db_backend)
+            limiter.init_app(app)
+        else:
+            value, app = stack.enter_context(start())
+            stack.callback(dispose, app)
+            started[key] = value, app, Rows(app)
+        return value
+
+    return get
 
 
 @pytest.fixture
