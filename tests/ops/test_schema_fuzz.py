@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
@@ -34,26 +35,33 @@ SEEN: Counter[str] = Counter()
 
 
 @pytest.fixture
-def live_api(make_app):
+def live_api(shared_stack, build_app):
     """authserver over real HTTP with a user, hub and resource server; rate limits out of the way
-    (they are tested elsewhere; here they would only turn generated requests into 429s)."""
-    state = {}
+    (they are tested elsewhere; here they would only turn generated requests into 429s). Started
+    once for the module: each test begins from this seed (see shared_stack)."""
+    return shared_stack("live_api", lambda: _live_api(build_app))
+
+
+@contextmanager
+def _live_api(build_app):
+    state, apps = {}, []
 
     def build(url):
-        app = make_app(ISSUER=url, TOKEN_RATE_LIMIT="100000 per minute", INTROSPECTION_RATE_LIMIT="100000 per minute",
-                       CLIENT_AUTH_FAILURES_PER_IP="100000 per minute",
-                       REGISTRATION_RATE_LIMIT_PER_IP="100000 per minute", REGISTRATION_RATE_LIMIT_GLOBAL="100000 per minute")
+        app = build_app(ISSUER=url, TOKEN_RATE_LIMIT="100000 per minute", INTROSPECTION_RATE_LIMIT="100000 per minute",
+                        CLIENT_AUTH_FAILURES_PER_IP="100000 per minute",
+                        REGISTRATION_RATE_LIMIT_PER_IP="100000 per minute", REGISTRATION_RATE_LIMIT_GLOBAL="100000 per minute")
         with app.app_context():
             user = accounts.create_user("fuzz@example.com", "correct horse battery", "Fuzz")
             accounts.add_member(user, accounts.create_hub("Fuzz hub", 10000009), "admin")
             resource, secret = resources.create("https://mcp.fuzz.example/mcp", "Fuzz MCP", None, None)
             db.session.commit()
             state["basic"] = "Basic " + base64.b64encode(f"{resource.credential_id}:{secret}".encode()).decode()
+        apps.append(app)
         return app
 
     with live_flask(build) as server:
         state["url"] = server.url
-        yield state
+        yield state, apps[0]
 
 
 def test_the_description_is_served(live_api):
