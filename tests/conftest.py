@@ -229,6 +229,29 @@ def _empty(_schema_app: Flask, db_backend: str, redis_url: str | None) -> None:
         _drop_rate_limits(redis_url)
 
 
+@pytest.fixture
+def advance_rate_limits(redis_url):
+    """advance_rate_limits(seconds): every rate-limit window is `seconds` further on, as if they had
+    passed: in memory each counter's expiry time comes nearer, in Redis each key's time to live
+    shrinks (a fixed window, Flask-Limiter's strategy here, ends when either runs out)."""
+
+    def advance(seconds: float) -> None:
+        if redis_url:
+            with redis.Redis.from_url(redis_url) as client:
+                for key in client.scan_iter(match=f"*{RATELIMIT_KEY_PREFIX}*", count=1000):
+                    left = client.pttl(key) - int(seconds * 1000)
+                    if left > 0:
+                        client.pexpire(key, left)
+                    else:
+                        client.delete(key)
+        else:
+            expirations = limiter.storage.expirations
+            for key in list(expirations):
+                expirations[key] = expirations.get(key, 0) - seconds
+
+    return advance
+
+
 # --- apps and clients ----------------------------------------------------------------------------
 class _CompiledTemplates(jinja2.BytecodeCache):
     """Jinja's compiled templates, kept in memory for the run (checked against the source)."""
