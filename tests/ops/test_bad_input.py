@@ -136,6 +136,9 @@ def test_authorization_endpoint_never_fails_and_never_redirects_elsewhere(flow, 
     check()
 
 
+# Generated sign-ins fail by the dozen, mostly for the same few accounts: the per-account slow-down
+# (tested in tests/security/test_account_lockout.py) would make them sleep seconds in all.
+@pytest.mark.app_config(LOGIN_DELAY_PER_FAILURE=0)
 def test_people_pages_never_fail_on_generated_forms(flow, register):
     """Generated form submissions to sign-in, sign-out and revoke (with and without a valid CSRF
     token): never a 5xx, and never a redirect off the site."""
