@@ -4,6 +4,7 @@ and `resource`, hub choice and unticked scopes, 403 step-up, refresh by itself, 
 
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -19,6 +20,7 @@ from .people import Person
 CLIENT_NAME = "MCP SDK interop client"
 REDIRECT_URI = "http://127.0.0.1:33418/callback"
 LIFETIME = 3
+MCP_CACHE = 0.25
 
 
 class Declined(Exception):
@@ -62,12 +64,34 @@ class Wire:
                 if url_part in e[1] and (status is None or e[2] == status) and body_part in e[4]]
 
 
+class SdkClock:
+    """The clock by which the SDK client decides that its access token has expired (it refreshes
+    before sending a request with an expired one): moved on by the test, not slept through."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+@pytest.fixture
+def sdk_clock(monkeypatch):
+    clock = SdkClock()
+    for module in ("mcp.client.auth.oauth2", "mcp.shared.auth_utils"):  # expiry kept, and checked
+        monkeypatch.setattr(f"{module}.time", clock)
+    return clock
+
+
 def texts(result) -> str:
     return " ".join(getattr(c, "text", "") for c in result.content)
 
 
-@pytest.mark.live_config(ACCESS_TOKEN_LIFETIME=LIFETIME, MCP_CACHE_SECONDS=1)
-def test_mcp_sdk_client_full_oauth_flow(live):
+@pytest.mark.live_config(ACCESS_TOKEN_LIFETIME=LIFETIME, MCP_CACHE_SECONDS=MCP_CACHE)
+def test_mcp_sdk_client_full_oauth_flow(live, sdk_clock):
     person = Person(live.issuer, live.email, live.password)
     browser = Browser(person, [
         {"hub": "10000001", "untick": ["crm.objects.notes.write"]},  # first connection
@@ -123,7 +147,7 @@ def test_mcp_sdk_client_full_oauth_flow(live):
 
                 # After the access token expires, the client refreshes by itself and goes on.
                 before = storage.tokens.access_token
-                await anyio.sleep(LIFETIME + 0.5)
+                sdk_clock.offset += LIFETIME + 0.5
                 again = await client.call_tool("get_crm_object", {"object_type": "contacts", "object_id": 1})
                 assert not again.is_error, texts(again)
                 assert again.structured_content["properties"]["email"] == "ada@acme.example"
@@ -134,7 +158,7 @@ def test_mcp_sdk_client_full_oauth_flow(live):
                 # SDK asks the person to connect again, and they decline (which ends this session).
                 revoked = storage.tokens.access_token
                 await anyio.to_thread.run_sync(lambda: person.revoke_app(CLIENT_NAME))
-                await anyio.sleep(1.1)  # the MCP server's positive cache (1 s here, 5 s at most)
+                await anyio.sleep(MCP_CACHE + 0.1)  # the MCP server's positive cache (5 s at most)
                 direct = await http_plain.post(live.resource, json={}, headers={"Authorization": f"Bearer {revoked}"})
                 assert direct.status_code == 401 and 'error="invalid_token"' in direct.headers["www-authenticate"]
                 await client.call_tool("search_crm_objects", {"object_type": "companies"})
