@@ -33,6 +33,7 @@ from flask_sqlalchemy import SQLAlchemy
 from logscan import Recorder
 from sqlalchemy import event, insert, select, text
 from sqlalchemy.engine import Engine, make_url
+from werkzeug.routing import Rule
 
 from authserver import accounts, create_app, rawsql, resources
 from authserver.extensions import db, limiter
@@ -272,12 +273,14 @@ def build_app(database_url, redis_url):
     """build_app(**settings) -> a new app on the run's database, over TEST_SETTINGS, that the caller
     disposes of. Its config, extensions and limiter storage are its own; it shares with the run's
     other apps only what each would build again the same way: the engine (one per URL and engine
-    options) and the compiled templates. SQLAlchemy and authserver.rawsql compile statements once
-    per engine and Jinja templates once per app: redone for each test, that took longer than most
-    tests themselves."""
+    options), the compiled templates and the compiled URL builders. SQLAlchemy and
+    authserver.rawsql compile statements once per engine, Jinja templates once per app, werkzeug a
+    Python function per route and app: redone for each test, that took longer than most tests."""
     engines: dict[str, Engine] = {}
     templates = _CompiledTemplates()
+    builders: dict[tuple, object] = {}
     make_engine = SQLAlchemy._make_engine
+    compile_builder = Rule._compile_builder
 
     def shared_engine(self, bind_key, options, app) -> Engine:
         url = make_url(options["url"]).render_as_string(hide_password=False)
@@ -286,9 +289,20 @@ def build_app(database_url, redis_url):
             engines[key] = make_engine(self, bind_key, options, app)
         return engines[key]
 
+    def shared_builder(self, append_unknown=True):
+        # The function depends on the rule's parsed parts alone (converters are looked up on the
+        # rule it is bound to), except for defaults folded in as constants: those are not shared.
+        if self.defaults:
+            return compile_builder(self, append_unknown)
+        key = (self.rule, repr(self._trace), append_unknown)
+        if key not in builders:
+            builders[key] = compile_builder(self, append_unknown)
+        return builders[key]
+
     def build(**settings) -> Flask:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(SQLAlchemy, "_make_engine", shared_engine)
+            mp.setattr(Rule, "_compile_builder", shared_builder)
             app = create_app(
                 {
                     **TEST_SETTINGS,
