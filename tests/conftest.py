@@ -11,7 +11,9 @@ A variable that is set but names a service that cannot be reached stops the run 
 the suite never falls back or skips silently.
 
 The schema is created once per run by the migrations; before each test every table is emptied and
-the run's rate-limit counters are dropped. SQLite commits do not wait for the disk (see below).
+the run's rate-limit counters are dropped. SQLite commits do not wait for the disk. Each test gets
+new apps, which share only compiled things (build_app); servers slow to start are shared by a
+module's tests, each of which begins from their seed (shared_stack).
 """
 
 from __future__ import annotations
@@ -214,8 +216,8 @@ def _clean_state(_schema_app, db_backend, redis_url):
     _empty(_schema_app, db_backend, redis_url)
 
 
-def _empty(_schema_app: Flask, db_backend: str, redis_url: str | None) -> None:
-    with _schema_app.app_context():
+def _empty(schema_app: Flask, db_backend: str, redis_url: str | None) -> None:
+    with schema_app.app_context():
         tables = db.metadata.sorted_tables
         if db_backend == "postgresql":
             quote = db.engine.dialect.identifier_preparer.quote
@@ -343,6 +345,7 @@ def app(request, make_app) -> Flask:
     return make_app(**(marker.kwargs if marker else {}))
 
 
+# --- servers shared by a module's tests ---------------------------------------------------------
 class Rows:
     """Every row of every table, as a fixture left them, to be put back before each test."""
 
@@ -352,7 +355,6 @@ class Rows:
                 (table, [dict(row._mapping) for row in db.session.execute(select(table).order_by(*table.primary_key))])
                 for table in db.metadata.sorted_tables
             ]
-            db.session.rollback()
 
     def restore(self, app: Flask, db_backend: str) -> None:
         """Insert the rows again into emptied tables, with their ids (and on PostgreSQL move each
@@ -373,12 +375,13 @@ class Rows:
 
 @pytest.fixture(scope="module")
 def _module_stacks():
+    """What shared_stack started for this module, stopped when the module's tests are done."""
     with ExitStack() as stack:
         yield stack, {}
 
 
 @pytest.fixture
-def shared_stack(_module_stacks, _schema_app, db_backend, redis_url):
+def shared_stack(_clean_state, _module_stacks, _schema_app, db_backend, redis_url):
     """shared_stack(key, start) -> the value that `start()`, a context manager yielding (value,
     app), yields: entered once per key for the module's tests, exited (and the app disposed of)
     when they are done.
@@ -389,7 +392,8 @@ def shared_stack(_module_stacks, _schema_app, db_backend, redis_url):
     storage, by Flask-Limiter's own init_app, which makes new storage and reads the app's
     RATELIMIT_ENABLED; for Redis, _empty drops the run's keys). Whatever the stack keeps outside
     the database and the limiter (a subprocess's own data, an in-process cache) lives on: a test
-    may rely on the seed, never on what an earlier test of the module did."""
+    may rely on the seed, never on what an earlier test of the module did. (Depending on
+    _clean_state means a make_app in the same test cannot empty the tables after the seed is back.)"""
     stack, started = _module_stacks
 
     def get(key, start):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import pytest
 from conftest import PASSWORD
 from sqlalchemy import select
 
@@ -16,8 +17,8 @@ from authserver.models import Hub, User
 LIMIT = ("LOGIN_ATTEMPTS_PER_IP", "login-ip", "192.0.2.1")
 
 
-def test_a_stack_starts_once_per_key_and_each_use_begins_from_its_seed(shared_stack, build_app):
-    started = []
+def seeding(build_app, started: list):
+    """start() for shared_stack: an app seeded with one user in one hub, counted in `started`."""
 
     @contextmanager
     def start():
@@ -28,6 +29,13 @@ def test_a_stack_starts_once_per_key_and_each_use_begins_from_its_seed(shared_st
             db.session.commit()
         started.append(app)
         yield f"stack {len(started)}", app
+
+    return start
+
+
+def test_a_stack_starts_once_per_key_and_each_use_begins_from_its_seed(shared_stack, build_app):
+    started = []
+    start = seeding(build_app, started)
 
     assert shared_stack("a", start) == "stack 1"
     app = started[0]
@@ -56,6 +64,16 @@ def test_a_stack_starts_once_per_key_and_each_use_begins_from_its_seed(shared_st
     assert len(started) == 2
     with app.app_context():
         assert _state() == seeded
+
+
+@pytest.fixture
+def stack(shared_stack, build_app):
+    return shared_stack("fixture", seeding(build_app, []))
+
+
+def test_an_app_made_by_a_later_fixture_leaves_the_seed_in_place(stack, make_app):
+    with make_app().app_context():
+        assert [u.email for u in db.session.scalars(select(User))] == ["seed@example.com"]
 
 
 def _state():
