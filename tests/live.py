@@ -20,6 +20,8 @@ CRM_MCP_DIR = ROOT / "examples" / "crm_mcp"
 HOST = "127.0.0.1"
 #: Seconds between a server loop's checks for shutdown (and so at most how long stopping takes).
 POLL_INTERVAL = 0.05
+#: The example CRM MCP server's own data (records, seats, access rules), in its working folder.
+CRM_DATABASE = "crm.sqlite3"
 
 
 def free_port() -> int:
@@ -120,7 +122,7 @@ def crm_mcp_server(*, issuer: str, port: int, client_id: str, client_secret: str
         "CRM_MCP_RESOURCE": f"http://{HOST}:{port}/mcp",
         "CRM_MCP_CLIENT_ID": client_id,
         "CRM_MCP_CLIENT_SECRET": client_secret,
-        "CRM_MCP_DATABASE": str(workdir / "crm.sqlite3"),
+        "CRM_MCP_DATABASE": str(workdir / CRM_DATABASE),
         "CRM_MCP_HOST": HOST,
         "CRM_MCP_PORT": str(port),
     }

@@ -63,7 +63,7 @@ async def fetch(client, record_id: str):
     return await client.call_tool("fetch", {"id": record_id})
 
 
-def test_each_person_sees_exactly_their_records_in_each_hub(live, tmp_path):
+def test_each_person_sees_exactly_their_records_in_each_hub(live):
     with live.app.app_context():
         alice = accounts.get_user_by_email(live.email)
         bob = accounts.create_user("bob@example.com", live.password, "Bob")
@@ -71,7 +71,7 @@ def test_each_person_sees_exactly_their_records_in_each_hub(live, tmp_path):
         db.session.commit()
         alice_id, bob_id = alice.id, bob.id
     # The CRM's own permissions, keyed by authserver's user ids (the MCP server reads this file).
-    crm = CRM(str(tmp_path / "crm.sqlite3"))
+    crm = CRM(live.crm_database)
     crm.assign_seat(ACME, bob_id, "fox@acme.example")
     crm.set_access(ACME, bob_id, "own", hidden=("deals.amount",))  # Alice: the hub's rule, every record
     crm.assign_seat(GLOBEX, alice_id, "demo@example.com")  # the hub's rule: own + unassigned, no amounts
