@@ -13,7 +13,7 @@ the suite never falls back or skips silently.
 The schema is created once per run by the migrations; before each test every table is emptied and
 the run's rate-limit counters are dropped. SQLite commits do not wait for the disk. Each test gets
 new apps, which share only compiled things (build_app); servers slow to start are shared by a
-module's tests, each of which begins from their seed (shared_stack).
+module's tests (a package's, in tests/interop), each of which begins from their seed (shared_stack).
 """
 
 from __future__ import annotations
@@ -345,7 +345,7 @@ def app(request, make_app) -> Flask:
     return make_app(**(marker.kwargs if marker else {}))
 
 
-# --- servers shared by a module's tests ---------------------------------------------------------
+# --- servers shared by tests ----------------------------------------------------------------------
 class Rows:
     """Every row of every table, as a fixture left them, to be put back before each test."""
 
@@ -373,18 +373,23 @@ class Rows:
             db.session.commit()
 
 
-@pytest.fixture(scope="module")
-def _module_stacks():
-    """What shared_stack started for this module, stopped when the module's tests are done."""
+def stacks():
+    """What shared_stack started (an ExitStack, and by key what each start() yielded)."""
     with ExitStack() as stack:
         yield stack, {}
 
 
+@pytest.fixture(scope="module")
+def _stacks():
+    """Stacks shared by a module's tests (tests/interop widens this to its package)."""
+    yield from stacks()
+
+
 @pytest.fixture
-def shared_stack(_clean_state, _module_stacks, _schema_app, db_backend, redis_url):
+def shared_stack(_clean_state, _stacks, _schema_app, db_backend, redis_url):
     """shared_stack(key, start) -> the value that `start()`, a context manager yielding (value,
-    app), yields: entered once per key for the module's tests, exited (and the app disposed of)
-    when they are done.
+    app), yields: entered once per key for the module's tests (the package's, in tests/interop),
+    exited (and the app disposed of) when they are done.
 
     For servers that are slow to start (a live app, a subprocess) and that no test needs new: each
     test still begins from the same state, because before it the tables are emptied and the rows
@@ -392,9 +397,9 @@ def shared_stack(_clean_state, _module_stacks, _schema_app, db_backend, redis_ur
     storage, by Flask-Limiter's own init_app, which makes new storage and reads the app's
     RATELIMIT_ENABLED; for Redis, _empty drops the run's keys). Whatever the stack keeps outside
     the database and the limiter (a subprocess's own data, an in-process cache) lives on: a test
-    may rely on the seed, never on what an earlier test of the module did. (Depending on
-    _clean_state means a make_app in the same test cannot empty the tables after the seed is back.)"""
-    stack, started = _module_stacks
+    may rely on the seed, never on what an earlier test did. (Depending on _clean_state means a
+    make_app in the same test cannot empty the tables after the seed is back.)"""
+    stack, started = _stacks
 
     def get(key, start):
         _empty(_schema_app, db_backend, redis_url)

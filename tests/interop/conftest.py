@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import stacks
 from crm_mcp.data import CRM
 from live import CRM_DATABASE, crm_mcp_server, free_port, live_flask
 from oauth.conftest import flow, preregistered, register, world  # noqa: F401  (pytest fixtures)
@@ -26,12 +27,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "live_config(**settings): authserver settings for the `live` stack")
 
 
+@pytest.fixture(scope="package")
+def _stacks():
+    """Live stacks are shared by every interop test with the same settings, whatever its module."""
+    yield from stacks()
+
+
 @pytest.fixture
 def live(request, shared_stack, build_app, tmp_path_factory):
     """alice: admin in Acme Sales (10000001), viewer in Globex Support (10000002); the example
     CRM MCP server registered as a resource server and running. `@pytest.mark.live_config(...)`
-    changes authserver's settings (e.g. ACCESS_TOKEN_LIFETIME). Started once per module and
-    settings; each test begins from this seed (see shared_stack), and from the example server's
+    changes authserver's settings (e.g. ACCESS_TOKEN_LIFETIME). Started once per settings for the
+    interop tests; each test begins from this seed (see shared_stack), and from the example server's
     own data as it was loaded, in `live.crm_database`."""
     marker = request.node.get_closest_marker("live_config")
     settings = dict(marker.kwargs) if marker else {}

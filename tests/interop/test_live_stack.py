@@ -1,6 +1,6 @@
-"""The `live` stack is started once for a module's tests, and each of them begins from its seed:
-authserver's rows and the example server's own data as they were loaded, whatever another test of
-the module changed."""
+"""The `live` stack is started once per settings for the interop tests, and each of them begins
+from its seed: authserver's rows and the example server's own data as they were loaded, whatever
+another test changed."""
 
 from __future__ import annotations
 
