@@ -8,6 +8,8 @@ JSON when they parse), then the ``test_config`` mapping given to ``create_app``.
 from __future__ import annotations
 
 import ipaddress
+import re
+import unicodedata
 from urllib.parse import urlsplit
 
 import click
@@ -192,6 +194,16 @@ class Defaults:
     #: `service_documentation` in the metadata document
     SERVICE_DOCUMENTATION = "https://github.com/authserver/authserver#readme"
 
+    #: the product's name on every page (header and title), where people sign in and consent: the
+    #: operator's product, not ours; at most 80 characters
+    PRODUCT_NAME = "authserver"
+    #: logo shown beside the name: an https URL (its origin, and nothing wider, is added to the
+    #: pages' Content-Security-Policy `img-src`), http only on a loopback host, or a path beginning
+    #: with `/static/`
+    PRODUCT_LOGO_URL: str | None = None
+    #: link behind the product's name and logo: an https URL (http only on a loopback host)
+    PRODUCT_HOME_URL: str | None = None
+
     #: `json` (one object per line, with `request_id`) or `text`
     LOG_FORMAT = "json"
     #: log level
@@ -302,6 +314,8 @@ def finalize(config, instance_path: str) -> None:
     if kek is not None and len(str(kek)) < 32:
         raise ConfigError("AUTHSERVER_SIGNING_KEY_ENCRYPTION_KEY must be at least 32 random characters.")
 
+    check_product(config)
+
     if not (config.get("DEBUG") or config.get("TESTING")):
         if config["SECRET_KEY"] == DEFAULT_SECRET_KEY or len(str(config["SECRET_KEY"])) < 32:
             raise ConfigError(
@@ -318,6 +332,71 @@ def finalize(config, instance_path: str) -> None:
                 f"(got {issuer!r}); plain http is allowed only on a loopback host "
                 "(127.0.0.1, localhost, [::1]). Use `flask --debug` or `make run` for local http."
             )
+
+
+#: Longest product name shown on the pages.
+PRODUCT_NAME_MAX = 80
+#: A host as a Content-Security-Policy source may name it (CSP3 host-source): letters, digits,
+#: dots and hyphens. Anything else (`;`, quotes, spaces, an IPv6 literal) could not be written into
+#: the header, or would add to it.
+_CSP_HOST = re.compile(r"^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
+
+
+def check_product(config) -> None:
+    """The operator's name, logo and home link: text and URLs a page may show and link to."""
+    name = config["PRODUCT_NAME"]
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("AUTHSERVER_PRODUCT_NAME must be a non-empty text (quote a name that is a "
+                          "number: AUTHSERVER_PRODUCT_NAME='\"1984\"').")
+    if len(name.strip()) > PRODUCT_NAME_MAX or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+        raise ConfigError(f"AUTHSERVER_PRODUCT_NAME must be at most {PRODUCT_NAME_MAX} printable characters.")
+    config["PRODUCT_NAME"] = name.strip()
+    config["PRODUCT_LOGO_URL"] = _product_url("PRODUCT_LOGO_URL", config.get("PRODUCT_LOGO_URL"), logo=True)
+    config["PRODUCT_HOME_URL"] = _product_url("PRODUCT_HOME_URL", config.get("PRODUCT_HOME_URL"), logo=False)
+
+
+def _product_url(setting: str, value, *, logo: bool) -> str | None:
+    """`value` if a browser may load it (a logo) or follow it (the home link) from our pages: https,
+    http only on a loopback host, or for a logo a path under /static/; never javascript:, data: or
+    any other scheme, credentials in the URL, or a host a CSP source cannot name."""
+    if value is None or value == "":
+        return None
+    what = "an https URL or a path beginning with /static/" if logo else "an https URL"
+    if not isinstance(value, str) or len(value) > 2000:
+        raise ConfigError(f"AUTHSERVER_{setting} must be {what}.")
+    if any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in value) or "\\" in value:
+        raise ConfigError(f"AUTHSERVER_{setting} must be {what}, without spaces, backslashes or "
+                          "non-ASCII characters (percent-encode them).")
+    if logo and value.startswith("/static/"):
+        if ".." in value.split("?")[0].split("/"):
+            raise ConfigError(f"AUTHSERVER_{setting} must not leave /static/, got {value!r}.")
+        return value
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise ConfigError(f"AUTHSERVER_{setting} must be {what}, got {value!r}.") from None
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if scheme not in ("https", "http") or not host:
+        raise ConfigError(f"AUTHSERVER_{setting} must be {what}, got {value!r}.")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"AUTHSERVER_{setting} must not contain a user name or password.")
+    if scheme == "http" and not is_loopback_host(host):
+        raise ConfigError(f"AUTHSERVER_{setting} must be https (http is allowed only on a loopback host), "
+                          f"got {value!r}.")
+    if logo and not _CSP_HOST.match(host):
+        raise ConfigError(f"AUTHSERVER_{setting}: the host {host!r} cannot be named in a Content-Security-"
+                          "Policy (use a DNS name in ASCII, or 127.0.0.1; not an IPv6 address).")
+    return value
+
+
+def image_origin(logo_url: str | None) -> str | None:
+    """The origin a checked PRODUCT_LOGO_URL loads from, as a CSP source (None: our own, or none)."""
+    if not logo_url or logo_url.startswith("/"):
+        return None
+    parts = urlsplit(logo_url)
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme.lower()}://{parts.hostname}{port}"
 
 
 def is_loopback_host(host: str | None) -> bool:

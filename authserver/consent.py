@@ -36,20 +36,16 @@ def asks_every_time(client: Client, redirect_uri: str) -> bool:
 
 
 @dataclass
-class ScopeChoice:
-    scope: scopes.Scope
-    available: bool
-    checked: bool
+class ClientIdentity:
+    """Who is asking and where it sends people back: what the consent page, and the sign-in page
+    in front of it, show about an app so that a look-alike is told apart (templates/oauth/_client.html)."""
 
-
-@dataclass
-class ConsentPage:
     client: Client
-    resource: ResourceServer
     redirect_uri: str
-    hubs: list[Hub]
-    selected: Hub | None
-    choices: list[ScopeChoice] = field(default_factory=list)
+
+    @property
+    def display_name(self) -> str:
+        return self.client.display_name
 
     @property
     def redirect_host(self) -> str:
@@ -67,6 +63,36 @@ class ConsentPage:
     def name_unverified(self) -> bool:
         """Dynamically registered clients chose their own name; nobody checked it."""
         return self.client.registration != "cli"
+
+
+def waiting_app(client_id: str, redirect_uri: str | None) -> ClientIdentity | None:
+    """The app an authorization request waiting behind the sign-in page is for, shown as its consent
+    page will show it; None unless `client_id` is a known client and `redirect_uri` (or, when absent,
+    its only one) is registered to it: a hand-made link pairing a real app's name with another
+    destination gets the plain page. One lookup and never a fetch: a metadata-document client is
+    known once the authorization endpoint has validated its request."""
+    client = store.get_client(client_id)
+    if client is None:
+        return None
+    uri = redirect_uri if redirect_uri is not None else client.get_default_redirect_uri()
+    if not uri or not client.check_redirect_uri(uri):
+        return None
+    return ClientIdentity(client, uri)
+
+
+@dataclass
+class ScopeChoice:
+    scope: scopes.Scope
+    available: bool
+    checked: bool
+
+
+@dataclass
+class ConsentPage(ClientIdentity):
+    resource: ResourceServer
+    hubs: list[Hub]
+    selected: Hub | None
+    choices: list[ScopeChoice] = field(default_factory=list)
 
     @property
     def asks_every_time(self) -> bool:

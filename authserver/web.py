@@ -1,29 +1,49 @@
-"""Per-request plumbing shared by every page: request ids, who a request is for, parameter checks
-and security headers."""
+"""Per-request plumbing shared by every page: request ids, who a request is for, parameter checks,
+security headers, and the operator's product (name, logo) on every page."""
 
 from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Flask, abort, current_app, g, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from .config import image_origin
 from .oauth.errors import safe_description
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 #: Every OAuth parameter is printable ASCII (RFC 6749 Appendix A).
 OAUTH_CHARS = re.compile(r"^[\x20-\x7e]*$")
 
-# No scripts at all; styles from our own origin; never framed (clickjacking).
-# No form-action directive: browsers apply it to the redirect that follows the consent POST,
-# which must be allowed to reach the client's registered redirect URI.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
+
+def content_security_policy(logo_origin: str | None = None) -> str:
+    """The pages' Content-Security-Policy: no scripts at all; styles from our own origin; images
+    from our own origin and the operator's logo origin (PRODUCT_LOGO_URL), nothing wider; never
+    framed (clickjacking). No form-action directive: browsers apply it to the redirect that follows
+    the consent POST, which must be allowed to reach the client's registered redirect URI."""
+    images = "'self' data:" + (f" {logo_origin}" if logo_origin else "")
+    return (
+        f"default-src 'none'; style-src 'self'; img-src {images}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+@dataclass(frozen=True)
+class Product:
+    """The operator's product as every page shows it: name, logo and home link (checked at start-up
+    by config.check_product)."""
+
+    name: str
+    logo_url: str | None
+    home_url: str | None
+
+    @classmethod
+    def from_config(cls, config) -> "Product":
+        return cls(config["PRODUCT_NAME"], config["PRODUCT_LOGO_URL"], config["PRODUCT_HOME_URL"])
 
 
 #: Blueprints that speak OAuth: their parameters must be printable ASCII. The machine ones answer
@@ -156,6 +176,12 @@ def init_app(app: Flask) -> None:
                     abort(400, f"Parameter '{safe_description(key, 40)}' must contain only printable ASCII characters.")
 
     common = machine_headers(app)
+    csp = content_security_policy(image_origin(app.config["PRODUCT_LOGO_URL"]))
+    product = Product.from_config(app.config)
+
+    @app.context_processor
+    def inject_product():
+        return {"product": product}
 
     @app.after_request
     def security_headers(response):
@@ -163,7 +189,7 @@ def init_app(app: Flask) -> None:
             response.headers[key] = value
         response.headers["X-Request-Id"] = g.get("request_id", "")
         if response.mimetype == "text/html":
-            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+            response.headers["Content-Security-Policy"] = csp
             response.headers["X-Frame-Options"] = "DENY"
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"

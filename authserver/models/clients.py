@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
@@ -11,6 +12,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
 from ..timeutil import utcnow
+
+#: Longest client name shown to people. The name is whatever the client registered (RFC 7591 §2):
+#: a page-long one would push what matters (where the app sends people back) out of sight.
+CLIENT_NAME_SHOWN = 60
 
 #: Loopback hosts (RFC 8252 §7.3) as urlsplit() gives a URI's hostname: lowercase, IPv6 unbracketed.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -81,6 +86,15 @@ class Client(db.Model, ClientMixin):
     @property
     def client_name(self) -> str:
         return self.client_metadata.get("client_name") or self.client_id
+
+    @property
+    def display_name(self) -> str:
+        """client_name as pages show it: without control or invisible formatting characters (a
+        right-to-left override can make a name read as another), at most CLIENT_NAME_SHOWN
+        characters. Pages escape it like any text."""
+        name = "".join(c for c in self.client_name if unicodedata.category(c) not in ("Cc", "Cf"))
+        name = " ".join(name.split()) or self.client_id[:CLIENT_NAME_SHOWN]
+        return name if len(name) <= CLIENT_NAME_SHOWN else name[: CLIENT_NAME_SHOWN - 1] + "…"
 
     @property
     def verified_domain(self) -> str | None:

@@ -6,17 +6,18 @@ import logging
 import secrets
 import time
 from functools import wraps
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import TooManyRequests
 
-from .. import accounts, audit, limits, store
+from .. import accounts, audit, consent, limits, store
 from ..extensions import db
 from ..models import User
 from ..secrets import sha256_hex
 from ..timeutil import utcnow, to_epoch
+from ..web import OAUTH_CHARS
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -95,11 +96,31 @@ def _throttle(account: str, address: str) -> None:
         time.sleep(delay)
 
 
+def _login_page(next_path: str, email: str, error: str | None) -> str:
+    return render_template("auth/login.html", next=next_path, email=email, error=error,
+                           waiting=_waiting_app(next_path))
+
+
+def _waiting_app(next_path: str) -> consent.ClientIdentity | None:
+    """The app whose authorization request `next` resumes, if it names one client and at most one
+    redirect URI in printable ASCII (anything else: None, the plain page; never an error)."""
+    parts = urlsplit(next_path)
+    if parts.path != url_for("authorize.authorize"):
+        return None
+    params = parse_qs(parts.query, keep_blank_values=True)
+    client_ids, redirect_uris = params.get("client_id", []), params.get("redirect_uri", [])
+    if len(client_ids) != 1 or len(redirect_uris) > 1:
+        return None
+    if not all(v and OAUTH_CHARS.match(v) for v in client_ids + redirect_uris):
+        return None
+    return consent.waiting_app(client_ids[0], redirect_uris[0] if redirect_uris else None)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     next_path = safe_next(request.values.get("next"))
     if request.method == "GET":
-        return render_template("auth/login.html", next=next_path, email="", error=None)
+        return _login_page(next_path, email="", error=None)
 
     email = request.form.get("email", "")
     account, address = accounts.normalize_email(email)[:320], get_remote_address()
@@ -109,7 +130,7 @@ def login():
         limits.record("LOGIN_DELAY_WINDOW", "login-account-failures", account)
         audit.record("login.failure", email=account)
         db.session.commit()
-        return render_template("auth/login.html", next=next_path, email=email[:320], error=LOGIN_ERROR), 200
+        return _login_page(next_path, email=email[:320], error=LOGIN_ERROR), 200
 
     # A fresh session on every login: nothing set before authentication survives it
     # (session fixation), and the CSRF token is renewed.
