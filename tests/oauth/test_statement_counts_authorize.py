@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +16,7 @@ from authserver.extensions import db
 from authserver.models import Grant
 from authserver.timeutil import utcnow
 
-from .support import PASSWORD, PKCE, authorize_params, csrf_token, query, shown_hub
+from .support import PASSWORD, PKCE, REDIRECT_URI, authorize_params, csrf_token, query, shown_hub
 
 #: An https redirect URI: a public client there keeps remembered consent (loopback ones are asked
 #: every time, and then the consent page is the signed-in flow).
@@ -136,6 +137,17 @@ def test_unauthenticated_authorization_request(client, world, register, statemen
         response = client.get("/oauth/authorize", query_string=authorize_params(client_id, PKCE()))
     assert response.status_code == 302 and response.headers["Location"].startswith("/login?")
     assert shape(seen) == [CLIENT, RESOURCE_SERVER]
+
+
+def test_login_page_naming_the_waiting_app(client, world, register, statements):
+    # The app an authorization request behind the sign-in page is for: one lookup of the client,
+    # whether it exists or not; none for a next that names no single printable client_id.
+    client_id = register()["client_id"]
+    for named, expected in ((client_id, [CLIENT]), ("no-such-client", [CLIENT]), ([client_id, client_id], [])):
+        next_path = "/oauth/authorize?" + urlencode({"client_id": named, "redirect_uri": REDIRECT_URI}, doseq=True)
+        with statements() as seen:
+            page = client.get("/login", query_string={"next": next_path})
+        assert page.status_code == 200 and shape(seen) == expected, named
 
 
 def test_login_page_and_sign_in(client, world, statements):
