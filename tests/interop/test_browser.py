@@ -1,6 +1,7 @@
 """A real browser (Debian's Chromium driven by Playwright) on the sign-in, consent and connected-apps
 pages: labels a person can use, hub switching (the hub granted is the hub whose permissions were
-shown), unticking a scope, approving, and revoking.
+shown), unticking a scope, approving, and revoking; and the sign-in page of an operator's product,
+with its logo (loaded under the pages' CSP) and the app that is waiting.
 
 Screenshots go to test-artifacts/screenshots/ (git-ignored). Without /usr/bin/chromium the test
 is skipped, except under CI=true, where that is a failure."""
@@ -15,7 +16,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx2
 import pytest
 
+from live import live_flask
 from oauth.support import PKCE
+
+from authserver import resources
+from authserver.extensions import db
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -140,3 +145,48 @@ def test_consent_and_connected_apps_in_a_real_browser(live, chromium):
     mobile.screenshot(path=str(SCREENSHOTS / "consent-phone.png"), full_page=True)
     phone.close()
     context.close()
+
+
+LOGO = "https://cdn.acme.test/brand/logo.svg"
+LOGO_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" viewBox="0 0 96 96">'
+            b'<rect width="96" height="96" rx="18" fill="#e8590c"/><path d="M22 72 48 20 74 72z" fill="#fff"/></svg>')
+
+
+def test_branded_sign_in_names_the_waiting_app(make_app, chromium):
+    from playwright.sync_api import expect
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    resource = "http://127.0.0.1:8001/mcp"
+
+    def build(url):
+        app = make_app(ISSUER=url, PRODUCT_NAME="Acme CRM", PRODUCT_LOGO_URL=LOGO, PRODUCT_HOME_URL="https://www.acme.test/")
+        with app.app_context():
+            resources.create(resource, "Acme CRM MCP", None, None)
+            db.session.commit()
+        return app
+
+    with live_flask(build) as server:
+        registration = httpx2.post(f"{server.url}/oauth/register", json={
+            "client_name": "Research Assistant", "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "none", "grant_types": ["authorization_code"],
+        })
+        assert registration.status_code == 201
+        url = f"{server.url}/oauth/authorize?" + urlencode({
+            "response_type": "code", "client_id": registration.json()["client_id"], "redirect_uri": REDIRECT_URI,
+            "state": "s", "code_challenge": PKCE().challenge, "code_challenge_method": "S256", "resource": resource,
+        })
+        context = chromium.new_context(viewport={"width": 1000, "height": 700})
+        page = context.new_page()
+        # The operator's CDN, answered in the browser; whether the image renders is up to the CSP.
+        page.route(LOGO, lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=LOGO_SVG))
+        page.goto(url)
+        expect(page).to_have_title("Sign in · Acme CRM")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to Acme CRM to connect Research Assistant")
+        expect(page.locator(".redirect-host")).to_have_text("127.0.0.1:47213")
+        expect(page.get_by_role("link", name="Acme CRM")).to_have_attribute("href", "https://www.acme.test/")
+        logo = page.locator("header img.logo")
+        expect(logo).to_be_visible()
+        page.wait_for_function("document.querySelector('header img.logo').complete")
+        assert logo.evaluate("img => img.naturalWidth") == 96  # loaded: img-src allows its origin
+        page.screenshot(path=str(SCREENSHOTS / "sign-in-branded.png"), full_page=True)
+        context.close()
