@@ -60,7 +60,7 @@ def refused(response, status: int, *words: str):
 
 def failure_reasons(app) -> list[str]:
     with app.app_context():
-        return [e.detail["reason"] for e in audit.find_events(event="login.failure")]
+        return [e.detail["reason"] for e in reversed(audit.find_events(event="login.failure"))]
 
 
 @pytest.mark.parametrize("login", ["vera", "una"])
