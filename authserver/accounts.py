@@ -121,7 +121,9 @@ def create_user(email: str, password: str, display_name: str | None = None) -> U
 def create_upstream_user(email: str, display_name: str | None = None) -> User:
     """A user who signs in through an upstream provider only: no password matches theirs, and
     they have no hub memberships until the product grants them."""
-    return _add_user(_check_new_email(email), display_name, unusable_password_hash())
+    user = _add_user(_check_new_email(email), display_name, unusable_password_hash())
+    audit.record("user.created", user=user, via="upstream")
+    return user
 
 
 def _check_new_email(email: str) -> str:

@@ -146,8 +146,23 @@ def authorization_url(provider: dict, next_path: str) -> str:
     if "nonce" not in started:  # UPSTREAM_PROVIDERS requires openid; never sign in without one
         raise _unavailable(provider, "no_nonce")
     url = started.pop("url")
+    _forget_older_sign_ins()
     client.save_authorize_data(redirect_uri=callback_url(provider), **{_NEXT: next_path}, **started)
     return url
+
+
+#: Sign-ins a browser may have under way at once (tabs); the oldest is forgotten beyond it, so
+#: pressing the button again and again cannot grow the session cookie past what browsers keep.
+SIGN_INS_UNDER_WAY = 2
+
+
+def _forget_older_sign_ins() -> None:
+    """Drop all but the newest SIGN_INS_UNDER_WAY - 1 sign-ins Authlib keeps in the session, of
+    any provider (their keys are `_state_<name>_<state>`, each with an expiry time)."""
+    under_way = sorted((value.get("exp", 0), key) for key, value in session.items()
+                       if key.startswith("_state_") and isinstance(value, dict))
+    for _, key in under_way[: max(0, len(under_way) - (SIGN_INS_UNDER_WAY - 1))]:
+        session.pop(key)
 
 
 @dataclass

@@ -5,6 +5,7 @@ a 500, and is audited with its reason."""
 
 from __future__ import annotations
 
+import secrets
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -139,3 +140,18 @@ def test_a_provider_error_other_than_access_denied_is_a_400_page(vera, browser):
             "could not sign you in")
     refused(browser.http.get(browser.url(f"/login/upstream/{NAME}/callback")), 400, "This sign-in has expired")
     assert reasons(vera) == ["provider_error:server_error", "state_mismatch"]
+
+
+def test_sign_ins_under_way_are_bounded_and_the_latest_completes(vera, browser):
+    """Pressing the button again and again keeps a few sign-ins under way, not one per press (the
+    session cookie would outgrow what browsers keep); the newest completes, the oldest has expired."""
+    # An authorization request as long as real ones get (a long state, PKCE, resource, scopes).
+    long_next = "/oauth/authorize?" + urlencode({"state": secrets.token_urlsafe(600), "scope": "x" * 200})
+    starts = [browser.start_upstream(next_path=long_next) for _ in range(6)]
+    assert all(s.status_code == 302 for s in starts)
+    assert len(browser.http.cookies.get("authserver_session", "")) < 4000
+    oldest = browser.at_provider(starts[0].headers["Location"])
+    refused(browser.http.get(oldest.headers["Location"]), 400, "This sign-in has expired")
+    newest = browser.at_provider(starts[-1].headers["Location"])
+    answer = browser.http.get(newest.headers["Location"])
+    assert answer.status_code == 302 and answer.headers["Location"] == long_next
