@@ -215,12 +215,28 @@ def find_upstream_identities(user: User, provider: str | None = None) -> list[Up
 
 def link_upstream_identity(user: User, provider: str, subject: str, email: str | None) -> UpstreamIdentity:
     """Record that (provider, subject) signs in as `user`; the email is kept as a record only."""
+    if not subject or len(subject) > 255:
+        raise AccountError("An upstream subject is 1 to 255 characters.")
+    linked = get_upstream_identity(provider, subject)
+    if linked is not None:
+        raise AccountError(f"Subject {subject!r} at {provider} is already linked to user {linked.user_id}.")
     identity = UpstreamIdentity(provider=provider, subject=subject, user_id=user.id,
                                 email=normalize_email(email)[:320] if email else None)
     db.session.add(identity)
     db.session.flush()
     audit.record("user.upstream_linked", user=user, provider=provider, subject=subject)
     return identity
+
+
+def unlink_upstream_identities(user: User, provider: str) -> int:
+    """Remove the user's links at `provider` (they can no longer sign in through it); how many."""
+    identities = find_upstream_identities(user, provider)
+    for identity in identities:
+        db.session.delete(identity)
+    db.session.flush()
+    if identities:
+        audit.record("user.upstream_unlinked", user=user, provider=provider)
+    return len(identities)
 
 
 # --- hubs ----------------------------------------------------------------------------------------

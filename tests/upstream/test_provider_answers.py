@@ -6,6 +6,7 @@ a 500, and is audited with its reason."""
 from __future__ import annotations
 
 import secrets
+import socket
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -155,3 +156,16 @@ def test_sign_ins_under_way_are_bounded_and_the_latest_completes(vera, browser):
     newest = browser.at_provider(starts[-1].headers["Location"])
     answer = browser.http.get(newest.headers["Location"])
     assert answer.status_code == 302 and answer.headers["Location"] == long_next
+
+
+def test_a_provider_that_never_answers_gives_the_503_page_after_the_timeout(upstream, browser):
+    """A provider that accepts the connection and says nothing holds the request for
+    UPSTREAM_TIMEOUT, not for ever (the test's own timeout would end it first)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        app = upstream(providers=[provider_settings(f"http://127.0.0.1:{port}", "mute", "Mute Identity")],
+                       UPSTREAM_TIMEOUT=0.3)
+        refused(browser.start_upstream(name="mute"), 503, "Mute Identity could not be reached")
+    assert reasons(app) == ["discovery_failed:ReadTimeout"]
