@@ -181,11 +181,12 @@ def finish(provider: dict) -> tuple[Identity, str | None]:
     validate the ID token (signature by the provider's JWKS, `iss`, `aud`, `exp`, `nonce`).
     Returns the identity and the `next` saved at the start; raises SignInRefused."""
     name = provider["display_name"]
+    client = _client(provider)
     error = request.args.get("error")
-    state_data = _client(provider).framework.get_state_data(session, request.args.get("state"))
+    state_data = client.framework.get_state_data(session, request.args.get("state"))
     if error:
         if state_data is not None:
-            _client(provider).framework.clear_state_data(session, request.args.get("state"))
+            client.framework.clear_state_data(session, request.args.get("state"))
         if error == "access_denied":
             raise SignInRefused(403, "Sign-in cancelled",
                                 f"{name} did not sign you in. You can go back and try again.", "provider_access_denied")
@@ -195,8 +196,8 @@ def finish(provider: dict) -> tuple[Identity, str | None]:
         raise SignInRefused(400, "This sign-in has expired",
                             "The sign-in link was not started here or was already used. Please sign in again.",
                             "state_mismatch")
-    client = _client(provider)
     try:
+        _check_response_issuer(client, provider)
         token = client.authorize_access_token(leeway=ID_TOKEN_LEEWAY)
         claims = dict(token.get("userinfo") or {})
         if not claims.get("sub"):
@@ -223,6 +224,17 @@ def finish(provider: dict) -> tuple[Identity, str | None]:
         name=claims.get(provider["name_claim"]) if isinstance(claims.get(provider["name_claim"]), str) else None,
     )
     return identity, state_data.get(_NEXT)
+
+
+def _check_response_issuer(client: ProviderClient, provider: dict) -> None:
+    """RFC 9207 against mix-up: an authorization response's `iss`, when the provider sends one
+    (and it must when its metadata says so), names this provider. Each provider also has its own
+    callback URL and its own `state` keys (RFC 9700 §4.4.2)."""
+    iss = request.args.get("iss")
+    required = client.load_server_metadata().get("authorization_response_iss_parameter_supported") is True
+    if (iss is None and required) or (iss is not None and iss != provider["issuer"]):
+        client.framework.clear_state_data(session, request.args.get("state"))
+        raise _not_verified(provider, "response_issuer_mismatch")
 
 
 def _add_userinfo(client: ProviderClient, provider: dict, claims: dict) -> None:

@@ -169,3 +169,25 @@ def test_a_provider_that_never_answers_gives_the_503_page_after_the_timeout(upst
                        UPSTREAM_TIMEOUT=0.3)
         refused(browser.start_upstream(name="mute"), 503, "Mute Identity could not be reached")
     assert reasons(app) == ["discovery_failed:ReadTimeout"]
+
+
+@pytest.mark.parametrize("iss", ["http://127.0.0.1:9/another-provider", None])
+def test_a_response_naming_another_issuer_or_none_is_refused(vera, browser, stage, iss):
+    """Mix-up (RFC 9207): the provider announces `iss` on its authorization responses, so a
+    response with another `iss`, or none, is not from it."""
+    started = browser.start_upstream()
+    back = browser.at_provider(started.headers["Location"])
+    assert query_of(back.headers["Location"])["iss"] == stage.issuer
+    parts = urlsplit(back.headers["Location"])
+    params = {k: v for k, v in parse_qsl(parts.query) if k != "iss"}
+    if iss is not None:
+        params["iss"] = iss
+    refused(browser.http.get(urlunsplit(parts._replace(query=urlencode(params)))), 400, "could not be verified")
+    assert not signed_in(browser)
+    assert reasons(vera) == ["response_issuer_mismatch"]
+    # The state was spent: the genuine response cannot follow.
+    refused(browser.http.get(back.headers["Location"]), 400, "This sign-in has expired")
+
+
+def query_of(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query))
