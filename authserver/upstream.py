@@ -8,6 +8,7 @@ Authlib keeps each sign-in's `state`, `nonce`, PKCE verifier and our `next` in t
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import requests
@@ -191,7 +192,7 @@ def finish(provider: dict) -> tuple[Identity, str | None]:
             raise SignInRefused(403, "Sign-in cancelled",
                                 f"{name} did not sign you in. You can go back and try again.", "provider_access_denied")
         raise SignInRefused(400, "Sign-in failed", f"{name} could not sign you in. Please try again.",
-                            f"provider_error:{error[:64]}")
+                            f"provider_error:{re.sub(r'[^a-z0-9_]', '', error.lower())[:40]}")
     if state_data is None:
         raise SignInRefused(400, "This sign-in has expired",
                             "The sign-in link was not started here or was already used. Please sign in again.",
@@ -200,8 +201,10 @@ def finish(provider: dict) -> tuple[Identity, str | None]:
         _check_response_issuer(client, provider)
         token = client.authorize_access_token(leeway=ID_TOKEN_LEEWAY)
         claims = dict(token.get("userinfo") or {})
-        if not claims.get("sub"):
-            raise _not_verified(provider, "no_id_token")
+        subject = claims.get("sub")
+        # OpenID Connect Core §2: at most 255 ASCII characters (and what the table holds).
+        if not isinstance(subject, str) or not 0 < len(subject) <= 255 or not subject.isascii():
+            raise _not_verified(provider, "no_id_token" if not subject else "bad_subject")
         _add_userinfo(client, provider, claims)
     except SignInRefused:
         raise
@@ -218,7 +221,7 @@ def finish(provider: dict) -> tuple[Identity, str | None]:
         raise _unavailable(provider, f"provider_bad_answer:{type(exc).__name__}") from exc
     identity = Identity(
         provider=provider["name"],
-        subject=str(claims["sub"]),
+        subject=claims["sub"],
         email=claims.get("email") if isinstance(claims.get("email"), str) else None,
         email_verified=claims.get("email_verified") is True,
         name=claims.get(provider["name_claim"]) if isinstance(claims.get(provider["name_claim"]), str) else None,
