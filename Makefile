@@ -14,6 +14,11 @@ DEPS_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('py
 RUN_STAMP := $(VENV)/.installed-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.installed-dev-$(DEPS_HASH)
 
+# The real OpenID Connect provider the upstream sign-in tests run (tests/upstream/provider,
+# node-oidc-provider): `npm ci` again whenever its lockfile changes. Only `make test` needs Node.
+PROVIDER_DIR := tests/upstream/provider
+PROVIDER_STAMP := $(PROVIDER_DIR)/node_modules/.installed
+
 .PHONY: run run-mcp test docs bench-serve migrate db-upgrade reset-db clean
 
 ## run: install, migrate the SQLite database in instance/, seed the demo data and serve it.
@@ -34,9 +39,14 @@ run-mcp: $(RUN_STAMP) instance/demo-resource.env
 	CRM_MCP_CLIENT_ID=rs_demo CRM_MCP_CLIENT_SECRET="$$AUTHSERVER_DEMO_RESOURCE_SECRET" \
 	CRM_MCP_DATABASE=instance/crm_mcp.sqlite3 $(BIN)/python -m crm_mcp
 
-## test: install with the dev extras and run pytest (make test PYTEST_ARGS="-k login -x").
-test: $(TEST_STAMP)
+## test: install with the dev extras (and the test OpenID provider's npm packages) and run pytest
+## (make test PYTEST_ARGS="-k login -x").
+test: $(TEST_STAMP) $(PROVIDER_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+$(PROVIDER_STAMP): $(PROVIDER_DIR)/package-lock.json $(PROVIDER_DIR)/package.json
+	cd $(PROVIDER_DIR) && npm ci --no-audit --no-fund
+	touch $@
 
 ## bench-serve: serve authserver production-style for benchmarks on http://127.0.0.1:5200, on
 # PostgreSQL (a fresh AUTHSERVER_BENCH_DATABASE_URL, dropped and recreated) and Redis, with the rate
@@ -94,7 +104,7 @@ docs: $(RUN_STAMP)
 
 ## clean: remove the virtualenv and caches (instance/, with the dev database and secrets, stays).
 clean:
-	rm -rf $(VENV) .pytest_cache build dist *.egg-info test-artifacts
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info test-artifacts $(PROVIDER_DIR)/node_modules
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 $(BIN)/python:

@@ -67,9 +67,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     init_oauth(app)
 
-    from .views import account, auth, authorize, health, oauth, well_known
+    from . import upstream
 
-    for blueprint in (auth.bp, health.bp, account.bp, authorize.bp, oauth.bp, well_known.bp):
+    upstream.init_app(app)
+
+    from .views import account, auth, authorize, health, oauth, well_known
+    from .views import upstream as upstream_views
+
+    for blueprint in (auth.bp, upstream_views.bp, health.bp, account.bp, authorize.bp, oauth.bp, well_known.bp):
         app.register_blueprint(blueprint)
 
     from . import cli

@@ -11,8 +11,8 @@ from sqlalchemy.orm import contains_eager
 from . import audit, scopes
 from .config import ConfigError
 from .extensions import db
-from .models import Hub, Membership, User
-from .secrets import hash_password, password_needs_rehash, verify_password
+from .models import Hub, Membership, UpstreamIdentity, User
+from .secrets import hash_password, password_needs_rehash, unusable_password_hash, verify_password
 from .timeutil import to_epoch, utcnow
 
 #: Role presets: role name -> scopes ("*" means every scope in the catalog).
@@ -113,16 +113,33 @@ def get_user(user_id: int) -> User | None:
 
 
 def create_user(email: str, password: str, display_name: str | None = None) -> User:
+    email = _check_new_email(email)
+    _check_password(password)
+    return _add_user(email, display_name, hash_password(password))
+
+
+def create_upstream_user(email: str, display_name: str | None = None) -> User:
+    """A user who signs in through an upstream provider only: no password matches theirs, and
+    they have no hub memberships until the product grants them."""
+    user = _add_user(_check_new_email(email), display_name, unusable_password_hash())
+    audit.record("user.created", user=user, via="upstream")
+    return user
+
+
+def _check_new_email(email: str) -> str:
     email = normalize_email(email)
     if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
         raise AccountError(f"Not a valid email address: {email!r}.")
-    _check_password(password)
     if get_user_by_email(email) is not None:
         raise AccountError(f"A user with email {email} already exists.")
+    return email
+
+
+def _add_user(email: str, display_name: str | None, password_hash: str) -> User:
     user = User(
         email=email,
-        display_name=(display_name or email.split("@")[0]).strip()[:200],
-        password_hash=hash_password(password),
+        display_name=(display_name or email.split("@")[0]).strip()[:200] or email.split("@")[0][:200],
+        password_hash=password_hash,
         disabled=False,
     )
     db.session.add(user)
@@ -177,6 +194,49 @@ def authenticate(email: str, password: str) -> User | None:
 
 def find_users() -> list[User]:
     return list(db.session.scalars(select(User).order_by(User.id)))
+
+
+# --- upstream identities -------------------------------------------------------------------------
+_UPSTREAM_IDENTITY = select(UpstreamIdentity).where(
+    UpstreamIdentity.provider == bindparam("provider"), UpstreamIdentity.subject == bindparam("subject"))
+
+
+def get_upstream_identity(provider: str, subject: str) -> UpstreamIdentity | None:
+    """The link of (provider, subject) to a user: the only way an upstream sign-in finds one."""
+    return db.session.scalar(_UPSTREAM_IDENTITY, {"provider": provider, "subject": subject})
+
+
+def find_upstream_identities(user: User, provider: str | None = None) -> list[UpstreamIdentity]:
+    query = select(UpstreamIdentity).where(UpstreamIdentity.user_id == user.id).order_by(UpstreamIdentity.id)
+    if provider is not None:
+        query = query.where(UpstreamIdentity.provider == provider)
+    return list(db.session.scalars(query))
+
+
+def link_upstream_identity(user: User, provider: str, subject: str, email: str | None) -> UpstreamIdentity:
+    """Record that (provider, subject) signs in as `user`; the email is kept as a record only."""
+    if not subject or len(subject) > 255:
+        raise AccountError("An upstream subject is 1 to 255 characters.")
+    linked = get_upstream_identity(provider, subject)
+    if linked is not None:
+        raise AccountError(f"Subject {subject!r} at {provider} is already linked to user {linked.user_id}.")
+    identity = UpstreamIdentity(provider=provider, subject=subject, user_id=user.id,
+                                email=normalize_email(email)[:320] if email else None)
+    db.session.add(identity)
+    db.session.flush()
+    audit.record("user.upstream_linked", user=user, provider=provider, subject=subject)
+    return identity
+
+
+def unlink_upstream_identities(user: User, provider: str) -> int:
+    """Remove the user's links at `provider` (they can no longer sign in through it); how many."""
+    identities = find_upstream_identities(user, provider)
+    for identity in identities:
+        db.session.delete(identity)
+    db.session.flush()
+    if identities:
+        audit.record("user.upstream_unlinked", user=user, provider=provider)
+    return len(identities)
 
 
 # --- hubs ----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy.exc import IntegrityError
 
-from . import accounts, audit, clients, keys, resources, scopes, store
+from . import accounts, audit, clients, keys, resources, scopes, store, upstream
 from .extensions import db
 from .models import Hub, ResourceServer, User
 from .secrets import new_credential, sha256_hex, verify_secret
@@ -56,7 +56,8 @@ class Group(AppGroup):
         return lambda f: register(_reporting_errors(f))
 
 
-users = Group("users", help="Create, list, disable and enable user accounts, and set their passwords.")
+users = Group("users", help="Create, list, disable and enable user accounts, set their passwords, and link "
+                            "them to upstream sign-in providers.")
 hubs = Group("hubs", help="Create and list hubs (CRM accounts).")
 members = Group("members", help="Hub membership: roles and per-member permission overrides.")
 resources_cli = Group("resources", help="Resource servers (MCP servers): the audiences of tokens.")
@@ -189,6 +190,48 @@ def disable_user(email: str) -> None:
 def enable_user(email: str) -> None:
     """Enable a disabled account again."""
     _set_disabled(email, False)
+
+
+def _provider(name: str) -> dict:
+    provider = upstream.get_provider(name)
+    if provider is None:
+        configured = ", ".join(p["name"] for p in upstream.providers()) or "none"
+        raise click.ClickException(f"No upstream provider named {name!r} in UPSTREAM_PROVIDERS (configured: {configured}).")
+    return provider
+
+
+@users.command("link")
+@click.argument("email")
+@click.argument("provider")
+@click.argument("subject")
+def link_user(email: str, provider: str, subject: str) -> None:
+    """Let the person whose `sub` at PROVIDER is SUBJECT sign in as EMAIL through that provider."""
+    user, provider = _user(email), _provider(provider)
+    accounts.link_upstream_identity(user, provider["name"], subject, None)
+    db.session.commit()
+    click.echo(f"Linked {subject!r} at {provider['name']} to {user.email}.")
+
+
+@users.command("unlink")
+@click.argument("email")
+@click.argument("provider")
+def unlink_user(email: str, provider: str) -> None:
+    """Remove a user's link to an upstream provider (it may be gone from UPSTREAM_PROVIDERS)."""
+    user = _user(email)
+    removed = accounts.unlink_upstream_identities(user, provider)
+    if not removed:
+        raise click.ClickException(f"{user.email} has no link at {provider!r}.")
+    db.session.commit()
+    click.echo(f"Unlinked {user.email} from {provider}.")
+
+
+@users.command("links")
+@click.argument("email")
+def list_user_links(email: str) -> None:
+    """List a user's upstream identities."""
+    rows = [[i.provider, i.subject, i.email or "", i.last_login_at or "never"]
+            for i in accounts.find_upstream_identities(_user(email))]
+    _echo_table(["PROVIDER", "SUBJECT", "EMAIL AT LINK", "LAST SIGN-IN"], rows, empty="No upstream identities.")
 
 
 # --- hubs ----------------------------------------------------------------------------------------

@@ -188,6 +188,28 @@ class Defaults:
     #: seconds a sign-in lasts (12 h from its `auth_time`), however active the session
     SESSION_ABSOLUTE_LIFETIME = 12 * 3600
 
+    # Sign-in through the operator's own OpenID Connect providers (authserver/upstream.py).
+    #: default: none
+    #: OpenID Connect providers people may sign in with (docs/identity.md): a JSON list of objects
+    #: with `name` (the slug in `/login/upstream/<name>`, `[a-z0-9-]{1,32}`), `display_name`,
+    #: `issuer` (discovery at `<issuer>/.well-known/openid-configuration`; https unless on a
+    #: loopback host or under `--debug`), `client_id`, `client_secret`, and optionally `scopes`
+    #: (default `openid email profile`, must include `openid`) and `name_claim` (the claim that
+    #: gives a new account's display name, default `name`). People are linked by (provider, `sub`)
+    UPSTREAM_PROVIDERS: list[dict] = []
+    #: offer the email and password form on the sign-in page; `false` hides it and refuses
+    #: `POST /login` (people sign in through `UPSTREAM_PROVIDERS` only)
+    PASSWORD_LOGIN_ENABLED = True
+    #: link a first upstream sign-in to the existing account with the same email, only when the
+    #: provider asserts `email_verified: true` for it
+    UPSTREAM_LINK_VERIFIED_EMAIL = False
+    #: create an account, with no hub memberships and no usable password, at a first upstream
+    #: sign-in that matches no account
+    UPSTREAM_CREATE_USERS = False
+    #: seconds to wait for each call to a provider (discovery, JWKS, token, userinfo); past it the
+    #: sign-in ends on a 503 page
+    UPSTREAM_TIMEOUT = 5.0
+
     #: trusted `X-Forwarded-*` hops when finding the client address (1 behind one reverse proxy)
     PROXY_FIX_HOPS = 0
 
@@ -315,6 +337,11 @@ def finalize(config, instance_path: str) -> None:
         raise ConfigError("AUTHSERVER_SIGNING_KEY_ENCRYPTION_KEY must be at least 32 random characters.")
 
     check_product(config)
+    config["UPSTREAM_PROVIDERS"] = upstream_providers(
+        config["UPSTREAM_PROVIDERS"], relaxed=bool(config.get("DEBUG") or config.get("TESTING")))
+    if not config["PASSWORD_LOGIN_ENABLED"] and not config["UPSTREAM_PROVIDERS"]:
+        raise ConfigError("AUTHSERVER_PASSWORD_LOGIN_ENABLED is false and AUTHSERVER_UPSTREAM_PROVIDERS names "
+                          "no provider: nobody could sign in.")
 
     if not (config.get("DEBUG") or config.get("TESTING")):
         if config["SECRET_KEY"] == DEFAULT_SECRET_KEY or len(str(config["SECRET_KEY"])) < 32:
@@ -397,6 +424,48 @@ def image_origin(logo_url: str | None) -> str | None:
     parts = urlsplit(logo_url)
     port = f":{parts.port}" if parts.port is not None else ""
     return f"{parts.scheme.lower()}://{parts.hostname}{port}"
+
+
+#: An upstream provider's slug: the last part of its sign-in URLs.
+UPSTREAM_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
+_UPSTREAM_REQUIRED = ("name", "display_name", "issuer", "client_id", "client_secret")
+_UPSTREAM_DEFAULTS = {"scopes": "openid email profile", "name_claim": "name"}
+
+
+def upstream_providers(raw, *, relaxed: bool) -> list[dict]:
+    """UPSTREAM_PROVIDERS checked and completed with its defaults; a ConfigError names the first
+    problem. `relaxed` (debug or testing) accepts an http issuer on any host, as ISSUER does."""
+    where = "AUTHSERVER_UPSTREAM_PROVIDERS"
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where} must be a JSON list of provider objects.")
+    providers, names = [], set()
+    for number, entry in enumerate(raw, 1):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: provider {number} must be an object.")
+        label = f"{where}: provider {entry.get('name', number)!r}"
+        unknown = sorted(set(entry) - set(_UPSTREAM_REQUIRED) - set(_UPSTREAM_DEFAULTS))
+        if unknown:  # a misspelt key would otherwise be a silently ignored setting
+            raise ConfigError(f"{label} has unknown keys: {', '.join(unknown)}.")
+        provider = {**_UPSTREAM_DEFAULTS, **entry}
+        for key in (*_UPSTREAM_REQUIRED, *_UPSTREAM_DEFAULTS):
+            if not isinstance(provider.get(key), str) or not provider[key].strip():
+                raise ConfigError(f"{label} needs `{key}` as a non-empty string.")
+        if not UPSTREAM_NAME.match(provider["name"]):
+            raise ConfigError(f"{label}: `name` must match [a-z0-9-]{{1,32}} (it is part of a URL).")
+        if provider["name"] in names:
+            raise ConfigError(f"{label} is named twice.")
+        names.add(provider["name"])
+        if "openid" not in provider["scopes"].split():
+            raise ConfigError(f"{label}: `scopes` must include openid.")
+        issuer = provider["issuer"]
+        parts = urlsplit(issuer)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"{label}: `issuer` must be an absolute URL without query or fragment, got {issuer!r}.")
+        if parts.scheme != "https" and not relaxed and not is_loopback_host(parts.hostname):
+            raise ConfigError(f"{label}: `issuer` must be an https URL in production (got {issuer!r}); plain "
+                              "http is allowed only on a loopback host or under --debug.")
+        providers.append(provider)
+    return providers
 
 
 def is_loopback_host(host: str | None) -> bool:

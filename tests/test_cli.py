@@ -432,3 +432,27 @@ def test_demo_seed_is_idempotent_and_keeps_a_given_secret(app, runner):
         assert all(s.endswith(".read") for s in hubs[10000002])
         assert resources.authenticate("rs_demo", secret).uri == "http://127.0.0.1:8001/mcp"
         assert len(accounts.find_users()) == 1
+
+
+_CORP = {"name": "corp", "display_name": "Corp", "issuer": "https://id.corp.example", "client_id": "a",
+         "client_secret": "b"}
+
+
+@pytest.mark.app_config(UPSTREAM_PROVIDERS=[_CORP])
+def test_users_link_unlink_and_list_upstream_identities(app, runner, make_user):
+    make_user("pat@example.com")
+    make_user("sam@example.com")
+    assert "Linked 'u-42' at corp to pat@example.com." in run(runner, "users", "link", "pat@example.com", "corp",
+                                                              "u-42").output
+    assert re.search(r"corp\s+u-42\s+never", run(runner, "users", "links", "pat@example.com").output)
+    # One subject, one user: the same subject for another user is refused, nothing changes.
+    one_error_line(run(runner, "users", "link", "sam@example.com", "corp", "u-42", ok=False), "already linked")
+    one_error_line(run(runner, "users", "link", "sam@example.com", "other", "u-42", ok=False),
+                   "No upstream provider named 'other'")
+    assert "No upstream identities." in run(runner, "users", "links", "sam@example.com").output
+    assert "Unlinked pat@example.com from corp." in run(runner, "users", "unlink", "pat@example.com", "corp").output
+    one_error_line(run(runner, "users", "unlink", "pat@example.com", "corp", ok=False), "has no link")
+    with app.app_context():
+        assert accounts.get_upstream_identity("corp", "u-42") is None
+        assert [e.event for e in reversed(audit.find_events(event="user.upstream_*"))] == [
+            "user.upstream_linked", "user.upstream_unlinked"]

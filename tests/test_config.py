@@ -200,3 +200,48 @@ import wsgi  # noqa
     result = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
+
+
+_PROVIDER = {"name": "corp", "display_name": "Corp", "issuer": "https://id.corp.example", "client_id": "a",
+             "client_secret": "b"}
+
+
+@pytest.mark.parametrize("providers, message", [
+    ({"name": "corp"}, "must be a JSON list"),
+    (["corp"], "provider 1 must be an object"),
+    ([{**_PROVIDER, "name": "Corp IdP"}], r"`name` must match \[a-z0-9-\]"),
+    ([{**_PROVIDER, "name": "c" * 33}], r"`name` must match"),
+    ([_PROVIDER, {**_PROVIDER, "display_name": "Again"}], "named twice"),
+    ([{k: v for k, v in _PROVIDER.items() if k != "client_secret"}], "needs `client_secret`"),
+    ([{**_PROVIDER, "client_id": ""}], "needs `client_id`"),
+    ([{**_PROVIDER, "client_secrt": "typo"}], "unknown keys: client_secrt"),
+    ([{**_PROVIDER, "scopes": "email profile"}], "must include openid"),
+    ([{**_PROVIDER, "issuer": "id.corp.example"}], "`issuer` must be an absolute URL"),
+    ([{**_PROVIDER, "issuer": "https://id.corp.example/?tenant=1"}], "`issuer` must be an absolute URL"),
+    ([{**_PROVIDER, "issuer": "http://id.corp.example"}], "must be an https URL in production"),
+])
+def test_upstream_providers_are_validated_at_start(providers, message):
+    with pytest.raises(ConfigError, match=message):
+        create_app({**PRODUCTION, "UPSTREAM_PROVIDERS": providers})
+
+
+def test_upstream_providers_get_their_defaults_and_loopback_http():
+    loopback = {**_PROVIDER, "issuer": "http://127.0.0.1:3300"}
+    app = create_app({**PRODUCTION, "UPSTREAM_PROVIDERS": [_PROVIDER, {**loopback, "name": "local"}]})
+    corp, local = app.config["UPSTREAM_PROVIDERS"]
+    assert corp["scopes"] == "openid email profile" and corp["name_claim"] == "name"
+    assert local["issuer"] == "http://127.0.0.1:3300"
+
+
+def test_upstream_providers_from_the_environment(monkeypatch):
+    import json
+
+    monkeypatch.setenv("AUTHSERVER_UPSTREAM_PROVIDERS", json.dumps([{**_PROVIDER, "scopes": "openid email"}]))
+    app = create_app({**PRODUCTION})
+    assert app.config["UPSTREAM_PROVIDERS"][0]["scopes"] == "openid email"
+
+
+def test_password_login_off_needs_a_provider():
+    with pytest.raises(ConfigError, match="nobody could sign in"):
+        create_app({**PRODUCTION, "PASSWORD_LOGIN_ENABLED": False})
+    create_app({**PRODUCTION, "PASSWORD_LOGIN_ENABLED": False, "UPSTREAM_PROVIDERS": [_PROVIDER]})

@@ -1,6 +1,6 @@
 """Typed SQLAlchemy models, one module per table family."""
 
-from .accounts import EndedSession, Hub, Membership, User
+from .accounts import EndedSession, Hub, Membership, UpstreamIdentity, User
 from .audit import AuditEvent
 from .clients import Client
 from .grants import AuthorizationCode, Grant
@@ -21,6 +21,7 @@ __all__ = [
     "ResourceServer",
     "SigningKey",
     "Token",
+    "UpstreamIdentity",
     "UsedAssertion",
     "User",
 ]

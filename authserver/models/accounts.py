@@ -78,3 +78,22 @@ class EndedSession(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class UpstreamIdentity(db.Model):
+    """A person's account at an operator's OpenID Connect provider, linked to a user: found by
+    (provider, the provider's `sub`) alone, never by a name or an email."""
+
+    __tablename__ = "upstream_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject", name="uq_upstream_identities_provider_subject"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: The provider's `name` in UPSTREAM_PROVIDERS.
+    provider: Mapped[str] = mapped_column(String(32))
+    #: The provider's `sub` (OpenID Connect Core §2: at most 255 ASCII characters).
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: The email the provider asserted when the link was made (a record, never a key).
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)

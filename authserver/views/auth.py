@@ -12,7 +12,8 @@ from flask import Blueprint, current_app, g, redirect, render_template, request,
 from flask_limiter.util import get_remote_address
 from werkzeug.exceptions import TooManyRequests
 
-from .. import accounts, audit, consent, limits, store
+from .. import accounts, audit, consent, limits, store, upstream
+from ..errors import error_page
 from ..extensions import db
 from ..models import User
 from ..secrets import sha256_hex
@@ -96,9 +97,13 @@ def _throttle(account: str, address: str) -> None:
         time.sleep(delay)
 
 
-def _login_page(next_path: str, email: str, error: str | None) -> str:
+def login_page(next_path: str, email: str = "", error: str | None = None) -> str:
+    """The sign-in page: the app waiting for the person (when `next` resumes an authorization),
+    the password form (unless PASSWORD_LOGIN_ENABLED is off), then a button per upstream provider."""
     return render_template("auth/login.html", next=next_path, email=email, error=error,
-                           waiting=_waiting_app(next_path))
+                           waiting=_waiting_app(next_path),
+                           password_login=current_app.config["PASSWORD_LOGIN_ENABLED"],
+                           providers=upstream.providers())
 
 
 def _waiting_app(next_path: str) -> consent.ClientIdentity | None:
@@ -116,11 +121,26 @@ def _waiting_app(next_path: str) -> consent.ClientIdentity | None:
     return consent.waiting_app(client_ids[0], redirect_uris[0] if redirect_uris else None)
 
 
+def begin_session(user: User, **detail) -> None:
+    """Sign `user` in, whichever way they proved who they are. A fresh session on every sign-in:
+    nothing set before authentication survives it (session fixation), and the CSRF token is
+    renewed."""
+    session.clear()
+    session["user_id"] = user.id
+    session["auth_time"] = to_epoch(utcnow())
+    session["sid"] = secrets.token_urlsafe(16)
+    audit.record("login.success", user=user, **detail)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     next_path = safe_next(request.values.get("next"))
     if request.method == "GET":
-        return _login_page(next_path, email="", error=None)
+        return login_page(next_path)
+    if not current_app.config["PASSWORD_LOGIN_ENABLED"]:
+        return error_page(403, "Password sign-in is off",
+                          "This server signs people in through their organisation's sign-in only. "
+                          "Go back and choose it on the sign-in page.")
 
     email = request.form.get("email", "")
     account, address = accounts.normalize_email(email)[:320], get_remote_address()
@@ -130,16 +150,10 @@ def login():
         limits.record("LOGIN_DELAY_WINDOW", "login-account-failures", account)
         audit.record("login.failure", email=account)
         db.session.commit()
-        return _login_page(next_path, email=email[:320], error=LOGIN_ERROR), 200
+        return login_page(next_path, email[:320], LOGIN_ERROR), 200
 
-    # A fresh session on every login: nothing set before authentication survives it
-    # (session fixation), and the CSRF token is renewed.
-    session.clear()
-    session["user_id"] = user.id
-    session["auth_time"] = to_epoch(utcnow())
-    session["sid"] = secrets.token_urlsafe(16)
+    begin_session(user)
     limits.clear("LOGIN_ATTEMPTS_PER_ACCOUNT_AND_IP", "login-account-ip", account, address)
-    audit.record("login.success", user=user)
     db.session.commit()
     return redirect(next_path)
 

@@ -89,3 +89,31 @@ def test_timing_safe_initial_access_token_uses_compare_digest(client, compare_di
     digest = hashlib.sha256(INITIAL_TOKEN.encode()).hexdigest()
     assert (digest, digest) in compare_digest_calls
     assert (hashlib.sha256(b"iat_wrong").hexdigest(), digest) in compare_digest_calls
+
+
+def test_timing_safe_an_account_without_a_password_costs_one_argon2_verification(app, make_user, monkeypatch):
+    """An account made at an upstream sign-in stores a hash no password matches; a password tried
+    against it costs one full argon2 verification, as against an unknown email or a wrong password,
+    so the time of an attempt does not tell which accounts have no password."""
+    from argon2 import PasswordHasher
+
+    from authserver import accounts
+
+    verified: list[str] = []
+    real_verify = PasswordHasher.verify
+
+    def spy(self, stored, password):
+        verified.append(stored)
+        return real_verify(self, stored, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", spy)
+    make_user("pat@example.com")
+    with app.app_context():
+        upstream_only = accounts.create_upstream_user("nina@example.com", "Nina")
+        db.session.commit()
+        assert upstream_only.password_hash.startswith("!")
+        for email, password in [("nina@example.com", "guess-one"), ("nina@example.com", upstream_only.password_hash),
+                                ("nobody@example.com", "guess-two"), ("pat@example.com", "guess-three")]:
+            verified.clear()
+            assert accounts.authenticate(email, password) is None
+            assert len(verified) == 1 and verified[0].startswith("$argon2id$"), (email, verified)
