@@ -1,7 +1,7 @@
 """Secret handling: random credentials with prefixes, SHA-256 and argon2id hashing, constant-time checks.
 
-Everything we generate ourselves (codes, tokens, registration access tokens, client and
-resource-server secrets) carries 256 random bits and is stored as SHA-256 hex: a dump of the
+Everything we generate ourselves (codes, tokens, registration access tokens, client, resource-server
+and admin secrets) carries 256 random bits and is stored as SHA-256 hex: a dump of the
 database reveals nothing usable, a lookup is one indexed query, and a check costs microseconds
 whether the presented value is right or wrong (no salt or slow hash adds anything to 256 bits).
 Passwords, which people choose, are stored with argon2id at the parameters in the config.
@@ -26,6 +26,7 @@ AUTHORIZATION_CODE_PREFIX = "asc_"
 CLIENT_SECRET_PREFIX = "ass_"
 REGISTRATION_TOKEN_PREFIX = "asg_"
 RESOURCE_SECRET_PREFIX = "asrs_"
+ADMIN_SECRET_PREFIX = "asa_"
 
 # Client and resource-server secrets used to be stored as argon2id hashes; such a stored value is
 # still accepted once and replaced by its SHA-256 form (see verify_secret).
@@ -107,14 +108,29 @@ def hash_password(password: str) -> str:
     return _password_hasher().hash(password)
 
 
+#: Starts the stored "hash" of an account that has no password (created through the admin API
+#: without one): no argon2 hash starts with it, so no password ever matches it.
+UNUSABLE_PASSWORD_PREFIX = "!"
+
+
+def unusable_password() -> str:
+    """The stored form of "no password": never matched by verify_password."""
+    return UNUSABLE_PASSWORD_PREFIX + _secrets.token_urlsafe(16)
+
+
+def has_usable_password(stored_hash: str | None) -> bool:
+    return bool(stored_hash) and not stored_hash.startswith(UNUSABLE_PASSWORD_PREFIX)
+
+
 def verify_password(stored_hash: str | None, password: str) -> bool:
-    """Check a password; costs the same when there is no stored hash."""
+    """Check a password; costs the same when there is no stored hash, or no usable one."""
     hasher = _password_hasher()
+    usable = has_usable_password(stored_hash)
     try:
-        matched = hasher.verify(stored_hash or _dummy_hash(hasher), password)
+        matched = hasher.verify(stored_hash if usable else _dummy_hash(hasher), password)
     except (VerificationError, InvalidHashError):
         return False
-    return matched and stored_hash is not None
+    return matched and usable
 
 
 def password_needs_rehash(stored_hash: str) -> bool:
