@@ -91,8 +91,10 @@ def authenticate():
     credential = admin_credentials.authenticate(*presented) if presented else None
     if credential is None:
         limits.note_client_auth_failure()
-        named = presented[0] if presented and _CREDENTIAL_ID.match(presented[0]) else None
-        audit.record_apart("admin.auth_failed", admin_credential=named)
+        if request.headers.get("Authorization"):
+            # The id presented, unless it does not look like one (a secret pasted in its place).
+            named = presented[0] if presented and _CREDENTIAL_ID.match(presented[0]) else None
+            audit.record_apart("admin.auth_failed", admin_credential=named)
         return oauth_json_error(401, "invalid_client",
                                 "Authenticate with an admin credential (HTTP Basic: credential id and secret).",
                                 UNAUTHORIZED)
