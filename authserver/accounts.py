@@ -263,7 +263,7 @@ def authenticate(email: str, password: str) -> User | None:
 def find_users(*, email: str | None = None, after: int = 0, limit: int | None = None) -> list[User]:
     """Users by id: those with this email (normalized) if given, from the first id past `after`,
     at most `limit` of them."""
-    query = select(User).where(User.id > after).order_by(User.id).limit(limit)
+    query = select(User).where(User.id > min(after, _ID_MAX)).order_by(User.id).limit(limit)
     if email is not None:
         query = query.where(User.email == normalize_email(email))
     return list(db.session.scalars(query))

@@ -50,6 +50,8 @@ def test_pages_follow_next_after(api):
             break
         after = page["next_after"]
     assert seen == ids
+    # Past the last possible id (beyond a 32-bit integer, which PostgreSQL would refuse): nothing.
+    assert api.get("/users", query_string={"after": 2**53}).get_json() == {"users": [], "next_after": None}
 
 
 def test_update_email_name_and_disable(app, api, make_user):
