@@ -183,7 +183,8 @@ def _set_disabled(email: str, disabled: bool) -> None:
 @users.command("disable")
 @click.argument("email")
 def disable_user(email: str) -> None:
-    """Disable an account: no sign-in (signed-in sessions end), and no permissions in any hub."""
+    """Disable an account: no sign-in (signed-in sessions end), no permissions in any hub, and
+    every grant revoked with its tokens (enabling the account again revives none)."""
     _set_disabled(email, True)
 
 

@@ -394,18 +394,21 @@ def remove_member(hub_id, user_id):
     return _done()
 
 
-#: The per-scope override operations: (list name, add, withdraw).
-_OVERRIDES = {
-    "granted": (accounts.grant_permission, accounts.withdraw_grant),
-    "denied": (accounts.deny_permission, accounts.withdraw_denial),
-}
+@bp.route("/hubs/<hub_id>/members/<user_id>/granted/<scope>", methods=["PUT", "DELETE"])
+def granted_scope(hub_id, user_id, scope):
+    """PUT adds the scope to the member's explicit grants (lifting a denial of it); DELETE
+    withdraws the grant, leaving the role to decide."""
+    return _override(hub_id, user_id, scope, accounts.grant_permission, accounts.withdraw_grant)
 
 
-@bp.route("/hubs/<hub_id>/members/<user_id>/<any(granted, denied):which>/<scope>", methods=["PUT", "DELETE"])
-def override(hub_id, user_id, which, scope):
-    """PUT adds a scope to the member's explicit grants (or denials), lifting the opposite
-    override of it; DELETE withdraws it, leaving the role to decide."""
+@bp.route("/hubs/<hub_id>/members/<user_id>/denied/<scope>", methods=["PUT", "DELETE"])
+def denied_scope(hub_id, user_id, scope):
+    """PUT adds the scope to the member's explicit denials (dropping a grant of it); DELETE
+    withdraws the denial, leaving the role to decide."""
+    return _override(hub_id, user_id, scope, accounts.deny_permission, accounts.withdraw_denial)
+
+
+def _override(hub_id, user_id, scope, add, withdraw):
     user, hub, membership = _membership(hub_id, user_id)
-    add, withdraw = _OVERRIDES[which]
     (add if request.method == "PUT" else withdraw)(user, hub, scope)
     return _done(_json(membership))
