@@ -12,7 +12,7 @@ from . import audit, scopes, store
 from .config import ConfigError
 from .extensions import db
 from .models import Hub, Membership, User
-from .secrets import has_usable_password, hash_password, password_needs_rehash, unusable_password, verify_password
+from .secrets import has_usable_password, hash_password, password_needs_rehash, unusable_password_hash, verify_password
 from .timeutil import to_epoch, utcnow
 
 #: Role presets: role name -> scopes ("*" means every scope in the catalog).
@@ -169,7 +169,7 @@ def create_user(email: str, password: str | None, display_name: str | None = Non
         email=email,
         display_name=_check_display_name(display_name if display_name is not None
                                           else (email.split("@")[0] or email)[:200]),
-        password_hash=hash_password(password) if password is not None else unusable_password(),
+        password_hash=hash_password(password) if password is not None else unusable_password_hash(),
         disabled=False,
     )
     db.session.add(user)

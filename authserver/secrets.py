@@ -103,29 +103,26 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
     return hasher.hash(_secrets.token_urlsafe(16))
 
 
+#: The mark of a stored password hash that no password matches: the hash of an account that
+#: signs in through an upstream provider only (never a valid argon2 hash, which starts with `$`).
+UNUSABLE_PASSWORD_PREFIX = "!"
+
+
+def unusable_password_hash() -> str:
+    """A stored password hash that verify_password never accepts, unique per account."""
+    return UNUSABLE_PASSWORD_PREFIX + _secrets.token_urlsafe(32)
+
+
 def hash_password(password: str) -> str:
     """argon2id hash of a password at the configured parameters."""
     return _password_hasher().hash(password)
 
 
-#: Starts the stored "hash" of an account that has no password (created through the admin API
-#: without one): no argon2 hash starts with it, so no password ever matches it.
-UNUSABLE_PASSWORD_PREFIX = "!"
-
-
-def unusable_password() -> str:
-    """The stored form of "no password": never matched by verify_password."""
-    return UNUSABLE_PASSWORD_PREFIX + _secrets.token_urlsafe(16)
-
-
-def has_usable_password(stored_hash: str | None) -> bool:
-    return bool(stored_hash) and not stored_hash.startswith(UNUSABLE_PASSWORD_PREFIX)
-
-
 def verify_password(stored_hash: str | None, password: str) -> bool:
-    """Check a password; costs the same when there is no stored hash, or no usable one."""
+    """Check a password; costs the same when there is no stored hash or an unusable one (an
+    account with no password would otherwise answer faster, and so be told apart)."""
     hasher = _password_hasher()
-    usable = has_usable_password(stored_hash)
+    usable = stored_hash is not None and not stored_hash.startswith(UNUSABLE_PASSWORD_PREFIX)
     try:
         matched = hasher.verify(stored_hash if usable else _dummy_hash(hasher), password)
     except (VerificationError, InvalidHashError):
@@ -139,3 +136,8 @@ def password_needs_rehash(stored_hash: str) -> bool:
         return _password_hasher().check_needs_rehash(stored_hash)
     except InvalidHashError:
         return True
+
+
+def has_usable_password(stored_hash: str | None) -> bool:
+    """Whether some password can match this stored hash (not an account without one)."""
+    return stored_hash is not None and not stored_hash.startswith(UNUSABLE_PASSWORD_PREFIX)
