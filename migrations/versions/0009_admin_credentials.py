@@ -1,6 +1,6 @@
 """Admin API credentials.
 
-Revision ID: 0009_admin_credentials
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-06
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0009_admin_credentials'
+revision = '0009'
 down_revision = '0008'
 branch_labels = None
 depends_on = None
