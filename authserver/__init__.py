@@ -71,10 +71,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     upstream.init_app(app)
 
-    from .views import account, auth, authorize, health, oauth, well_known
+    from .views import account, admin_api, auth, authorize, health, oauth, well_known
     from .views import upstream as upstream_views
 
-    for blueprint in (auth.bp, upstream_views.bp, health.bp, account.bp, authorize.bp, oauth.bp, well_known.bp):
+    for blueprint in (auth.bp, upstream_views.bp, health.bp, account.bp, authorize.bp, oauth.bp, well_known.bp,
+                      admin_api.bp):
         app.register_blueprint(blueprint)
 
     from . import cli

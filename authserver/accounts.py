@@ -8,11 +8,11 @@ from flask import current_app
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import contains_eager
 
-from . import audit, scopes
+from . import audit, scopes, store
 from .config import ConfigError
 from .extensions import db
 from .models import Hub, Membership, UpstreamIdentity, User
-from .secrets import hash_password, password_needs_rehash, unusable_password_hash, verify_password
+from .secrets import has_usable_password, hash_password, password_needs_rehash, unusable_password_hash, verify_password
 from .timeutil import to_epoch, utcnow
 
 #: Role presets: role name -> scopes ("*" means every scope in the catalog).
@@ -42,6 +42,25 @@ DEFAULT_ROLES: dict[str, list[str]] = {
 
 class AccountError(ValueError):
     """A request about users, hubs or memberships that cannot be carried out (message is public)."""
+
+
+class AccountConflict(AccountError):
+    """The request would duplicate what exists: an email, a hub id, a membership."""
+
+
+class NotAMember(AccountError):
+    """The user has no membership in the hub the request is about."""
+
+
+class UnknownRoleError(AccountError):
+    """A role name that is not a configured preset (the message lists the known ones)."""
+
+
+#: Public hub ids have 8 digits.
+HUB_ID_MIN, HUB_ID_MAX = 10_000_000, 99_999_999
+#: Row ids are 32-bit integers on PostgreSQL: a larger number names no row (and must not reach a
+#: query, where it would be a database error).
+_ID_MAX = 2**31 - 1
 
 
 def build_roles(raw: dict | None, catalog: dict) -> dict[str, frozenset[str]]:
@@ -108,48 +127,87 @@ def get_user_by_email(email: str) -> User | None:
     return db.session.scalar(_USER_BY_EMAIL, {"email": normalize_email(email)})
 
 
-def get_user(user_id: int) -> User | None:
+def get_user(user_id: int | str) -> User | None:
+    try:
+        user_id = int(user_id)
+    except (TypeError, ValueError):
+        return None
+    if not 0 < user_id <= _ID_MAX:
+        return None
     return db.session.get(User, user_id)
 
 
-def create_user(email: str, password: str, display_name: str | None = None) -> User:
-    email = _check_new_email(email)
-    _check_password(password)
-    return _add_user(email, display_name, hash_password(password))
+def _printable(value: str) -> bool:
+    return not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value)
 
 
-def create_upstream_user(email: str, display_name: str | None = None) -> User:
-    """A user who signs in through an upstream provider only: no password matches theirs, and
-    they have no hub memberships until the product grants them."""
-    user = _add_user(_check_new_email(email), display_name, unusable_password_hash())
-    audit.record("user.created", user=user, via="upstream")
-    return user
-
-
-def _check_new_email(email: str) -> str:
+def _check_email(email: str | None, user: User | None = None) -> str:
+    """The normalized email, if it is well-formed and no other user has it."""
     email = normalize_email(email)
-    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email):
+    if "@" not in email or len(email) > 320 or any(c.isspace() for c in email) or not _printable(email):
         raise AccountError(f"Not a valid email address: {email!r}.")
-    if get_user_by_email(email) is not None:
-        raise AccountError(f"A user with email {email} already exists.")
+    other = get_user_by_email(email)
+    if other is not None and other is not user:
+        raise AccountConflict(f"A user with email {email} already exists.")
     return email
 
 
-def _add_user(email: str, display_name: str | None, password_hash: str) -> User:
+def _check_display_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 200 or not _printable(name):
+        raise AccountError("A display name has 1 to 200 printable characters.")
+    return name
+
+
+def create_user(email: str, password: str | None, display_name: str | None = None, **detail) -> User:
+    """A new, enabled account. Without a password it signs in only some other way (an upstream
+    identity provider): no password ever matches it."""
+    email = _check_email(email)
+    if password is not None:
+        _check_password(password)
     user = User(
         email=email,
-        display_name=(display_name or email.split("@")[0]).strip()[:200] or email.split("@")[0][:200],
-        password_hash=password_hash,
+        display_name=_check_display_name(display_name if display_name is not None
+                                          else (email.split("@")[0] or email)[:200]),
+        password_hash=hash_password(password) if password is not None else unusable_password_hash(),
         disabled=False,
     )
     db.session.add(user)
     db.session.flush()
+    audit.record("user.created", user=user, **detail)
     return user
+
+
+def create_upstream_user(email: str, display_name: str | None = None) -> User:
+    """A user who signs in through an upstream provider only: no password matches theirs, and
+    they have no hub memberships until the product grants them. A provider's long name is cut,
+    not refused."""
+    return create_user(email, None, (display_name or "").strip()[:200] or None, via="upstream")
+
+
+def update_user(user: User, *, email: str | None = None, display_name: str | None = None) -> None:
+    """Change a user's email or display name (each checked first: a refused change changes nothing)."""
+    email = _check_email(email, user) if email is not None else user.email
+    display_name = _check_display_name(display_name) if display_name is not None else user.display_name
+    changed = [field for field, value in (("email", email), ("display_name", display_name))
+               if getattr(user, field) != value]
+    if not changed:
+        return
+    user.email, user.display_name = email, display_name
+    db.session.flush()
+    audit.record("user.updated", user=user, fields=" ".join(changed))
+
+
+def has_password(user: User) -> bool:
+    """Whether the user can sign in with a password at all."""
+    return has_usable_password(user.password_hash)
 
 
 def _check_password(password: str | None) -> None:
     if len(password or "") < 8:
         raise AccountError("The password must be at least 8 characters long.")
+    if len(password) > 1024:
+        raise AccountError("The password must be at most 1024 characters long.")
 
 
 def set_password(user: User, password: str) -> None:
@@ -157,19 +215,36 @@ def set_password(user: User, password: str) -> None:
     (including any taken over by whoever made the reset necessary)."""
     _check_password(password)
     user.password_hash = hash_password(password)
-    user.sessions_ended_at = utcnow()
-    db.session.flush()
+    _end_sessions(user)
     audit.record("user.password_set", user=user)
 
 
+def _end_sessions(user: User) -> None:
+    user.sessions_ended_at = utcnow()
+    db.session.flush()
+
+
+def end_sessions(user: User) -> None:
+    """Sign the user out everywhere: every session signed in until now ends at its next request
+    (sessions are signed cookies: the cut-off is a time on the user). Apps keep their grants."""
+    _end_sessions(user)
+    audit.record("user.sessions_ended", user=user)
+
+
 def set_disabled(user: User, disabled: bool) -> None:
-    """Disable (no sign-in, no permissions in any hub) or enable an account; sessions ended by
-    disabling stay ended when it is enabled again."""
+    """Disable an account (no sign-in, no permissions in any hub; its sessions end and its grants
+    are revoked with every token issued under them, so enabling it again revives neither) or
+    enable it. Disabling a disabled account changes nothing."""
+    if user.disabled == disabled:
+        return
     user.disabled = disabled
     if disabled:
-        user.sessions_ended_at = utcnow()
-    db.session.flush()
-    audit.record("user.disabled" if disabled else "user.enabled", user=user)
+        _end_sessions(user)
+        revoked = store.revoke_user_grants(user)
+        audit.record("user.disabled", user=user, grants_revoked=revoked)
+    else:
+        db.session.flush()
+        audit.record("user.enabled", user=user)
 
 
 def session_ended(user: User, auth_time: int) -> bool:
@@ -192,8 +267,13 @@ def authenticate(email: str, password: str) -> User | None:
     return user
 
 
-def find_users() -> list[User]:
-    return list(db.session.scalars(select(User).order_by(User.id)))
+def find_users(*, email: str | None = None, after: int = 0, limit: int | None = None) -> list[User]:
+    """Users by id: those with this email (normalized) if given, from the first id past `after`,
+    at most `limit` of them."""
+    query = select(User).where(User.id > min(after, _ID_MAX)).order_by(User.id).limit(limit)
+    if email is not None:
+        query = query.where(User.email == normalize_email(email))
+    return list(db.session.scalars(query))
 
 
 # --- upstream identities -------------------------------------------------------------------------
@@ -245,28 +325,35 @@ def get_hub(public_id: int | str) -> Hub | None:
         public_id = int(public_id)
     except (TypeError, ValueError):
         return None
+    if not 0 < public_id < 2**63:  # outside BIGINT: no such hub (and no database error)
+        return None
     return db.session.scalar(select(Hub).where(Hub.public_id == public_id))
 
 
 def create_hub(name: str, public_id: int | None = None) -> Hub:
     name = (name or "").strip()
-    if not name:
-        raise AccountError("A hub needs a name.")
+    if not name or len(name) > 200 or not _printable(name):
+        raise AccountError("A hub needs a name of 1 to 200 printable characters.")
     if public_id is None:
         while True:
-            public_id = 10_000_000 + _secrets.randbelow(90_000_000)  # 8 digits
+            public_id = HUB_ID_MIN + _secrets.randbelow(HUB_ID_MAX - HUB_ID_MIN + 1)
             if get_hub(public_id) is None:
                 break
+    elif not HUB_ID_MIN <= public_id <= HUB_ID_MAX:
+        raise AccountError(f"A hub id has 8 digits ({HUB_ID_MIN} to {HUB_ID_MAX}).")
     elif get_hub(public_id) is not None:
-        raise AccountError(f"Hub {public_id} already exists.")
-    hub = Hub(public_id=public_id, name=name[:200])
+        raise AccountConflict(f"Hub {public_id} already exists.")
+    hub = Hub(public_id=public_id, name=name)
     db.session.add(hub)
     db.session.flush()
+    audit.record("hub.created", hub=hub, name=name)
     return hub
 
 
-def find_hubs() -> list[Hub]:
-    return list(db.session.scalars(select(Hub).order_by(Hub.id)))
+def find_hubs(*, after: int = 0, limit: int | None = None) -> list[Hub]:
+    """Hubs by public id, from the first past `after`, at most `limit` of them."""
+    return list(db.session.scalars(
+        select(Hub).where(Hub.public_id > after).order_by(Hub.public_id).limit(limit)))
 
 
 def find_user_hubs(user: User) -> list[Hub]:
@@ -296,6 +383,13 @@ def find_user_memberships(user: User) -> list[Membership]:
     return list(db.session.scalars(_USER_MEMBERSHIPS, {"user_id": user.id}))
 
 
+def find_hub_memberships(hub: Hub) -> list[Membership]:
+    """The hub's memberships, each with its user loaded, by user id."""
+    return list(db.session.scalars(
+        select(Membership).join(Membership.user).options(contains_eager(Membership.user))
+        .where(Membership.hub_id == hub.id).order_by(User.id)))
+
+
 def get_membership(user: User, hub: Hub) -> Membership | None:
     return db.session.scalar(
         select(Membership).where(Membership.user_id == user.id, Membership.hub_id == hub.id)
@@ -315,14 +409,14 @@ def get_membership_in(user: User, public_id: int | str | None) -> Membership | N
 
 def _check_role(role: str) -> str:
     if role not in roles():
-        raise AccountError(f"Unknown role {role!r}. Known roles: {', '.join(roles())}.")
+        raise UnknownRoleError(f"Unknown role {role!r}. Known roles: {', '.join(roles())}.")
     return role
 
 
 def add_member(user: User, hub: Hub, role: str) -> Membership:
     _check_role(role)
     if get_membership(user, hub) is not None:
-        raise AccountError(f"{user.email} is already a member of hub {hub.public_id}.")
+        raise AccountConflict(f"{user.email} is already a member of hub {hub.public_id}.")
     membership = Membership(user_id=user.id, hub_id=hub.id, role=role, granted=[], denied=[])
     db.session.add(membership)
     db.session.flush()
@@ -333,7 +427,7 @@ def add_member(user: User, hub: Hub, role: str) -> Membership:
 def _require_membership(user: User, hub: Hub) -> Membership:
     membership = get_membership(user, hub)
     if membership is None:
-        raise AccountError(f"{user.email} is not a member of hub {hub.public_id}.")
+        raise NotAMember(f"{user.email} is not a member of hub {hub.public_id}.")
     return membership
 
 
@@ -370,4 +464,41 @@ def deny_permission(user: User, hub: Hub, scope: str) -> Membership:
     membership.granted = sorted(set(membership.granted or []) - {scope})
     db.session.flush()
     audit.record("membership.permission_denied", user=user, hub=hub, scope=scope)
+    return membership
+
+
+def set_overrides(user: User, hub: Hub, *, granted: list[str] | None = None,
+                  denied: list[str] | None = None) -> Membership:
+    """Replace a member's explicit grants and/or denials (each list checked against the catalog,
+    and against the other: a scope cannot be both granted and denied)."""
+    membership = _require_membership(user, hub)
+    new_granted = sorted(scopes.validate_names(granted)) if granted is not None else list(membership.granted or [])
+    new_denied = sorted(scopes.validate_names(denied)) if denied is not None else list(membership.denied or [])
+    both = sorted(set(new_granted) & set(new_denied))
+    if both:
+        raise AccountError(f"A scope cannot be both granted and denied: {', '.join(both)}.")
+    membership.granted, membership.denied = new_granted, new_denied
+    db.session.flush()
+    audit.record("membership.overrides_set", user=user, hub=hub, granted=" ".join(new_granted),
+                 denied=" ".join(new_denied))
+    return membership
+
+
+def withdraw_grant(user: User, hub: Hub, scope: str) -> Membership:
+    """Drop an explicit grant of a scope (the role decides again)."""
+    scopes.validate_names([scope])
+    membership = _require_membership(user, hub)
+    membership.granted = sorted(set(membership.granted or []) - {scope})
+    db.session.flush()
+    audit.record("membership.grant_withdrawn", user=user, hub=hub, scope=scope)
+    return membership
+
+
+def withdraw_denial(user: User, hub: Hub, scope: str) -> Membership:
+    """Drop an explicit denial of a scope (the role decides again)."""
+    scopes.validate_names([scope])
+    membership = _require_membership(user, hub)
+    membership.denied = sorted(set(membership.denied or []) - {scope})
+    db.session.flush()
+    audit.record("membership.denial_withdrawn", user=user, hub=hub, scope=scope)
     return membership

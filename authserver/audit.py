@@ -27,6 +27,14 @@ _INSERT = rawsql.insert_into(AuditEvent, "created_at", "event", "user_id", "hub_
                              "detail")
 #: Where a request keeps its events recorded apart until its transaction has ended.
 _APART = "authserver.audit_apart"
+#: Where a request keeps the detail naming who acts for it (the admin API's credential).
+_ACTOR = "authserver.audit_actor"
+
+
+def attribute(**detail) -> None:
+    """Name who acts (e.g. `admin_credential=<id>`) in every event this request records from now
+    on, whichever module records it."""
+    g.setdefault(_ACTOR, {}).update(detail)
 
 
 def record(event: str, *, user=None, hub=None, client=None, **detail) -> None:
@@ -53,6 +61,8 @@ def record_apart(event: str, *, user=None, hub=None, client=None, **detail) -> N
 
 def _event(event: str, user, hub, client, detail: dict) -> dict:
     """The row of an event, its detail stripped of credential-like keys."""
+    if has_request_context() and (actor := g.get(_ACTOR)):
+        detail = {**actor, **detail}
     return {
         "created_at": utcnow(),
         "event": event,

@@ -1,5 +1,6 @@
 """Operator commands, run as `flask --app wsgi <group> <command>`: users, hubs, members, resource
-servers, clients, scopes, roles, the audit trail, housekeeping and the demo data.
+servers, clients, scopes, roles, admin API credentials, the audit trail, housekeeping and the demo
+data.
 
 Each command is one transaction, committed at its end. A bad input is a message on stderr and a
 non-zero exit status: 1 for a request that cannot be carried out, 2 for a malformed argument.
@@ -17,7 +18,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy.exc import IntegrityError
 
-from . import accounts, audit, clients, keys, resources, scopes, store, upstream
+from . import accounts, admin_credentials, audit, clients, keys, resources, scopes, store, upstream
 from .extensions import db
 from .models import Hub, ResourceServer, User
 from .secrets import new_credential, sha256_hex, verify_secret
@@ -26,7 +27,7 @@ from .timeutil import utcnow
 #: Domain errors whose message is written for people: shown as is, exit status 1.
 PUBLIC_ERRORS = (
     accounts.AccountError, resources.ResourceError, scopes.UnknownScopeError, clients.ClientError,
-    keys.SigningKeyError,
+    keys.SigningKeyError, admin_credentials.AdminCredentialError,
 )
 
 
@@ -67,12 +68,14 @@ clients_cli = Group("clients", help="OAuth clients: pre-registered ones, and hou
 audit_cli = Group("audit", help="The audit trail.")
 tokens_cli = Group("tokens", help="Housekeeping of codes and tokens.")
 keys_cli = Group("keys", help="JWT access-token signing keys: list, rotate, retire.")
+admin_cli = Group("admin", help="Credentials of the admin API (/admin/api/v1/): create, list, revoke.")
 demo = Group("demo", help="Demo data for local development.")
 
 
 def init_app(app: Flask) -> None:
     """Register the command groups."""
-    for group in (users, hubs, members, resources_cli, clients_cli, scopes_cli, roles_cli, audit_cli, tokens_cli, keys_cli, demo):
+    for group in (users, hubs, members, resources_cli, clients_cli, scopes_cli, roles_cli, audit_cli, tokens_cli, keys_cli,
+                  admin_cli, demo):
         app.cli.add_command(group)
 
 
@@ -181,7 +184,8 @@ def _set_disabled(email: str, disabled: bool) -> None:
 @users.command("disable")
 @click.argument("email")
 def disable_user(email: str) -> None:
-    """Disable an account: no sign-in (signed-in sessions end), and no permissions in any hub."""
+    """Disable an account: no sign-in (signed-in sessions end), no permissions in any hub, and
+    every grant revoked with its tokens (enabling the account again revives none)."""
     _set_disabled(email, True)
 
 
@@ -520,6 +524,37 @@ def initial_token() -> None:
     click.echo(f"Initial access token (give it to the client developer): {token}")
     click.echo("Add its SHA-256 digest to REGISTRATION_INITIAL_ACCESS_TOKEN_HASHES, e.g.")
     click.echo(f"  AUTHSERVER_REGISTRATION_INITIAL_ACCESS_TOKEN_HASHES='[\"{sha256_hex(token)}\"]'")
+
+
+# --- admin API credentials -----------------------------------------------------------------------
+@admin_cli.command("create-credential")
+@click.option("--name", required=True, help="Who or what holds it (e.g. 'CRM back end').")
+def create_admin_credential(name: str) -> None:
+    """Create an admin API credential and print its id and secret once."""
+    credential, secret = admin_credentials.create(name)
+    db.session.commit()
+    click.echo(f"Created admin credential {credential.name!r}.")
+    click.echo(f"  credential id: {credential.credential_id}")
+    click.echo(f"  secret:        {secret}")
+    click.echo(SECRET_SHOWN_ONCE)
+    click.echo("Call the admin API with HTTP Basic: the credential id as user name, the secret as password.")
+
+
+@admin_cli.command("list-credentials")
+def list_admin_credentials() -> None:
+    """List admin API credentials (never their secrets), revoked ones included."""
+    rows = [[c.credential_id, c.name, _when(c.created_at), _when(c.last_used_at),
+             f"revoked {_when(c.revoked_at)}" if c.revoked_at else "active"] for c in admin_credentials.find_all()]
+    _echo_table(["credential id", "name", "created", "last used", "status"], rows, "No admin credentials.")
+
+
+@admin_cli.command("revoke-credential")
+@click.argument("credential_id")
+def revoke_admin_credential(credential_id: str) -> None:
+    """Revoke an admin API credential: it is refused from the next request on."""
+    credential = admin_credentials.revoke(credential_id)
+    db.session.commit()
+    click.echo(f"Revoked admin credential {credential.credential_id} ({credential.name!r}).")
 
 
 # --- audit trail and housekeeping ----------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Secret handling: random credentials with prefixes, SHA-256 and argon2id hashing, constant-time checks.
 
-Everything we generate ourselves (codes, tokens, registration access tokens, client and
-resource-server secrets) carries 256 random bits and is stored as SHA-256 hex: a dump of the
+Everything we generate ourselves (codes, tokens, registration access tokens, client, resource-server
+and admin secrets) carries 256 random bits and is stored as SHA-256 hex: a dump of the
 database reveals nothing usable, a lookup is one indexed query, and a check costs microseconds
 whether the presented value is right or wrong (no salt or slow hash adds anything to 256 bits).
 Passwords, which people choose, are stored with argon2id at the parameters in the config.
@@ -26,6 +26,7 @@ AUTHORIZATION_CODE_PREFIX = "asc_"
 CLIENT_SECRET_PREFIX = "ass_"
 REGISTRATION_TOKEN_PREFIX = "asg_"
 RESOURCE_SECRET_PREFIX = "asrs_"
+ADMIN_SECRET_PREFIX = "asa_"
 
 # Client and resource-server secrets used to be stored as argon2id hashes; such a stored value is
 # still accepted once and replaced by its SHA-256 form (see verify_secret).
@@ -135,3 +136,8 @@ def password_needs_rehash(stored_hash: str) -> bool:
         return _password_hasher().check_needs_rehash(stored_hash)
     except InvalidHashError:
         return True
+
+
+def has_usable_password(stored_hash: str | None) -> bool:
+    """Whether some password can match this stored hash (not an account without one)."""
+    return stored_hash is not None and not stored_hash.startswith(UNUSABLE_PASSWORD_PREFIX)

@@ -286,6 +286,12 @@ def _touch(row, now: datetime) -> None:
         row.last_used_at = now
 
 
+def touch(row) -> None:
+    """Mark a row with a `last_used_at` (a client, an admin credential) used now, when stale."""
+    _touch(row, utcnow())
+    db.session.flush()
+
+
 def add_unless_present(row) -> bool:
     """Insert `row` in a savepoint; False when its unique key is taken already (by this or any
     other instance: the database's unique index decides, so single use holds across instances)."""
@@ -405,17 +411,26 @@ def find_live_grants(user: User, client: Client, resource: ResourceServer,
 
 
 def find_user_grants(user: User) -> list[Grant]:
-    """Every live grant of the user (for the connected-apps page)."""
+    """Every live grant of the user (the connected-apps page, the admin API), newest first, each
+    with its hub, client and resource loaded in the same round trip."""
     return list(
         db.session.scalars(
             select(Grant)
             .where(Grant.user_id == user.id, Grant.revoked_at.is_(None))
+            .options(joinedload(Grant.hub), joinedload(Grant.client), joinedload(Grant.resource))
             .order_by(Grant.created_at.desc(), Grant.id.desc())
         )
     )
 
 
-def get_user_grant(user: User, grant_id: int) -> Grant | None:
+def get_user_grant(user: User, grant_id: int | str) -> Grant | None:
+    """The user's grant with this id (revoked or not), or None; another user's grant is None."""
+    try:
+        grant_id = int(grant_id)
+    except (TypeError, ValueError):
+        return None
+    if not 0 < grant_id < 2**31:  # beyond a 32-bit id: no such grant (and no database error)
+        return None
     return db.session.scalar(select(Grant).where(Grant.id == grant_id, Grant.user_id == user.id))
 
 
@@ -474,6 +489,22 @@ def revoke_grant(grant: Grant, reason: str = "user") -> None:
     )
     db.session.flush()
     db.session.expire(grant)
+
+
+def revoke_user_grants(user: User) -> int:
+    """Revoke every live grant of a user and every token issued under them, at once (the user was
+    disabled); how many grants that was."""
+    now = utcnow()
+    live = select(Grant.id).where(Grant.user_id == user.id, Grant.revoked_at.is_(None))
+    db.session.execute(
+        update(Token).where(Token.grant_id.in_(live.scalar_subquery()), Token.revoked_at.is_(None))
+        .values(revoked_at=now).execution_options(synchronize_session=False)
+    )
+    revoked = db.session.execute(
+        update(Grant).where(Grant.user_id == user.id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now).execution_options(synchronize_session=False)
+    ).rowcount
+    return revoked
 
 
 def revoke_client_grants(client: Client) -> None:

@@ -46,10 +46,10 @@ class Product:
         return cls(config["PRODUCT_NAME"], config["PRODUCT_LOGO_URL"], config["PRODUCT_HOME_URL"])
 
 
-#: Blueprints that speak OAuth: their parameters must be printable ASCII. The machine ones answer
-#: programs, so their errors are RFC 6749 JSON (errors.py); every other blueprint serves people.
-MACHINE_BLUEPRINTS = frozenset({"oauth", "well_known"})
-OAUTH_BLUEPRINTS = MACHINE_BLUEPRINTS | {"authorize"}
+#: Blueprints that answer programs: their errors are RFC 6749 JSON (errors.py); every other
+#: blueprint serves people. Those that speak OAuth take printable ASCII parameters only.
+MACHINE_BLUEPRINTS = frozenset({"oauth", "well_known", "admin_api"})
+OAUTH_BLUEPRINTS = frozenset({"oauth", "well_known", "authorize"})
 
 
 def routed_blueprint() -> str | None:

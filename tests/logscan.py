@@ -11,6 +11,7 @@ import re
 
 from authserver.secrets import (
     ACCESS_TOKEN_PREFIX,
+    ADMIN_SECRET_PREFIX,
     AUTHORIZATION_CODE_PREFIX,
     CLIENT_SECRET_PREFIX,
     REFRESH_TOKEN_PREFIX,
@@ -19,7 +20,7 @@ from authserver.secrets import (
 )
 
 _PREFIXES = (ACCESS_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, AUTHORIZATION_CODE_PREFIX, CLIENT_SECRET_PREFIX,
-             REGISTRATION_TOKEN_PREFIX, RESOURCE_SECRET_PREFIX)
+             REGISTRATION_TOKEN_PREFIX, RESOURCE_SECRET_PREFIX, ADMIN_SECRET_PREFIX)
 #: An issued credential (prefix + at least 20 base64url characters), a JWT, or a test password.
 CREDENTIAL = re.compile(
     r"(?:" + "|".join(re.escape(p) for p in sorted(_PREFIXES, key=len, reverse=True)) + r")[A-Za-z0-9_-]{20,}"

@@ -1,6 +1,7 @@
 """Typed SQLAlchemy models, one module per table family."""
 
 from .accounts import EndedSession, Hub, Membership, UpstreamIdentity, User
+from .admin import AdminCredential
 from .audit import AuditEvent
 from .clients import Client
 from .grants import AuthorizationCode, Grant
@@ -10,6 +11,7 @@ from .resources import ResourceServer
 from .tokens import Token
 
 __all__ = [
+    "AdminCredential",
     "AuditEvent",
     "AuthorizationCode",
     "Client",

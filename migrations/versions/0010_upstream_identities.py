@@ -1,7 +1,7 @@
 """People's accounts at the operator's OpenID Connect providers, linked to users.
 
 Revision ID: 0010_upstream_identities
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-06
 
 Written by hand. A new table only: users created at an upstream sign-in keep a password_hash, one
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0010'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
