@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import faults
 from .metrics import DATABASE_UNAVAILABLE
-from .web import asks_for_json, is_machine_request
+from .web import answers_in_json
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
         log.info("csrf rejected: %s", exc.description)
+        if answers_in_json():
+            return oauth_json_error(400, "invalid_request", "The form's CSRF token is missing or invalid.")
         return error_page(
             400,
             "This form has expired",
@@ -78,7 +80,7 @@ def init_app(app: Flask) -> None:
         """An Authlib error raised out of a view (views catch only what they render themselves)."""
         status, body, headers = error()
         description = body.get("error_description", "")
-        if is_machine_request():
+        if answers_in_json():
             return oauth_json_error(status, body["error"], description,
                                     {k: v for k, v in headers if k.lower() != "content-type"})
         return error_page(status, message=description or None)
@@ -93,7 +95,7 @@ def init_app(app: Flask) -> None:
         own = exc.description if exc.description != type(exc).description else None
         if status == 429:  # Flask-Limiter's description is the limit itself ("30 per 1 minute")
             own = f"Too many requests (limit: {own}); retry after the time in Retry-After." if own else None
-        if is_machine_request():
+        if answers_in_json():
             description = own or {
                 413: "The request body is too large.",
                 429: "Too many requests; retry after the time in Retry-After.",
@@ -109,7 +111,7 @@ def init_app(app: Flask) -> None:
         if faults.database_unavailable(exc):
             return database_unavailable(exc)
         log.exception("unhandled error (request id %s)", g.get("request_id"))
-        if is_machine_request():
+        if answers_in_json():
             return oauth_json_error(500, "server_error", "Unexpected server error.")
         return error_page(500)
 
@@ -124,7 +126,7 @@ def database_unavailable(exc: Exception):
                 str(cause).strip().splitlines()[0][:200] if str(cause).strip() else "")
     headers = {"Retry-After": str(faults.RETRY_AFTER_SECONDS)}
     g.setdefault("user", None)  # the page must not ask the database who is signed in (auth.current_user)
-    if is_machine_request() or asks_for_json():
+    if answers_in_json():
         return oauth_json_error(503, faults.UNAVAILABLE["error"], faults.UNAVAILABLE["error_description"], headers)
     body, status = error_page(503, "Temporarily unavailable",
                               "This service is briefly unavailable. Please try again in a moment.")

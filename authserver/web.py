@@ -84,6 +84,12 @@ def asks_for_json() -> bool:
     return request.accept_mimetypes.best_match(("text/html", "application/json")) == "application/json"
 
 
+def answers_in_json() -> bool:
+    """The one rule for how an error is answered: RFC 6749 JSON to a program (a machine endpoint,
+    or a page's path asked for JSON), a readable page to a person."""
+    return is_machine_request() or asks_for_json()
+
+
 def request_id(incoming: str) -> str:
     """The caller's X-Request-Id when it is a sane one (so logs line up across services), else new."""
     return incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)

@@ -11,7 +11,7 @@ from .. import audit, consent
 from ..errors import error_page, oauth_json_error
 from ..extensions import db
 from ..oauth.server import server
-from ..web import asks_for_json
+from ..web import answers_in_json
 from .auth import current_user, login_url, safe_next
 
 bp = Blueprint("authorize", __name__)
@@ -23,7 +23,7 @@ def _invalid_request_page(error: OAuth2Error):
     6749 JSON to a program that asks for it (mcp-remote registers again only on a JSON
     invalid_client, so a client whose registration was deleted can recover)."""
     log.info("authorization request refused: %s %s", error.error, error.description)
-    if asks_for_json():
+    if answers_in_json():
         return oauth_json_error(error.status_code, error.error, error.description or error.error)
     return error_page(
         400,

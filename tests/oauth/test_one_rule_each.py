@@ -55,10 +55,10 @@ def _concrete_paths(app):
         yield rule.endpoint, path, rule.methods
 
 
-def _is_machine(app, path, method):
-    """The one rule's verdict for this request (web.is_machine_request)."""
-    with app.test_request_context(path, method=method, base_url="https://auth.test"):
-        return web.is_machine_request()
+def _is_machine(app, path, method, headers=None):
+    """The one rule's verdict for this request (web.answers_in_json)."""
+    with app.test_request_context(path, method=method, base_url="https://auth.test", headers=headers):
+        return web.answers_in_json()
 
 
 def _assert_answered_to(response, machine: bool, what):
@@ -96,6 +96,13 @@ def test_every_endpoint_answers_its_errors_as_the_rule_says(app, client):
         not_allowed = client.open(path, method=other)
         _assert_answered_to(not_allowed, machine, (endpoint, other))
         assert not_allowed.status_code == 405, endpoint
+        # A program that asks for JSON gets JSON wherever it is (mcp-remote probing a page's path).
+        wants_json = {"Accept": "application/json"}
+        assert _is_machine(app, path, method, wants_json), endpoint
+        _assert_answered_to(client.open(path + "?x=a%00b", method=method, headers=wants_json), True,
+                            (endpoint, method, "NUL", "Accept: application/json"))
+        _assert_answered_to(client.open(path, method=other, headers=wants_json), True,
+                            (endpoint, other, "Accept: application/json"))
 
 
 @pytest.mark.parametrize(("path", "machine"), [
