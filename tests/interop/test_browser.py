@@ -3,14 +3,11 @@ pages: labels a person can use, hub switching (the hub granted is the hub whose 
 shown), unticking a scope, approving, and revoking; and the sign-in page of an operator's product,
 with its logo (loaded under the pages' CSP) and the app that is waiting.
 
-Screenshots go to test-artifacts/screenshots/ (git-ignored). Without /usr/bin/chromium the test
-is skipped, except under CI=true, where that is a failure."""
+Screenshots go to test-artifacts/screenshots/ (git-ignored); see chromium.py."""
 
 from __future__ import annotations
 
-import os
 import secrets
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
@@ -22,23 +19,18 @@ from oauth.support import PKCE
 from authserver import resources
 from authserver.extensions import db
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+from .chromium import ARGS, SCREENSHOTS, require_chromium
+
 REDIRECT_URI = "http://127.0.0.1:47213/callback"
 
 
 @pytest.fixture
 def chromium():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing; CI installs it with apt-get (package chromium).")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    executable = require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = playwright.chromium.launch(executable_path=executable, args=ARGS, headless=True)
         try:
             yield browser
         finally:
@@ -48,7 +40,6 @@ def chromium():
 def test_consent_and_connected_apps_in_a_real_browser(live, chromium):
     from playwright.sync_api import expect
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     registration = httpx2.post(f"{live.issuer}/oauth/register", json={
         "client_name": "Browser Test Assistant", "redirect_uris": [REDIRECT_URI],
         "token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
@@ -155,7 +146,6 @@ LOGO_SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="96" height="96" vie
 def test_branded_sign_in_names_the_waiting_app(make_app, chromium):
     from playwright.sync_api import expect
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     resource = "http://127.0.0.1:8001/mcp"
 
     def build(url):
