@@ -295,11 +295,12 @@ def find_upstream_identities(user: User, provider: str | None = None) -> list[Up
 
 def link_upstream_identity(user: User, provider: str, subject: str, email: str | None) -> UpstreamIdentity:
     """Record that (provider, subject) signs in as `user`; the email is kept as a record only."""
-    if not subject or len(subject) > 255:
-        raise AccountError("An upstream subject is 1 to 255 characters.")
+    # OpenID Connect Core §2: at most 255 ASCII characters (what an upstream sign-in accepts).
+    if not subject or len(subject) > 255 or not subject.isascii() or not subject.isprintable():
+        raise AccountError("An upstream subject is 1 to 255 printable ASCII characters.")
     linked = get_upstream_identity(provider, subject)
     if linked is not None:
-        raise AccountError(f"Subject {subject!r} at {provider} is already linked to user {linked.user_id}.")
+        raise AccountConflict(f"Subject {subject!r} at {provider} is already linked to user {linked.user_id}.")
     identity = UpstreamIdentity(provider=provider, subject=subject, user_id=user.id,
                                 email=normalize_email(email)[:320] if email else None)
     db.session.add(identity)

@@ -17,10 +17,10 @@ from flask import Blueprint, g, jsonify, request, url_for
 from flask_limiter.util import get_remote_address
 from sqlalchemy.exc import IntegrityError
 
-from .. import accounts, admin_credentials, audit, limits, scopes, store
+from .. import accounts, admin_credentials, audit, limits, scopes, store, upstream
 from ..errors import oauth_json_error
 from ..extensions import csrf, db
-from ..models import Grant, Hub, Membership, User
+from ..models import Grant, Hub, Membership, UpstreamIdentity, User
 from ..oauth.credentials import basic_credentials
 
 bp = Blueprint("admin_api", __name__, url_prefix="/admin/api/v1")
@@ -254,6 +254,12 @@ def _json(item) -> dict:
             "client_name": item.client.client_name, "resource": item.resource.uri, "scope": item.scope,
             "created_at": _time(item.created_at), "last_used_at": _time(item.last_used_at),
         }
+    if isinstance(item, UpstreamIdentity):
+        return {
+            "provider": item.provider, "subject": item.subject, "user_id": item.user_id,
+            "email_at_link": item.email, "created_at": _time(item.created_at),
+            "last_login_at": _time(item.last_login_at),
+        }
     raise TypeError(type(item).__name__)
 
 
@@ -329,6 +335,47 @@ def revoke_grant(user_id, grant_id):
     if grant.revoked_at is None:
         store.revoke_grant(grant, reason="admin")
     return _done()
+
+
+# --- upstream identities (who signs in as the user through the operator's provider) ------------
+@bp.get("/users/<user_id>/identities")
+def user_identities(user_id):
+    user = _user(user_id)
+    return _done({"identities": [_json(i) for i in accounts.find_upstream_identities(user)]})
+
+
+@bp.put("/users/<user_id>/identities/<provider>")
+def link_identity(user_id, provider):
+    """Let the person whose `sub` at a configured provider is `subject` sign in as this user (the
+    product's back end knows both). Linking what is already linked is done; a subject linked to
+    someone else, or another subject of the same provider on this user, is a conflict."""
+    user, name = _user(user_id), _provider(provider)
+    subject = _text(_body(("subject",), required=("subject",)), "subject")
+    current = accounts.find_upstream_identities(user, name)
+    if any(identity.subject == subject for identity in current):
+        return _done(_json(next(i for i in current if i.subject == subject)))
+    if current:
+        raise ApiError(409, "conflict", f"User {user.id} is already linked to another subject at {name}; "
+                                        "unlink it first (DELETE this path).")
+    identity = accounts.link_upstream_identity(user, name, subject, None)
+    return _done(_json(identity), 201, url_for(".user_identities", user_id=user.id))
+
+
+@bp.delete("/users/<user_id>/identities/<provider>")
+def unlink_identity(user_id, provider):
+    """The user can no longer sign in through that provider (it may be gone from the settings)."""
+    user = _user(user_id)
+    if not accounts.unlink_upstream_identities(user, provider[:64]):
+        raise ApiError(404, "not_found", f"User {user.id} has no identity at {_shown(provider)}.")
+    return _done()
+
+
+def _provider(name: str) -> str:
+    provider = upstream.get_provider(name)
+    if provider is None:
+        configured = ", ".join(p["name"] for p in upstream.providers()) or "none"
+        raise ApiError(404, "not_found", f"No upstream provider named {_shown(name)} (configured: {configured}).")
+    return provider["name"]
 
 
 # --- hubs ----------------------------------------------------------------------------------------
