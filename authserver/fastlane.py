@@ -5,7 +5,9 @@ Once the database work is a statement or a few, Flask's request machinery (hooks
 Request and a Response object, the view's decorators) is most of the cost. The lane answers a
 well-formed, clean request with the same code that decides it in the views (for introspection
 resources.authenticate, store.get_introspection_row and Introspection.payload; for tokens the
-Authlib grants of oauth/grants.py, unchanged) and the same response headers. Anything it does not
+Authlib grants of oauth/grants.py, unchanged, and for a plain refresh grants.LeanRefresh, which
+applies the refresh grant's rules through the same functions in two statements) and the same
+response headers. Anything it does not
 fully understand (another content type, a repeated, overlong or non-printable parameter, failed
 authentication, a rate limit reached, an error, a replay) goes on to Flask untouched, whose answer
 is the reference; what the lane wrote is rolled back first. Rate limits are counted on the same
@@ -19,6 +21,7 @@ import json
 import time
 from urllib.parse import parse_qsl
 
+from authlib.integrations.flask_oauth2 import client_authenticated
 from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Flask, g
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,8 +38,10 @@ from .oauth.introspection import (
     authenticate_caller,
     caller_credentials,
 )
+from .oauth.grants import LeanRefresh, RefreshTokenGrant
 from .oauth.revocation import required_token
-from .oauth.server import refuse_repeated_parameters, server
+from .oauth.server import count_token_client, refuse_repeated_parameters, server
+from .oauth.tokens import IssuingFor
 from .web import CORS_HEADERS, machine_headers
 
 INTROSPECT_PATH = "/oauth/introspect"
@@ -137,24 +142,59 @@ class FastLane:
 
     def token(self, environ, form: dict, request_id: str):
         """(body, headers) of a successful code exchange or refresh, made by the same Authlib
-        grants as the view's, or None. Any error, replay or unusual client authentication rolls
-        back whatever the lane did and lets Flask handle the request from the start: the database
-        ends as if only Flask had seen it. The grants' Authlib hooks run here as in the view; those
-        that ran for a request the lane passes on run again in Flask, as its checks do."""
+        grants as the view's (or, for a plain refresh, LeanRefresh), or None. Any error, replay or
+        unusual client authentication rolls back whatever the lane did and lets Flask handle the
+        request from the start: the database ends as if only Flask had seen it. The grants' Authlib
+        hooks run here as in the view; those that ran for a request the lane passes on run again in
+        Flask, as its checks do."""
         if form.get("grant_type") not in LANE_GRANT_TYPES or "client_assertion" in form:
             return None
         if is_url_client_id(form.get("client_id") or ""):
             return None  # metadata-document clients may fetch their document: Flask's path
-        if environ.get("HTTP_AUTHORIZATION") and not _basic(environ["HTTP_AUTHORIZATION"]):
-            return None  # another scheme, or malformed credentials (the view answers 401)
+        try:
+            basic = basic_credentials(environ.get("HTTP_AUTHORIZATION"))
+        except ValueError:
+            return None  # malformed credentials (the view answers 401)
+        if environ.get("HTTP_AUTHORIZATION") and basic is None:
+            return None  # another scheme
         address = environ.get("REMOTE_ADDR") or "127.0.0.1"
-        with self.app.request_context(environ):
+        with self.app.app_context():
             g.request_id = request_id
             if limits.failures_exceeded(address) is not None:
                 return None
             if limits.hit(*limits.TOKEN_PER_IP, address) is not None:
                 return None
             environ[limits.ADDRESS_COUNTED] = True
+            if form["grant_type"] == LeanRefresh.GRANT_TYPE and _lean_refresh_allowed():
+                answered = self.refresh(environ, form, basic, address, request_id)
+                if answered is not None:
+                    return answered
+            return self.grant(environ, form, request_id)
+
+    def refresh(self, environ, form: dict, basic, address: str, request_id: str):
+        """(body, headers) of a plain refresh made by LeanRefresh, or None for the grant's path. A
+        database error it meets is handled as the grant's path handles one (it wrote nothing)."""
+        lean = LeanRefresh(form, basic)
+        try:
+            method = lean.authenticate()
+            if method is None:
+                return None
+            try:
+                count_token_client(environ, lean.client.client_id, method, address)
+            except OAuth2Error:
+                return None  # the grant's path finds the limit reached too, and answers 429
+            token = lean.issue(address, request_id)
+        except (SQLAlchemyError, db.engine.dialect.loaded_dbapi.Error) as error:
+            if faults.database_unavailable(error) and not faults.connection_dropped(error):
+                raise
+            return None
+        if token is None:
+            return None
+        return json.dumps(token).encode(), [*lean.TOKEN_RESPONSE_HEADER, *CORS_HEADERS]
+
+    def grant(self, environ, form: dict, request_id: str):
+        """(body, headers) of a code exchange or refresh made by the Authlib grant, or None."""
+        with self.app.request_context(environ):  # in the lane's app context, whose g has the request id
             try:
                 request = server.create_oauth2_request(None)
                 grant = server.get_token_grant(request)
@@ -175,6 +215,15 @@ class FastLane:
                 # A connection the database dropped: Flask starts again on a fresh one.
                 return None
         return json.dumps(body).encode(), [*headers, *CORS_HEADERS]
+
+
+def _lean_refresh_allowed() -> bool:
+    """Whether LeanRefresh may answer refreshes: it does the work of the refresh grant's one
+    extension (IssuingFor) and sends no Authlib signal, so it stands aside while another extension
+    is registered on the grant or anything listens to client authentication."""
+    grant_cls, extensions = server.token_grant_extensions(LeanRefresh.GRANT_TYPE)
+    return (grant_cls is RefreshTokenGrant and all(type(e) is IssuingFor for e in extensions)
+            and not client_authenticated.receivers)
 
 
 class _Declined(Exception):
@@ -201,11 +250,3 @@ def _form(body: bytes, max_parameter: int) -> dict | None:
         if not (web.OAUTH_CHARS.match(key) and web.OAUTH_CHARS.match(value)):
             return None
     return form
-
-
-def _basic(authorization: str) -> bool:
-    """Whether the header holds well-formed Basic credentials (oauth/credentials.py)."""
-    try:
-        return basic_credentials(authorization) is not None
-    except ValueError:
-        return False

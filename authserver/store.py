@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, null, select, update
+from sqlalchemy import Boolean, bindparam, cast, delete, func, insert, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, make_transient_to_detached
 
-from . import rawsql
+from . import audit, rawsql
 from .extensions import db
 from .models import (
+    AuditEvent,
     AuthorizationCode,
     Client,
     EndedSession,
@@ -78,9 +79,9 @@ _EXCHANGE_GRANT_COLUMNS = (
 )
 
 
-def _exchange_read(*columns, key):
+def _exchange_select(*columns, key):
     grant_id = columns[0].table.c.grant_id
-    return rawsql.Statement(
+    return (
         select(*columns, *_EXCHANGE_GRANT_COLUMNS)
         .join(Grant, Grant.id == grant_id)
         .join(User, User.id == Grant.user_id)
@@ -89,6 +90,10 @@ def _exchange_read(*columns, key):
         .outerjoin(Membership, (Membership.user_id == Grant.user_id) & (Membership.hub_id == Grant.hub_id))
         .where(key == bindparam("hash"))
     )
+
+
+def _exchange_read(*columns, key):
+    return rawsql.Statement(_exchange_select(*columns, key=key))
 
 
 _CODE_FOR_EXCHANGE = _exchange_read(
@@ -100,10 +105,22 @@ _CODE_FOR_EXCHANGE = _exchange_read(
     AuthorizationCode.created_at.label("auth_time"),
     key=AuthorizationCode.code_hash,
 )
-_REFRESH_FOR_EXCHANGE = _exchange_read(
+_REFRESH_COLUMNS = (
     Token.id, Token.grant_id, Token.code_id, Token.client_pk, Token.refresh_token_hash, Token.scope,
     Token.authorized_scope, Token.rotated_at, Token.revoked_at, Token.refresh_expires_at, Token.replay,
-    Token.auth_time, key=Token.refresh_token_hash,
+    Token.auth_time,
+)
+_REFRESH_FOR_EXCHANGE = _exchange_read(*_REFRESH_COLUMNS, key=Token.refresh_token_hash)
+#: The client's columns a refresh in the WSGI lane authenticates with (oauth/grants.py LeanRefresh).
+CLIENT_AUTH_COLUMNS = ("id", "client_id", "client_secret_hash", "client_metadata", "registration", "last_used_at")
+# The lane's refresh reads the client and its refresh token with everything the exchange decides on
+# in one statement, outside any transaction: the client's row, and the token's (NULL columns when
+# the hash is unknown or the token is another client's).
+_REFRESH_OF_CLIENT = _exchange_select(*_REFRESH_COLUMNS, key=Token.refresh_token_hash).subquery("refresh")
+_CLIENT_AND_REFRESH = rawsql.Statement(
+    select(*(Client.__table__.c[name].label("client__" + name) for name in CLIENT_AUTH_COLUMNS), *_REFRESH_OF_CLIENT.c)
+    .select_from(Client.__table__.outerjoin(_REFRESH_OF_CLIENT, _REFRESH_OF_CLIENT.c.client_pk == Client.id))
+    .where(Client.client_id == bindparam("client_id"))
 )
 # Single use and the answer a retry gets in one statement: the winner's answer is committed with
 # the consumption itself, so whoever finds the row consumed also finds the answer on it.
@@ -116,17 +133,59 @@ _CONSUME_CODE = rawsql.Statement(
 # Rotation, the end of the rotated pair's access token (one live access token per family) and the
 # retry's answer in one statement: the conditional WHERE makes it single use, the row lock settles
 # races.
-_CONSUME_REFRESH = rawsql.Statement(
+_ROTATE = (
     update(Token)
     .where(Token.id == bindparam("id"), Token.rotated_at.is_(None), Token.revoked_at.is_(None))
-    .values(rotated_at=bindparam("now"), access_revoked_at=func.coalesce(Token.access_revoked_at, bindparam("ended")),
+    .values(rotated_at=bindparam("now"), access_revoked_at=func.coalesce(Token.access_revoked_at, bindparam("now")),
             replay=bindparam("replay"))
 )
-_INSERT_TOKEN = rawsql.insert_into(
-    Token, "grant_id", "code_id", "parent_id", "client_pk", "access_token_hash", "refresh_token_hash", "scope",
-    "authorized_scope", "issued_at", "access_expires_at", "refresh_expires_at", "auth_time",
-)
+_CONSUME_REFRESH = rawsql.Statement(_ROTATE)
+_TOKEN_COLUMNS = ("grant_id", "code_id", "parent_id", "client_pk", "access_token_hash", "refresh_token_hash", "scope",
+                  "authorized_scope", "issued_at", "access_expires_at", "refresh_expires_at", "auth_time")
+_INSERT_TOKEN = rawsql.insert_into(Token, *_TOKEN_COLUMNS)
 _TOUCH_GRANT = rawsql.Statement(update(Grant).where(Grant.id == bindparam("id")).values(last_used_at=bindparam("now")))
+# A client's row is rewritten as the ORM rewrites it (touch_usage): updated_at with it.
+_TOUCH_CLIENT = rawsql.Statement(
+    update(Client).where(Client.id == bindparam("id")).values(last_used_at=bindparam("now"), updated_at=bindparam("now"))
+)
+
+
+def _typed(table, name: str):
+    """A bound parameter named and cast as the column (PostgreSQL types a bare parameter in a
+    SELECT list as text, which an INSERT ... SELECT cannot store in a timestamp or integer)."""
+    column_type = table.c[name].type
+    return cast(bindparam(name, type_=column_type), column_type)
+
+
+def _rotation_statement():
+    """A refresh's whole write as one PostgreSQL statement (data-modifying CTEs, run in autocommit:
+    one round trip, no BEGIN or COMMIT). The rotating UPDATE is _CONSUME_REFRESH's, with the same
+    conditional WHERE: the row lock settles racing refreshes, the loser's UPDATE matches nothing,
+    and every other part only inserts or updates FROM the rotated row, so the loser writes nothing.
+    Returns the rotated token's id, or no row."""
+    rotated = _ROTATE.returning(Token.id).cte("rotated")
+    tokens, events = Token.__table__, AuditEvent.__table__
+    new_pair = insert(tokens).from_select(
+        _TOKEN_COLUMNS,
+        select(*(rotated.c.id if name == "parent_id" else _typed(tokens, name) for name in _TOKEN_COLUMNS)),
+    ).cte("new_pair")
+    event_columns = ("created_at", "event", "user_id", "hub_id", "client_id", "ip", "request_id", "detail")
+    new_event = insert(events).from_select(
+        event_columns, select(*(_typed(events, name) for name in event_columns)).select_from(rotated)
+    ).cte("new_event")
+    rotated_now = select(rotated.c.id).exists()
+    touch_grant = (
+        update(Grant).where(Grant.id == bindparam("grant_id"), bindparam("touch_grant", type_=Boolean), rotated_now)
+        .values(last_used_at=bindparam("now")).cte("touch_grant")
+    )
+    touch_client = (
+        update(Client).where(Client.id == bindparam("client_pk"), bindparam("touch_client", type_=Boolean), rotated_now)
+        .values(last_used_at=bindparam("now"), updated_at=bindparam("now")).cte("touch_client")
+    )
+    return rawsql.Statement(select(rotated.c.id).add_cte(new_pair, new_event, touch_grant, touch_client))
+
+
+_ROTATION = _rotation_statement()
 
 
 # Registration runs on every connection of a hosted AI client, and is answered from these two raw
@@ -462,8 +521,6 @@ def use_grant(grant: Grant, live: list[Grant]) -> None:
 
 def revoke_grant(grant: Grant, reason: str = "user") -> None:
     """Revoke a grant and every token issued under it, at once."""
-    from . import audit
-
     audit.record("grant.revoked", user=grant.user_id, hub=grant.hub, client=grant.client, reason=reason)
     now = utcnow()
     db.session.execute(
@@ -555,10 +612,45 @@ def get_refresh_for_exchange(token_hash: str):
 def consume_refresh_token(token, replay: bytes | None) -> bool:
     """Mark a refresh token rotated, end its access token and keep `replay` (the sealed answer)
     on it. True for exactly one caller, however many race."""
-    now = utcnow()
-    cursor = rawsql.in_session().execute(_CONSUME_REFRESH, {"id": token.id, "now": now, "ended": now,
-                                                            "replay": replay})
+    cursor = rawsql.in_session().execute(_CONSUME_REFRESH, {"id": token.id, "now": utcnow(), "replay": replay})
     return cursor.rowcount == 1
+
+
+def get_client_and_refresh(client_id: str, token_hash: str):
+    """The client's authentication columns (named client__*) and the refresh token with its grant's
+    state and the user's live membership, in one statement outside any transaction; None when there
+    is no such client (the token's columns are NULL when it has no such refresh token)."""
+    if not client_id or len(client_id) > 2000:
+        return None
+    return rawsql.read_one(_CLIENT_AND_REFRESH, {"client_id": client_id, "hash": token_hash})
+
+
+def rotate_refresh_token(token_id: int, replay: bytes | None, new_pair: dict, event: dict, *,
+                         client_last_used_at: datetime | None, grant_last_used_at: datetime | None) -> bool:
+    """A refresh's whole write, committed: rotate the token (consume_refresh_token's conditional
+    UPDATE), store `new_pair` (save_token's columns, parent_id excepted), the audit `event`
+    (audit.event_values), and the client's and grant's last-used times as touch_usage rewrites
+    them. True for exactly one caller, however many race; a caller that gets False wrote nothing.
+
+    On PostgreSQL one statement in autocommit (_ROTATION); elsewhere the same statements in one
+    transaction on a pooled connection (SQLite has no data-modifying CTEs)."""
+    now = utcnow()
+    touch_client, touch_grant = _stale(client_last_used_at, now), _stale(grant_last_used_at, now)
+    if rawsql.is_postgresql():
+        params = {**new_pair, **event, "id": token_id, "now": now, "replay": replay,
+                  "touch_client": touch_client, "touch_grant": touch_grant}
+        with rawsql.connection(autocommit=True) as conn:
+            return conn.one(_ROTATION, params) is not None
+    with rawsql.transaction() as conn:
+        if conn.execute(_CONSUME_REFRESH, {"id": token_id, "now": now, "replay": replay}).rowcount != 1:
+            return False  # nothing written: the empty transaction is committed
+        conn.execute(_INSERT_TOKEN, {**new_pair, "parent_id": token_id}).close()
+        conn.execute(audit.INSERT_EVENT, event).close()
+        if touch_grant:
+            conn.execute(_TOUCH_GRANT, {"id": new_pair["grant_id"], "now": now}).close()
+        if touch_client:
+            conn.execute(_TOUCH_CLIENT, {"id": new_pair["client_pk"], "now": now}).close()
+    return True
 
 
 def revoke_access_token(token: Token) -> None:

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidScopeError
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidScopeError, OAuth2Error
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.hooks import hooked
 from flask import current_app
@@ -16,12 +16,12 @@ from flask import current_app
 from .. import accounts, audit, store
 from ..extensions import db
 from ..metrics import TOKENS_ISSUED
-from ..models import Grant, Hub, User
+from ..models import Client, Grant, Hub, User
 from ..scopes import IGNORED_SCOPES
-from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex
+from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex, verify_secret
 from ..timeutil import utcnow
 from .resource import check_refresh_resource
-from .tokens import seal, unseal
+from .tokens import new_token, seal, stored_values, unseal
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,35 @@ def live_scope(exchanged: Exchanged, wanted: str) -> str:
     if not scopes:
         raise InvalidGrantError("The user no longer has any of the granted permissions in this hub.")
     return " ".join(scopes)
+
+
+def refresh_replay_context(client_id: str, form) -> list[str]:
+    """What binds a refresh's retry to its request: the client and the parameters that shape the
+    answer, as sent (the sealed answer is keyed on them, oauth/tokens.py seal)."""
+    return ["refresh_token", client_id, form.get("scope", ""), form.get("resource", "")]
+
+
+def check_refresh_scope(scope: str | None, token: ExchangedRefreshToken) -> None:
+    """A requested scope can only narrow what this token's authorization granted (RFC 6749 §6):
+    nothing in common with it is invalid_scope (see RefreshTokenGrant._validate_token_scope)."""
+    if not scope:
+        return
+    requested = set(scope.split()) - IGNORED_SCOPES
+    if not requested & set(token.get_authorized_scope().split()):
+        raise InvalidScopeError("None of the requested scopes was granted.")
+
+
+def refreshed_scope(token: ExchangedRefreshToken, scope: str | None) -> str:
+    """The scope of the pair a refresh issues: the requested scope (else all) within what this
+    family's authorization granted, ∩ the grant and today's permissions (live_scope).
+
+    The grant may since have gained scopes from another authorization (remembered consent for a
+    wider request): this family keeps the ceiling its own code set. Refused before rotation (the
+    user left the hub, or lost every scope): nothing is issued either way, the old access token is
+    checked live at every introspection, and every later refresh is decided on the live state."""
+    authorized = token.get_authorized_scope().split()
+    requested = (scope or "").split() or authorized
+    return live_scope(token, " ".join(s for s in requested if s in authorized))
 
 
 class ReplayMixin(ABC):
@@ -310,13 +339,7 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def replay_context(self) -> list[str]:
-        form = self.request.form
-        return [
-            "refresh_token",
-            self.request.client.client_id,
-            form.get("scope", ""),
-            form.get("resource", ""),
-        ]
+        return refresh_replay_context(self.request.client.client_id, self.request.form)
 
     def consume(self, exchanged: ExchangedRefreshToken, replay: bytes | None) -> bool:
         return store.consume_refresh_token(exchanged, replay)
@@ -350,12 +373,7 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
         §6): it is intersected with it, never widened. Deliberately lenient: clients (Authlib's
         among them) resend their original request scope at refresh, including scopes the user
         unticked, and must not be logged out for it. Nothing in common is `invalid_scope`."""
-        scope = self.request.payload.scope
-        if not scope:
-            return
-        requested = set(scope.split()) - IGNORED_SCOPES
-        if not requested & set(token.get_authorized_scope().split()):
-            raise InvalidScopeError("None of the requested scopes was granted.")
+        check_refresh_scope(self.request.payload.scope, token)
 
     @hooked
     def validate_token_request(self):
@@ -368,14 +386,7 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
 
     def issue(self) -> dict:
         old: ExchangedRefreshToken = self.request.refresh_token
-        # The grant may since have gained scopes from another authorization (remembered consent
-        # for a wider request): this family keeps the ceiling its own code set.
-        authorized = old.get_authorized_scope().split()
-        requested = (self.request.payload.scope or "").split() or authorized
-        # Refused before rotation (the user left the hub, or lost every scope): nothing is issued
-        # either way, the old access token is checked live at every introspection, and every later
-        # refresh is decided on the live state again.
-        scope = live_scope(old, " ".join(s for s in requested if s in authorized))
+        scope = refreshed_scope(old, self.request.payload.scope)
         # The rotated pair's access token ends with the rotation (store.consume_refresh_token):
         # one live access token per family.
         token = self.exchange(old, self.request.form["refresh_token"], scope, include_refresh_token=True)
@@ -388,3 +399,104 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
 
     def revoke_old_credential(self, refresh_token):
         """Done atomically by store.consume_refresh_token in ReplayMixin.exchange."""
+
+
+#: The parameters of a refresh LeanRefresh takes (any other goes to RefreshTokenGrant).
+LEAN_REFRESH_PARAMETERS = frozenset({"grant_type", "refresh_token", "client_id", "client_secret", "scope", "resource"})
+
+
+class LeanRefresh:
+    """A plain successful refresh (RFC 6749 §6) for the WSGI lane (fastlane.py), made without
+    Authlib's request, grant and hook objects and without the ORM session: one read
+    (store.get_client_and_refresh) and one write (store.rotate_refresh_token), each a single
+    statement outside any transaction on PostgreSQL, where RefreshTokenGrant needs BEGIN, five
+    statements and COMMIT. Why a second path: refresh is what every connected client does for as
+    long as it stays connected, and on it Authlib's generic machinery (a second parse of the form,
+    two request objects, the client as an ORM row, the session's flush and commit) cost more than
+    the database did.
+
+    The rules are RefreshTokenGrant's, through the same functions: client authentication as
+    Authlib's client_secret_basic, client_secret_post and none decide it (the registered method
+    only; secrets compared in constant time), the client's grant types, single-use rotation under
+    consume_refresh_token's conditional UPDATE, scope narrowing (check_refresh_scope,
+    refreshed_scope), the audience (check_refresh_resource), today's permissions (live_scope), the
+    token (tokens.new_token: a JWT for a resource server whose format is jwt), the sealed answer
+    for an identical retry (seal, refresh_replay_context), the audit event and the last-used times.
+    It answers only that plain success. Anything else makes it return None, having written
+    nothing, and RefreshTokenGrant decides the request from the start: a rotated token (an
+    identical retry, reuse detection), a revoked or expired one, a refused scope or resource, a
+    user who left the hub, a lost race, a legacy secret hash, an unknown parameter, several ways
+    of authenticating at once. The lane uses it only while the refresh grant's sole extension is
+    IssuingFor, whose work it does (tokens.new_token is given the source directly)."""
+
+    GRANT_TYPE = RefreshTokenGrant.GRANT_TYPE
+    TOKEN_RESPONSE_HEADER = RefreshTokenGrant.TOKEN_RESPONSE_HEADER
+
+    def __init__(self, form: dict, basic: tuple[str, str] | None):
+        self.form = form
+        self.basic = basic
+        self.client: Client | None = None
+        self.token: ExchangedRefreshToken | None = None
+
+    def authenticate(self) -> str | None:
+        """The client authentication method this request proves (the client is self.client, its
+        refresh token self.token), or None for anything Authlib's methods must decide."""
+        form = self.form
+        if not form.keys() <= LEAN_REFRESH_PARAMETERS or not form.get("refresh_token"):
+            return None
+        if self.basic is not None:
+            if "client_id" in form or "client_secret" in form or not all(self.basic):
+                return None
+            (client_id, secret), method = self.basic, "client_secret_basic"
+        elif form.get("client_secret"):
+            client_id, secret, method = form.get("client_id"), form["client_secret"], "client_secret_post"
+        else:
+            client_id, secret, method = form.get("client_id"), None, "none"
+        if not client_id:
+            return None
+        row = store.get_client_and_refresh(client_id, sha256_hex(form["refresh_token"]))
+        if row is None:
+            return None  # an unknown client: invalid_client, counted as a failure, by Authlib's path
+        client = Client(**{name: getattr(row, "client__" + name) for name in store.CLIENT_AUTH_COLUMNS})
+        if not client.check_endpoint_auth_method(method, "token"):
+            return None
+        if secret is not None:
+            check = verify_secret(client.client_secret_hash, secret)
+            if not check.ok or check.replacement:
+                return None
+        if not client.check_grant_type(self.GRANT_TYPE):
+            return None
+        self.client, self.token = client, ExchangedRefreshToken(row)
+        return method
+
+    def issue(self, address: str, request_id: str) -> dict | None:
+        """The new token pair, rotated in and committed; None when RefreshTokenGrant must decide."""
+        client, token, form = self.client, self.token, self.form
+        if token.id is None or token.client_pk != client.id:
+            return None  # unknown, or another client's: invalid_grant
+        if (token.rotated_at is not None or token.revoked_at is not None or token.is_refresh_expired()
+                or token.grant_revoked_at is not None):
+            return None
+        scope = form.get("scope") or None  # a parameter sent without a value is omitted (Payload)
+        resource = form.get("resource")
+        try:
+            check_refresh_scope(scope, token)
+            check_refresh_resource({"resource": [resource]} if resource else {}, token)
+            scope = refreshed_scope(token, scope)
+        except OAuth2Error:
+            return None
+        issued = new_token(token, client, scope, None, include_refresh_token=True)
+        grace = ReplayMixin.replay_grace() > timedelta(0)
+        replay = seal(form["refresh_token"], refresh_replay_context(client.client_id, form), issued) if grace else None
+        new_pair = stored_values(issued, grant_id=token.grant_id, code_id=token.code_id, parent_id=token.id,
+                                 client_pk=client.id, authorized_scope=token.get_authorized_scope(),
+                                 auth_time=token.auth_time)
+        event = audit.event_values("token.issued", ip=address, request_id=request_id, user=token.user_id,
+                                   hub=token.hub_public_id, client=client.client_id, grant_type=self.GRANT_TYPE,
+                                   scope=scope)
+        if not store.rotate_refresh_token(token.id, replay, new_pair, event, client_last_used_at=client.last_used_at,
+                                          grant_last_used_at=token.grant_last_used_at):
+            return None  # lost the race: the grant finds the row rotated, and answers as it does
+        TOKENS_ISSUED.labels(self.GRANT_TYPE).inc()
+        audit.logged(event)
+        return issued
