@@ -52,6 +52,12 @@ def record_apart(event: str, *, user=None, hub=None, client=None, **detail) -> N
     _log(values)
 
 
+def event_row(event: str, *, user=None, hub=None, client=None, **detail) -> dict:
+    """The row record() would write for an event, for a caller that writes it in a statement of
+    its own (then logs it with logged())."""
+    return _event(event, user, hub, client, detail)
+
+
 def _event(event: str, user, hub, client, detail: dict) -> dict:
     """The row of an event in the current request (if any), its detail stripped of credential-like keys."""
     in_request = has_request_context()

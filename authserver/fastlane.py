@@ -183,7 +183,7 @@ class FastLane:
                 count_token_client(environ, lean.client.client_id, method, address)
             except OAuth2Error:
                 return None  # the grant's path finds the limit reached too, and answers 429
-            token = lean.issue(address, request_id)
+            token = lean.issue(environ.get("REMOTE_ADDR"), request_id)  # the address Flask would record
         except (SQLAlchemyError, db.engine.dialect.loaded_dbapi.Error) as error:
             if faults.database_unavailable(error) and not faults.connection_dropped(error):
                 raise

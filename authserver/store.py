@@ -164,15 +164,12 @@ def _rotation_statement():
     and every other part only inserts or updates FROM the rotated row, so the loser writes nothing.
     Returns the rotated token's id, or no row."""
     rotated = _ROTATE.returning(Token.id).cte("rotated")
-    tokens, events = Token.__table__, AuditEvent.__table__
+    tokens = Token.__table__
     new_pair = insert(tokens).from_select(
         _TOKEN_COLUMNS,
         select(*(rotated.c.id if name == "parent_id" else _typed(tokens, name) for name in _TOKEN_COLUMNS)),
     ).cte("new_pair")
-    event_columns = ("created_at", "event", "user_id", "hub_id", "client_id", "ip", "request_id", "detail")
-    new_event = insert(events).from_select(
-        event_columns, select(*(_typed(events, name) for name in event_columns)).select_from(rotated)
-    ).cte("new_event")
+    new_event = _event_from(rotated, "").cte("new_event")
     rotated_now = select(rotated.c.id).exists()
     touch_grant = (
         update(Grant).where(Grant.id == bindparam("grant_id"), bindparam("touch_grant", type_=Boolean), rotated_now)
@@ -185,14 +182,13 @@ def _rotation_statement():
     return rawsql.Statement(select(rotated.c.id).add_cte(new_pair, new_event, touch_grant, touch_client))
 
 
-_ROTATION = _rotation_statement()
 
 
 # Registration runs on every connection of a hosted AI client, and is answered from these two raw
 # statements on the session's connection (rawsql): the ORM's SELECT, flush and reload cost several
 # times as much. The hand-over finds the oldest client (lowest id) deduplicated under the key and
 # revokes its registration token in one conditional UPDATE (see revoke_client_management).
-_HAND_OVER_DEDUPLICATED = rawsql.Statement(
+_HAND_OVER = (
     update(Client)
     .where(
         Client.id == select(func.min(Client.id))
@@ -203,10 +199,48 @@ _HAND_OVER_DEDUPLICATED = rawsql.Statement(
     .values(registration_access_token_hash=null(), updated_at=bindparam("now"))
     .returning(Client.client_id, Client.client_id_issued_at, Client.client_metadata)
 )
-_INSERT_CLIENT = rawsql.insert_into(
-    Client, "client_id", "client_secret_hash", "registration_access_token_hash", "client_metadata", "registration",
-    "client_id_issued_at", "dedupe_key", "created_at", "updated_at",
-)
+_HAND_OVER_DEDUPLICATED = rawsql.Statement(_HAND_OVER)
+_CLIENT_COLUMNS = ("client_id", "client_secret_hash", "registration_access_token_hash", "client_metadata",
+                   "registration", "client_id_issued_at", "dedupe_key", "created_at", "updated_at")
+_INSERT_CLIENT = rawsql.insert_into(Client, *_CLIENT_COLUMNS)
+_EVENT_COLUMNS = ("created_at", "event", "user_id", "hub_id", "client_id", "ip", "request_id", "detail")
+
+
+def _event_from(source, prefix: str, **from_source):
+    """INSERT of an audit event (audit.event_values' columns, as parameters named `prefix` + column,
+    or the `from_source` columns) for each row of `source`: written only when the statement whose
+    RETURNING `source` is wrote a row."""
+    events = AuditEvent.__table__
+    return insert(events).from_select(
+        _EVENT_COLUMNS,
+        select(*(from_source[name] if name in from_source else
+                 cast(bindparam(prefix + name, type_=events.c[name].type), events.c[name].type)
+                 for name in _EVENT_COLUMNS)).select_from(source),
+    )
+
+
+def _registration_statement():
+    """A registration's whole write as one PostgreSQL statement (data-modifying CTEs, run in
+    autocommit): the hand-over of an identical deduplicated client (_HAND_OVER_DEDUPLICATED's
+    conditional UPDATE, unchanged) or, when there is none, the new client's INSERT; and the audit
+    event of whichever happened. Returns the handed-over client's row, or no row when the new
+    client was inserted."""
+    handed = _HAND_OVER.cte("handed")
+    clients = Client.__table__
+    new_client = insert(clients).from_select(
+        _CLIENT_COLUMNS,
+        select(*(_typed(clients, name) for name in _CLIENT_COLUMNS)).where(~select(handed.c.client_id).exists()),
+    ).returning(clients.c.client_id).cte("new_client")
+    reused = _event_from(handed, "reused_", client_id=handed.c.client_id).cte("reused_event")
+    registered = _event_from(new_client, "registered_", client_id=new_client.c.client_id).cte("registered_event")
+    return rawsql.Statement(
+        select(handed.c.client_id, handed.c.client_id_issued_at, handed.c.client_metadata).add_cte(
+            new_client, reused, registered)
+    )
+
+
+_ROTATION = _rotation_statement()
+_REGISTRATION = _registration_statement()
 
 
 # --- clients -------------------------------------------------------------------------------------
@@ -300,6 +334,33 @@ def find_unused_clients(cutoff: datetime) -> list[Client]:
             )
         )
     )
+
+
+def register_client(values: dict, key: str | None, reused_event: dict, registered_event: dict):
+    """Register a client (RFC 7591): the client deduplicated under `key` handed to one more
+    registrant (revoke_client_management), or else a new one, `values` (the columns of
+    _INSERT_CLIENT, see save_registered_client); with the audit event of what happened
+    (audit.event_values rows; client_id is filled in). Returns the handed-over client's
+    client_id, client_id_issued_at and client_metadata, or None when the new client was inserted.
+
+    On PostgreSQL one statement in autocommit (_REGISTRATION), committed before the view's own
+    commit (which has nothing left to write); elsewhere the same statements in the request's
+    transaction."""
+    if rawsql.is_postgresql():
+        now = utcnow()
+        params = {**values, "key": key, "registration": "dynamic", "now": now, "created_at": now, "updated_at": now,
+                  **{"reused_" + k: v for k, v in reused_event.items()},
+                  **{"registered_" + k: v for k, v in registered_event.items()}}
+        with rawsql.connection(autocommit=True) as conn:
+            return conn.one(_REGISTRATION, params)
+    existing = revoke_client_management(key) if key is not None else None
+    if existing is not None:
+        event = {**reused_event, "client_id": existing.client_id}
+    else:
+        save_registered_client(values)
+        event = {**registered_event, "client_id": values["client_id"]}
+    rawsql.in_session().execute(audit.INSERT_EVENT, event).close()
+    return existing
 
 
 def save_registered_client(values: dict) -> None:

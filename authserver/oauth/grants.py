@@ -469,7 +469,7 @@ class LeanRefresh:
         self.client, self.token = client, ExchangedRefreshToken(row)
         return method
 
-    def issue(self, address: str, request_id: str) -> dict | None:
+    def issue(self, address: str | None, request_id: str) -> dict | None:
         """The new token pair, rotated in and committed; None when RefreshTokenGrant must decide."""
         client, token, form = self.client, self.token, self.form
         if token.id is None or token.client_pk != client.id:
