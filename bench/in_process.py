@@ -38,7 +38,8 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def backend_cpu(app) -> float:
-    """Seconds of CPU the PostgreSQL backends connected to the app's database have used."""
+    """Seconds of CPU the PostgreSQL client backends connected to the app's database have used
+    (autovacuum workers come and go, and would take their CPU with them)."""
     from sqlalchemy import text
 
     from authserver.extensions import db
@@ -47,7 +48,7 @@ def backend_cpu(app) -> float:
         if db.engine.dialect.name != "postgresql":
             return 0.0
         with db.engine.connect() as conn:
-            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")).scalars()
+            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'")).scalars()
             pids = list(pids)
     total = 0
     for pid in pids:

@@ -85,8 +85,12 @@ def _require_form():
 
 def _committed(response):
     """One transaction per request: what the endpoint did (including revocations made while
-    refusing a replay) is committed at the view boundary."""
-    db.session.commit()
+    refusing a replay) is committed at the view boundary. A request whose work needed no
+    transaction (a registration on PostgreSQL is one statement in autocommit) has nothing to
+    commit, and skips the session's begin-and-commit of nothing."""
+    session = db.session()
+    if session.in_transaction():
+        session.commit()
     return response
 
 
