@@ -48,8 +48,8 @@ def backend_cpu(app) -> float:
         if db.engine.dialect.name != "postgresql":
             return 0.0
         with db.engine.connect() as conn:
-            pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'")).scalars()
-            pids = list(pids)
+            pids = list(conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                                          " AND backend_type = 'client backend'")).scalars())
     total = 0
     for pid in pids:
         try:
