@@ -213,6 +213,8 @@ class FastLane:
             return None  # malformed credentials (the view answers 401)
         if environ.get("HTTP_AUTHORIZATION") and basic is None:
             return None  # another scheme
+        if basic is not None and is_url_client_id(basic[0]):
+            return None  # a metadata-document client, as above
         address = environ.get("REMOTE_ADDR") or "127.0.0.1"
         with self.app.app_context():
             g.request_id = request_id
