@@ -7,7 +7,8 @@ It creates a fresh database as bench/hot_paths.py does (SQLite, or `authserver_b
 the given PostgreSQL URL, dropped afterwards), seeds it, then calls the app (the WSGI lane in front
 of Flask, as served) for each phase: `refresh` (8 chains of rotating refresh tokens, as the peer
 benchmark's workers), `dcr` (an identical public client, as the peer benchmark registers),
-`dcr-new` (a new public client each time), `introspect`. For each it prints the Python CPU per
+`dcr-new` (a new public client each time), `introspect`, `flow` (the signed-in flow of a public
+loopback client: consent page, consent, code exchange, through Flask's test client). For each it prints the Python CPU per
 operation (time.process_time around the WSGI call: our code, the driver's client side) and, on
 PostgreSQL, the CPU the database's backends spent (utime + stime from /proc of the backends of
 this database) and the statements and round trips per operation (pg_stat_statements is not
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from hot_paths import ISSUER, make_database, seed  # noqa: E402
+from hot_paths import ISSUER, RESOURCE, SCOPE, make_database, seed  # noqa: E402
 
 REDIRECT_URI = "http://127.0.0.1:8976/callback"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -84,6 +85,55 @@ def form(values: dict) -> bytes:
     from urllib.parse import urlencode
 
     return urlencode(values).encode()
+
+
+class SignedInFlow:
+    """The peer benchmark's signed-in flow for a public loopback client (asked every time, RFC 8252
+    §8.6): the authorization request (the consent page), the consent POST (the redirect with a
+    code), the code exchange; through Flask's test client, whose own CPU is counted too."""
+
+    def __init__(self, app, resource: str, scope: str):
+        import re
+
+        self.re = re
+        self.client = app.test_client()
+        self.resource, self.scope = resource, scope
+        page = self.client.get("/login", base_url=ISSUER).get_data(as_text=True)
+        answer = self.client.post("/login", base_url=ISSUER, data={
+            "csrf_token": self.field(page, "csrf_token"), "email": "bench@example.com", "password": "bench-password"})
+        assert answer.status_code == 302, answer.status_code
+        registered = self.client.post("/oauth/register", base_url=ISSUER, json={
+            "client_name": "flow-bench", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]})
+        self.client_id = registered.get_json()["client_id"]
+
+    def field(self, html: str, name: str) -> str:
+        return self.re.search(f'name="{name}" value="([^"]+)"', html).group(1)
+
+    def once(self) -> None:
+        import base64
+        import hashlib
+        import secrets
+        from urllib.parse import parse_qs, urlsplit
+
+        verifier = secrets.token_urlsafe(48)
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": REDIRECT_URI,
+                  "state": "s", "code_challenge": challenge, "code_challenge_method": "S256",
+                  "scope": self.scope, "resource": self.resource}
+        page = self.client.get("/oauth/authorize", base_url=ISSUER, query_string=params)
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200, page.status_code
+        hub = self.field(html, "shown_hub")
+        answer = self.client.post("/oauth/authorize", base_url=ISSUER, query_string=params, data={
+            "csrf_token": self.field(html, "csrf_token"), "hub": hub, "shown_hub": hub, "decision": "allow",
+            "scope": self.scope.split()})
+        assert answer.status_code == 302, answer.status_code
+        code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+        tokens = self.client.post("/oauth/token", base_url=ISSUER, data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+            "client_id": self.client_id, "code_verifier": verifier, "resource": self.resource})
+        assert tokens.status_code == 200, tokens.get_json()
 
 
 def main() -> None:
@@ -139,14 +189,24 @@ def main() -> None:
             return environ("/oauth/introspect", form({"token": next(pairs)[0]}), "application/x-www-form-urlencoded",
                            basic)
 
+        browser = SignedInFlow(app, resource=RESOURCE, scope=SCOPE) if "flow" in args.phases.split(",") else None
         phases = {"refresh": (refresh_env, refresh_done), "dcr": (dcr_env, None), "dcr-new": (dcr_new_env, None),
-                  "introspect": (introspect_env, None)}
+                  "introspect": (introspect_env, None), "flow": (None, None)}
         for name in args.phases.split(","):
             make_env, done = phases[name]
 
             def run(count, profiler=None):
                 cpu = 0.0
                 for _ in range(count):
+                    if make_env is None:  # the signed-in flow: three requests through a test client
+                        started = time.process_time()
+                        if profiler:
+                            profiler.enable()
+                        browser.once()
+                        if profiler:
+                            profiler.disable()
+                        cpu += time.process_time() - started
+                        continue
                     env = make_env()
                     started = time.process_time()
                     if profiler:
