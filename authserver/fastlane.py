@@ -40,7 +40,9 @@ from .oauth.introspection import (
     authenticate_caller,
     caller_credentials,
 )
-from .oauth.grants import LeanRefresh, RefreshTokenGrant
+from .oauth.grants import AuthorizationCodeGrant, LeanExchange, LeanRefresh, RefreshTokenGrant
+from .oauth.pkce import S256CodeChallenge
+from .oauth.resource import ResourceIndicator
 from .oauth.revocation import required_token
 from .oauth.server import count_token_client, refuse_repeated_parameters, server
 from .oauth.tokens import IssuingFor
@@ -223,16 +225,17 @@ class FastLane:
             if limits.hit(*limits.TOKEN_PER_IP, address) is not None:
                 return None
             environ[limits.ADDRESS_COUNTED] = True
-            if form["grant_type"] == LeanRefresh.GRANT_TYPE and _lean_refresh_allowed():
-                answered = self.refresh(environ, form, basic, address, request_id)
+            lean = LEAN[form["grant_type"]]
+            if _lean_allowed(lean):
+                answered = self.lean(lean(form, basic), environ, address, request_id)
                 if answered is not None:
                     return answered
             return self.grant(environ, form, request_id)
 
-    def refresh(self, environ, form: dict, basic, address: str, request_id: str):
-        """(body, headers) of a plain refresh made by LeanRefresh, or None for the grant's path. A
-        database error it meets is handled as the grant's path handles one (it wrote nothing)."""
-        lean = LeanRefresh(form, basic)
+    def lean(self, lean, environ, address: str, request_id: str):
+        """(body, headers) of a plain code exchange or refresh made by grants.LeanTokenRequest, or
+        None for the grant's path. A database error it meets is handled as the grant's path
+        handles one (it wrote nothing)."""
         try:
             method = lean.authenticate()
             if method is None:
@@ -275,13 +278,23 @@ class FastLane:
         return json.dumps(body).encode(), [*headers, *CORS_HEADERS]
 
 
-def _lean_refresh_allowed() -> bool:
-    """Whether LeanRefresh may answer refreshes: it does the work of the refresh grant's one
-    extension (IssuingFor) and sends no Authlib signal, so it stands aside while another extension
-    is registered on the grant or anything listens to client authentication."""
-    grant_cls, extensions = server.token_grant_extensions(LeanRefresh.GRANT_TYPE)
-    return (grant_cls is RefreshTokenGrant and all(type(e) is IssuingFor for e in extensions)
-            and not client_authenticated.receivers)
+#: The lean path of each grant the lane completes, with its grant class and the extensions whose
+#: work it does.
+LEAN = {LeanRefresh.GRANT_TYPE: LeanRefresh, LeanExchange.GRANT_TYPE: LeanExchange}
+_LEAN_DOES = {
+    LeanRefresh: (RefreshTokenGrant, [IssuingFor]),
+    LeanExchange: (AuthorizationCodeGrant, [S256CodeChallenge, ResourceIndicator, IssuingFor]),
+}
+
+
+def _lean_allowed(lean) -> bool:
+    """Whether a lean path may answer for its grant: it does the work of the grant's own
+    extensions and sends no Authlib signal, so it stands aside while another extension is
+    registered on the grant or anything listens to client authentication."""
+    grant_cls, extensions = server.token_grant_extensions(lean.GRANT_TYPE)
+    expected_cls, expected = _LEAN_DOES[lean]
+    return (grant_cls is expected_cls and len(extensions) == len(expected)
+            and {type(e) for e in extensions} == set(expected) and not client_authenticated.receivers)
 
 
 class _Declined(Exception):

@@ -96,15 +96,15 @@ def _exchange_read(*columns, key):
     return rawsql.Statement(_exchange_select(*columns, key=key))
 
 
-_CODE_FOR_EXCHANGE = _exchange_read(
+_CODE_COLUMNS = (
     AuthorizationCode.id, AuthorizationCode.grant_id, AuthorizationCode.code_hash, AuthorizationCode.client_pk,
     AuthorizationCode.redirect_uri, AuthorizationCode.redirect_uri_sent, AuthorizationCode.scope,
     AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.expires_at,
     AuthorizationCode.consumed_at, AuthorizationCode.replay,
     # When the person approved at the authorization endpoint: the family's auth_time.
     AuthorizationCode.created_at.label("auth_time"),
-    key=AuthorizationCode.code_hash,
 )
+_CODE_FOR_EXCHANGE = _exchange_read(*_CODE_COLUMNS, key=AuthorizationCode.code_hash)
 _REFRESH_COLUMNS = (
     Token.id, Token.grant_id, Token.code_id, Token.client_pk, Token.refresh_token_hash, Token.scope,
     Token.authorized_scope, Token.rotated_at, Token.revoked_at, Token.refresh_expires_at, Token.replay,
@@ -116,20 +116,27 @@ CLIENT_AUTH_COLUMNS = ("id", "client_id", "client_secret_hash", "client_metadata
 # The lane's refresh reads the client and its refresh token with everything the exchange decides on
 # in one statement, outside any transaction: the client's row, and the token's (NULL columns when
 # the hash is unknown or the token is another client's).
-_REFRESH_OF_CLIENT = _exchange_select(*_REFRESH_COLUMNS, key=Token.refresh_token_hash).subquery("refresh")
-_CLIENT_AND_REFRESH = rawsql.Statement(
-    select(*(Client.__table__.c[name].label("client__" + name) for name in CLIENT_AUTH_COLUMNS), *_REFRESH_OF_CLIENT.c)
-    .select_from(Client.__table__.outerjoin(_REFRESH_OF_CLIENT, _REFRESH_OF_CLIENT.c.client_pk == Client.id))
-    .where(Client.client_id == bindparam("client_id"))
-)
+def _with_client(columns, key, name: str) -> rawsql.Statement:
+    credential = _exchange_select(*columns, key=key).subquery(name)
+    return rawsql.Statement(
+        select(*(Client.__table__.c[c].label("client__" + c) for c in CLIENT_AUTH_COLUMNS), *credential.c)
+        .select_from(Client.__table__.outerjoin(credential, credential.c.client_pk == Client.id))
+        .where(Client.client_id == bindparam("client_id"))
+    )
+
+
+_CLIENT_AND_REFRESH = _with_client(_REFRESH_COLUMNS, Token.refresh_token_hash, "refresh")
+# The lane's code exchange reads the client and the code the same way.
+_CLIENT_AND_CODE = _with_client(_CODE_COLUMNS, AuthorizationCode.code_hash, "code")
 # Single use and the answer a retry gets in one statement: the winner's answer is committed with
 # the consumption itself, so whoever finds the row consumed also finds the answer on it.
-_CONSUME_CODE = rawsql.Statement(
+_CONSUME = (
     update(AuthorizationCode)
     .where(AuthorizationCode.id == bindparam("id"), AuthorizationCode.consumed_at.is_(None),
            AuthorizationCode.expires_at > bindparam("now"))
-    .values(consumed_at=bindparam("consumed_at"), replay=bindparam("replay"))
+    .values(consumed_at=bindparam("now"), replay=bindparam("replay"))
 )
+_CONSUME_CODE = rawsql.Statement(_CONSUME)
 # Rotation, the end of the rotated pair's access token (one live access token per family) and the
 # retry's answer in one statement: the conditional WHERE makes it single use, the row lock settles
 # races.
@@ -157,31 +164,31 @@ def _typed(table, name: str):
     return cast(bindparam(name, type_=column_type), column_type)
 
 
-def _rotation_statement():
-    """A refresh's whole write as one PostgreSQL statement (data-modifying CTEs, run in autocommit:
-    one round trip, no BEGIN or COMMIT). The rotating UPDATE is _CONSUME_REFRESH's, with the same
-    conditional WHERE: the row lock settles racing refreshes, the loser's UPDATE matches nothing,
-    and every other part only inserts or updates FROM the rotated row, so the loser writes nothing.
-    Returns the rotated token's id, or no row."""
-    rotated = _ROTATE.returning(Token.id).cte("rotated")
+def _issuing_statement(consume, name: str, from_consumed: str) -> rawsql.Statement:
+    """A token request's whole write as one PostgreSQL statement (data-modifying CTEs, run in
+    autocommit: one round trip, no BEGIN or COMMIT). `consume` is the conditional UPDATE that makes
+    the code or refresh token single use (_CONSUME_CODE's, _CONSUME_REFRESH's): the row lock
+    settles racing requests, the loser's UPDATE matches nothing, and every other part only inserts
+    or updates FROM the consumed row (whose id is the new pair's `from_consumed` column), so the
+    loser writes nothing. Returns the consumed row's id, or no row."""
+    consumed = consume.returning(consume.table.c.id).cte(name)
     tokens = Token.__table__
     new_pair = insert(tokens).from_select(
         _TOKEN_COLUMNS,
-        select(*(rotated.c.id if name == "parent_id" else _typed(tokens, name) for name in _TOKEN_COLUMNS)),
+        select(*(consumed.c.id if column == from_consumed else _typed(tokens, column) for column in _TOKEN_COLUMNS)),
     ).cte("new_pair")
-    new_event = _event_from(rotated, "").cte("new_event")
-    rotated_now = select(rotated.c.id).exists()
+    new_event = _event_from(consumed, "").cte("new_event")
+    consumed_now = select(consumed.c.id).exists()
     touch_grant = (
-        update(Grant).where(Grant.id == bindparam("grant_id"), bindparam("touch_grant", type_=Boolean), rotated_now)
+        update(Grant).where(Grant.id == bindparam("grant_id"), bindparam("touch_grant", type_=Boolean), consumed_now)
         .values(last_used_at=bindparam("now")).cte("touch_grant")
     )
     touch_client = (
-        update(Client).where(Client.id == bindparam("client_pk"), bindparam("touch_client", type_=Boolean), rotated_now)
+        update(Client).where(Client.id == bindparam("client_pk"), bindparam("touch_client", type_=Boolean),
+                             consumed_now)
         .values(last_used_at=bindparam("now"), updated_at=bindparam("now")).cte("touch_client")
     )
-    return rawsql.Statement(select(rotated.c.id).add_cte(new_pair, new_event, touch_grant, touch_client))
-
-
+    return rawsql.Statement(select(consumed.c.id).add_cte(new_pair, new_event, touch_grant, touch_client))
 
 
 # Registration runs on every connection of a hosted AI client, and is answered from these two raw
@@ -239,7 +246,8 @@ def _registration_statement():
     )
 
 
-_ROTATION = _rotation_statement()
+_ROTATION = _issuing_statement(_ROTATE, "rotated", "parent_id")
+_REDEMPTION = _issuing_statement(_CONSUME, "redeemed", "code_id")
 _REGISTRATION = _registration_statement()
 
 
@@ -634,10 +642,24 @@ def get_code_for_exchange(code_hash: str):
 def consume_authorization_code(code, replay: bytes | None) -> bool:
     """Mark the code used, keeping `replay` (the sealed answer) on it. True for exactly one
     caller, however many race."""
-    now = utcnow()
-    cursor = rawsql.in_session().execute(_CONSUME_CODE, {"id": code.id, "now": now, "consumed_at": now,
-                                                         "replay": replay})
+    cursor = rawsql.in_session().execute(_CONSUME_CODE, {"id": code.id, "now": utcnow(), "replay": replay})
     return cursor.rowcount == 1
+
+
+def get_client_and_code(client_id: str, code_hash: str):
+    """As get_client_and_refresh, for an authorization code (get_code_for_exchange's columns)."""
+    if not client_id or len(client_id) > 2000:
+        return None
+    return rawsql.read_one(_CLIENT_AND_CODE, {"client_id": client_id, "hash": code_hash})
+
+
+def redeem_code(code_id: int, replay: bytes | None, new_pair: dict, event: dict, *,
+                client_last_used_at: datetime | None, grant_last_used_at: datetime | None) -> bool:
+    """A code exchange's whole write, committed, as rotate_refresh_token's for a refresh: the code
+    consumed (consume_authorization_code's conditional UPDATE), the new pair stored with the code
+    as its lineage, the audit event, the last-used times."""
+    return _issue(_CONSUME_CODE, _REDEMPTION, "code_id", code_id, replay, new_pair, event,
+                  client_last_used_at, grant_last_used_at)
 
 
 def revoke_code_family(code: AuthorizationCode) -> int:
@@ -695,17 +717,27 @@ def rotate_refresh_token(token_id: int, replay: bytes | None, new_pair: dict, ev
 
     On PostgreSQL one statement in autocommit (_ROTATION); elsewhere the same statements in one
     transaction on a pooled connection (SQLite has no data-modifying CTEs)."""
+    return _issue(_CONSUME_REFRESH, _ROTATION, "parent_id", token_id, replay, new_pair, event,
+                  client_last_used_at, grant_last_used_at)
+
+
+def _issue(consume: rawsql.Statement, write: rawsql.Statement, from_consumed: str, consumed_id: int,
+           replay: bytes | None, new_pair: dict, event: dict, client_last_used_at: datetime | None,
+           grant_last_used_at: datetime | None) -> bool:
+    """rotate_refresh_token and redeem_code: on PostgreSQL the one statement `write` in autocommit;
+    elsewhere `consume` and the same writes in one transaction on a pooled connection (SQLite has
+    no data-modifying CTEs). Last-used times are rewritten as touch_usage rewrites them."""
     now = utcnow()
     touch_client, touch_grant = _stale(client_last_used_at, now), _stale(grant_last_used_at, now)
     if rawsql.is_postgresql():
-        params = {**new_pair, **event, "id": token_id, "now": now, "replay": replay,
+        params = {**new_pair, **event, "id": consumed_id, "now": now, "replay": replay,
                   "touch_client": touch_client, "touch_grant": touch_grant}
         with rawsql.connection(autocommit=True) as conn:
-            return conn.one(_ROTATION, params) is not None
+            return conn.one(write, params) is not None
     with rawsql.transaction() as conn:
-        if conn.execute(_CONSUME_REFRESH, {"id": token_id, "now": now, "replay": replay}).rowcount != 1:
+        if conn.execute(consume, {"id": consumed_id, "now": now, "replay": replay}).rowcount != 1:
             return False  # nothing written: the empty transaction is committed
-        conn.execute(_INSERT_TOKEN, {**new_pair, "parent_id": token_id}).close()
+        conn.execute(_INSERT_TOKEN, {**new_pair, from_consumed: consumed_id}).close()
         conn.execute(audit.INSERT_EVENT, event).close()
         if touch_grant:
             conn.execute(_TOUCH_GRANT, {"id": new_pair["grant_id"], "now": now}).close()

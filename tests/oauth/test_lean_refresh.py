@@ -1,7 +1,7 @@
-"""The lane's lean refresh (oauth/grants.py LeanRefresh) writes and answers what the refresh grant
-does (RFC 6749 §6, rotation per OAuth 2.1 §4.3.1), for each way a client authenticates, and steps
-aside for everything else: two token families of one authorization, one refreshed by the lane, the
-other by Flask alone, must end alike row for row."""
+"""The lane's lean refresh and code exchange (oauth/grants.py LeanRefresh, LeanExchange) write and
+answer what the Authlib grants do (RFC 6749 §4.1.3 and §6, rotation per OAuth 2.1 §4.3.1), for each
+way a client authenticates, and step aside for everything else: two token families, one made by
+the lane and the other by Flask alone, must end alike row for row."""
 
 from __future__ import annotations
 
@@ -159,3 +159,112 @@ def test_a_refresh_with_a_parameter_the_lean_path_does_not_know_is_the_grants(ap
         answer = lane.post("/oauth/token", data=form)
     assert answer.status_code == 200 and calls == []  # the lane's Authlib grant, which ignores it
     assert _named(seen)[:2] == ["SELECT clients", "SELECT tokens"]  # not the lean path's joined read
+
+
+# --- the code exchange (grants.LeanExchange) -------------------------------------------------------
+def _code_written(app, code: str, request_id: str) -> dict:
+    with app.app_context():
+        from authserver.models import AuthorizationCode
+
+        row = db.session.scalar(select(AuthorizationCode).where(AuthorizationCode.code_hash == sha256_hex(code)))
+        new = db.session.scalar(select(Token).where(Token.code_id == row.id))
+        event = db.session.scalar(select(AuditEvent).where(AuditEvent.request_id == request_id))
+        return {
+            "code": (row.consumed_at is not None, row.replay is not None),
+            "new": (new.grant_id, new.client_pk, new.parent_id, new.scope, new.authorized_scope,
+                    new.auth_time == row.created_at, new.rotated_at, new.revoked_at, new.access_revoked_at,
+                    new.access_expires_at - new.issued_at,
+                    new.refresh_expires_at - new.issued_at if new.refresh_expires_at else None, new.replay),
+            "event": (event.event, event.user_id, event.hub_id, event.client_id, event.ip, event.detail),
+        }
+
+
+def _code(flow, client_id):
+    pkce = PKCE()
+    params = authorize_params(client_id, pkce, scope="crm.objects.contacts.read crm.objects.deals.read")
+    answer = flow.consent_page(params)
+    answer = answer if answer.status_code == 302 else flow.decide(params)
+    return query(answer.headers["Location"])["code"], pkce
+
+
+@pytest.mark.parametrize("method", ["none", "client_secret_basic", "client_secret_post"])
+def test_a_lean_code_exchange_writes_and_answers_what_the_grant_does(method, app, flow, register, preregistered,
+                                                                     paths, statements):
+    lane, flask, calls = paths
+    if method == "none":
+        client_id = register()["client_id"]
+        auth = {"form": {"client_id": client_id}, "basic": None}
+    else:
+        client_id, secret = preregistered()
+        auth = {"form": {}, "basic": (client_id, secret)}
+        if method == "client_secret_post":
+            with app.app_context():
+                client = db.session.scalar(select(Client).where(Client.client_id == client_id))
+                client.client_metadata = {**client.client_metadata, "token_endpoint_auth_method": method}
+                db.session.commit()
+            auth = {"form": {"client_id": client_id, "client_secret": secret}, "basic": None}
+    with app.app_context():
+        dialect = db.engine.dialect.name
+
+    def exchange(through, request_id):
+        code, pkce = _code(flow, client_id)
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+                "code_verifier": pkce.verifier, "resource": RESOURCE, **auth["form"]}
+        calls.clear()
+        with statements() as seen:
+            answer = through.post("/oauth/token", data=form, auth=auth["basic"], headers={"X-Request-Id": request_id})
+        return code, answer, _named(seen)
+
+    code_lane, fast, seen = exchange(lane, "lean-exchange-1")
+    assert calls == [] and seen[:2] == ["SELECT clients", "WITH redeemed" if dialect == "postgresql"
+                                        else "UPDATE authorization_codes"], seen  # the lean path
+    code_flask, slow, _ = exchange(flask, "grant-exchange-1")
+    assert fast.status_code == slow.status_code == 200, (fast.get_json(), slow.get_json())
+    assert fast.get_json().keys() == slow.get_json().keys()
+    assert fast.get_json()["scope"] == slow.get_json()["scope"]
+    assert fast.get_json()["expires_in"] == slow.get_json()["expires_in"]
+    for header in ("Content-Type", "Cache-Control", "Pragma", "Access-Control-Allow-Origin",
+                   "X-Content-Type-Options", "Referrer-Policy"):
+        assert fast.headers.get(header) == slow.headers.get(header), header
+    assert _code_written(app, code_lane, "lean-exchange-1") == _code_written(app, code_flask, "grant-exchange-1")
+    assert flow.introspect(fast.get_json()["access_token"]).get_json()["active"] is True
+
+
+@pytest.mark.parametrize("case", ["wrong verifier", "no verifier", "other redirect_uri", "no redirect_uri",
+                                  "other resource", "expired", "grant revoked", "another client's", "used"])
+def test_the_lean_exchange_leaves_every_other_exchange_to_the_grant(case, app, flow, register, paths):
+    lane, _, calls = paths
+    client_id = register()["client_id"]
+    code, pkce = _code(flow, client_id)
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "client_id": client_id,
+            "code_verifier": pkce.verifier, "resource": RESOURCE}
+    if case == "wrong verifier":
+        form["code_verifier"] = PKCE().verifier
+    elif case == "no verifier":
+        del form["code_verifier"]
+    elif case == "other redirect_uri":
+        form["redirect_uri"] = "http://127.0.0.1:7777/other"
+    elif case == "no redirect_uri":
+        del form["redirect_uri"]
+    elif case == "other resource":
+        form["resource"] = "https://elsewhere.example.com/mcp"
+    elif case == "another client's":
+        form["client_id"] = register(client_name="Another")["client_id"]
+    elif case == "used":
+        assert lane.post("/oauth/token", data=form).status_code == 200
+    with app.app_context():
+        from authserver.models import AuthorizationCode
+
+        row = db.session.scalar(select(AuthorizationCode).where(AuthorizationCode.code_hash == sha256_hex(code)))
+        if case == "expired":
+            row.expires_at = datetime(2020, 1, 1)
+        elif case == "grant revoked":
+            db.session.execute(update(Grant).where(Grant.id == row.grant_id).values(revoked_at=datetime(2026, 1, 1)))
+        db.session.commit()
+    calls.clear()
+    answer = lane.post("/oauth/token", data=form)
+    assert calls == ["/oauth/token"]  # the grant decided, in Flask
+    if case == "used":
+        assert answer.status_code == 200  # an identical retry inside the grace window: the same answer
+    else:
+        assert answer.status_code in (400, 401) and answer.get_json()["error"], answer.get_json()
