@@ -23,8 +23,9 @@ log = logging.getLogger("authserver.audit")
 _FORBIDDEN = ("token", "secret", "password", "code", "assertion")
 
 
-_INSERT = rawsql.insert_into(AuditEvent, "created_at", "event", "user_id", "hub_id", "client_id", "ip", "request_id",
-                             "detail")
+#: The INSERT of one event (the columns of event_values), for writers that batch it with others.
+INSERT_EVENT = rawsql.insert_into(AuditEvent, "created_at", "event", "user_id", "hub_id", "client_id", "ip",
+                                  "request_id", "detail")
 #: Where a request keeps its events recorded apart until its transaction has ended.
 _APART = "authserver.audit_apart"
 #: Where a request keeps the detail naming who acts for it (the admin API's credential).
@@ -42,7 +43,7 @@ def record(event: str, *, user=None, hub=None, client=None, **detail) -> None:
     INSERT on the session's connection: events are only ever inserted, and this runs on hot paths
     (every token issued), where an ORM object and its flush cost several times as much."""
     values = _event(event, user, hub, client, detail)
-    rawsql.in_session().execute(_INSERT, values).close()
+    rawsql.in_session().execute(INSERT_EVENT, values).close()
     _log(values)
 
 
@@ -55,24 +56,47 @@ def record_apart(event: str, *, user=None, hub=None, client=None, **detail) -> N
     if has_request_context():
         g.setdefault(_APART, []).append(values)
     else:
-        rawsql.in_session().execute(_INSERT, values).close()
+        rawsql.in_session().execute(INSERT_EVENT, values).close()
     _log(values)
 
 
+def event_row(event: str, *, user=None, hub=None, client=None, **detail) -> dict:
+    """The row record() would write for an event, for a caller that writes it in a statement of
+    its own (then logs it with logged())."""
+    return _event(event, user, hub, client, detail)
+
+
 def _event(event: str, user, hub, client, detail: dict) -> dict:
-    """The row of an event, its detail stripped of credential-like keys."""
-    if has_request_context() and (actor := g.get(_ACTOR)):
+    """The row of an event in the current request (if any), its detail stripped of credential-like
+    keys, naming who acts for the request (audit.attribute) when someone does."""
+    in_request = has_request_context()
+    if in_request and (actor := g.get(_ACTOR)):
         detail = {**actor, **detail}
+    return event_values(event, ip=request.remote_addr if in_request else None,
+                        request_id=g.get("request_id") if in_request else None,
+                        user=user, hub=hub, client=client, **detail)
+
+
+def event_values(event: str, *, ip: str | None, request_id: str | None, user=None, hub=None, client=None,
+                 **detail) -> dict:
+    """The row of an event (the columns of the audit INSERT), for a caller that has no Flask
+    request (the WSGI lane, fastlane.py), its detail stripped of credential-like keys."""
     return {
         "created_at": utcnow(),
         "event": event,
         "user_id": getattr(user, "id", user),
         "hub_id": getattr(hub, "public_id", hub),
         "client_id": getattr(client, "client_id", client),
-        "ip": request.remote_addr if has_request_context() else None,
-        "request_id": g.get("request_id") if has_request_context() else None,
+        "ip": ip,
+        "request_id": request_id,
         "detail": {k: v for k, v in detail.items() if not any(f in k.lower() for f in _FORBIDDEN)},
     }
+
+
+def logged(values: dict) -> None:
+    """Log an event the caller wrote itself (event_values' row, in a statement of its own), as
+    record() logs the events it writes."""
+    _log(values)
 
 
 def _log(values: dict) -> None:
@@ -97,7 +121,7 @@ def write_apart(error: BaseException | None = None) -> None:
         db.session.rollback()
         transaction = rawsql.in_session()
         for values in events:
-            transaction.execute(_INSERT, values).close()
+            transaction.execute(INSERT_EVENT, values).close()
         db.session.commit()
     except (SQLAlchemyError, db.engine.dialect.loaded_dbapi.Error):
         # The response is already decided; the events were logged when recorded.

@@ -86,6 +86,16 @@ CLIENT_COUNTED = "authserver.client_counted"
 #: Introspections and token requests per caller address, before authentication.
 INTROSPECTION_PER_IP = ("INTROSPECTION_RATE_LIMIT_PER_IP", "introspect-ip")
 TOKEN_PER_IP = ("TOKEN_RATE_LIMIT_PER_IP", "token-ip")
+#: Registrations per caller address, and in all (a ceiling against floods).
+REGISTRATION_PER_IP = ("REGISTRATION_RATE_LIMIT_PER_IP", "register-ip")
+REGISTRATION_GLOBAL = ("REGISTRATION_RATE_LIMIT_GLOBAL", "register-all")
+
+
+def registration_refused(address: str) -> int | None:
+    """Count a registration against its address's limit, then (within it) against the global one;
+    None while within both, else the seconds to wait. One function for the view and the WSGI
+    lane, so that both count on the same counters."""
+    return hit(*REGISTRATION_PER_IP, address) or hit(*REGISTRATION_GLOBAL, "all")
 
 
 def note_client_auth_failure() -> None:

@@ -7,14 +7,15 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from flask import Flask, g, has_request_context
+from flask import Flask, g, has_app_context
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamp every record with the current request id ("-" outside a request)."""
+    """Stamp every record with the current request id ("-" outside a request). The WSGI lane
+    (fastlane.py) answers some requests in an app context alone, with the id on `g` as well."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        record.request_id = g.get("request_id", "-") if has_app_context() else "-"
         return True
 
 

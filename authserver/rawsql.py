@@ -151,6 +151,11 @@ def _is_postgresql(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def is_postgresql() -> bool:
+    """Whether the app's database is PostgreSQL (some hot paths have a one-statement form there)."""
+    return _is_postgresql(db.engine)
+
+
 @contextmanager
 def connection(autocommit: bool):
     """A pooled DBAPI connection. A connection the driver reports broken is discarded (invalidated)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import bindparam, delete, func, null, select, update
+from sqlalchemy import Boolean, bindparam, cast, delete, func, insert, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import contains_eager, joinedload, make_transient_to_detached
 
-from . import rawsql
+from . import audit, rawsql
 from .extensions import db
 from .models import (
+    AuditEvent,
     AuthorizationCode,
     Client,
     EndedSession,
@@ -78,9 +79,9 @@ _EXCHANGE_GRANT_COLUMNS = (
 )
 
 
-def _exchange_read(*columns, key):
+def _exchange_select(*columns, key):
     grant_id = columns[0].table.c.grant_id
-    return rawsql.Statement(
+    return (
         select(*columns, *_EXCHANGE_GRANT_COLUMNS)
         .join(Grant, Grant.id == grant_id)
         .join(User, User.id == Grant.user_id)
@@ -91,49 +92,110 @@ def _exchange_read(*columns, key):
     )
 
 
-_CODE_FOR_EXCHANGE = _exchange_read(
+def _exchange_read(*columns, key):
+    return rawsql.Statement(_exchange_select(*columns, key=key))
+
+
+_CODE_COLUMNS = (
     AuthorizationCode.id, AuthorizationCode.grant_id, AuthorizationCode.code_hash, AuthorizationCode.client_pk,
     AuthorizationCode.redirect_uri, AuthorizationCode.redirect_uri_sent, AuthorizationCode.scope,
     AuthorizationCode.code_challenge, AuthorizationCode.code_challenge_method, AuthorizationCode.expires_at,
     AuthorizationCode.consumed_at, AuthorizationCode.replay,
     # When the person approved at the authorization endpoint: the family's auth_time.
     AuthorizationCode.created_at.label("auth_time"),
-    key=AuthorizationCode.code_hash,
 )
-_REFRESH_FOR_EXCHANGE = _exchange_read(
+_CODE_FOR_EXCHANGE = _exchange_read(*_CODE_COLUMNS, key=AuthorizationCode.code_hash)
+_REFRESH_COLUMNS = (
     Token.id, Token.grant_id, Token.code_id, Token.client_pk, Token.refresh_token_hash, Token.scope,
     Token.authorized_scope, Token.rotated_at, Token.revoked_at, Token.refresh_expires_at, Token.replay,
-    Token.auth_time, key=Token.refresh_token_hash,
+    Token.auth_time,
 )
+_REFRESH_FOR_EXCHANGE = _exchange_read(*_REFRESH_COLUMNS, key=Token.refresh_token_hash)
+#: The client's columns a refresh in the WSGI lane authenticates with (oauth/grants.py LeanRefresh).
+CLIENT_AUTH_COLUMNS = ("id", "client_id", "client_secret_hash", "client_metadata", "registration", "last_used_at")
+# The lane's refresh reads the client and its refresh token with everything the exchange decides on
+# in one statement, outside any transaction: the client's row, and the token's (NULL columns when
+# the hash is unknown or the token is another client's).
+def _with_client(columns, key, name: str) -> rawsql.Statement:
+    credential = _exchange_select(*columns, key=key).subquery(name)
+    return rawsql.Statement(
+        select(*(Client.__table__.c[c].label("client__" + c) for c in CLIENT_AUTH_COLUMNS), *credential.c)
+        .select_from(Client.__table__.outerjoin(credential, credential.c.client_pk == Client.id))
+        .where(Client.client_id == bindparam("client_id"))
+    )
+
+
+_CLIENT_AND_REFRESH = _with_client(_REFRESH_COLUMNS, Token.refresh_token_hash, "refresh")
+# The lane's code exchange reads the client and the code the same way.
+_CLIENT_AND_CODE = _with_client(_CODE_COLUMNS, AuthorizationCode.code_hash, "code")
 # Single use and the answer a retry gets in one statement: the winner's answer is committed with
 # the consumption itself, so whoever finds the row consumed also finds the answer on it.
-_CONSUME_CODE = rawsql.Statement(
+_CONSUME = (
     update(AuthorizationCode)
     .where(AuthorizationCode.id == bindparam("id"), AuthorizationCode.consumed_at.is_(None),
            AuthorizationCode.expires_at > bindparam("now"))
-    .values(consumed_at=bindparam("consumed_at"), replay=bindparam("replay"))
+    .values(consumed_at=bindparam("now"), replay=bindparam("replay"))
 )
+_CONSUME_CODE = rawsql.Statement(_CONSUME)
 # Rotation, the end of the rotated pair's access token (one live access token per family) and the
 # retry's answer in one statement: the conditional WHERE makes it single use, the row lock settles
 # races.
-_CONSUME_REFRESH = rawsql.Statement(
+_ROTATE = (
     update(Token)
     .where(Token.id == bindparam("id"), Token.rotated_at.is_(None), Token.revoked_at.is_(None))
-    .values(rotated_at=bindparam("now"), access_revoked_at=func.coalesce(Token.access_revoked_at, bindparam("ended")),
+    .values(rotated_at=bindparam("now"), access_revoked_at=func.coalesce(Token.access_revoked_at, bindparam("now")),
             replay=bindparam("replay"))
 )
-_INSERT_TOKEN = rawsql.insert_into(
-    Token, "grant_id", "code_id", "parent_id", "client_pk", "access_token_hash", "refresh_token_hash", "scope",
-    "authorized_scope", "issued_at", "access_expires_at", "refresh_expires_at", "auth_time",
-)
+_CONSUME_REFRESH = rawsql.Statement(_ROTATE)
+_TOKEN_COLUMNS = ("grant_id", "code_id", "parent_id", "client_pk", "access_token_hash", "refresh_token_hash", "scope",
+                  "authorized_scope", "issued_at", "access_expires_at", "refresh_expires_at", "auth_time")
+_INSERT_TOKEN = rawsql.insert_into(Token, *_TOKEN_COLUMNS)
 _TOUCH_GRANT = rawsql.Statement(update(Grant).where(Grant.id == bindparam("id")).values(last_used_at=bindparam("now")))
+# A client's row is rewritten as the ORM rewrites it (touch_usage): updated_at with it.
+_TOUCH_CLIENT = rawsql.Statement(
+    update(Client).where(Client.id == bindparam("id")).values(last_used_at=bindparam("now"), updated_at=bindparam("now"))
+)
+
+
+def _typed(table, name: str):
+    """A bound parameter named and cast as the column (PostgreSQL types a bare parameter in a
+    SELECT list as text, which an INSERT ... SELECT cannot store in a timestamp or integer)."""
+    column_type = table.c[name].type
+    return cast(bindparam(name, type_=column_type), column_type)
+
+
+def _issuing_statement(consume, name: str, from_consumed: str) -> rawsql.Statement:
+    """A token request's whole write as one PostgreSQL statement (data-modifying CTEs, run in
+    autocommit: one round trip, no BEGIN or COMMIT). `consume` is the conditional UPDATE that makes
+    the code or refresh token single use (_CONSUME_CODE's, _CONSUME_REFRESH's): the row lock
+    settles racing requests, the loser's UPDATE matches nothing, and every other part only inserts
+    or updates FROM the consumed row (whose id is the new pair's `from_consumed` column), so the
+    loser writes nothing. Returns the consumed row's id, or no row."""
+    consumed = consume.returning(consume.table.c.id).cte(name)
+    tokens = Token.__table__
+    new_pair = insert(tokens).from_select(
+        _TOKEN_COLUMNS,
+        select(*(consumed.c.id if column == from_consumed else _typed(tokens, column) for column in _TOKEN_COLUMNS)),
+    ).cte("new_pair")
+    new_event = _event_from(consumed, "").cte("new_event")
+    consumed_now = select(consumed.c.id).exists()
+    touch_grant = (
+        update(Grant).where(Grant.id == bindparam("grant_id"), bindparam("touch_grant", type_=Boolean), consumed_now)
+        .values(last_used_at=bindparam("now")).cte("touch_grant")
+    )
+    touch_client = (
+        update(Client).where(Client.id == bindparam("client_pk"), bindparam("touch_client", type_=Boolean),
+                             consumed_now)
+        .values(last_used_at=bindparam("now"), updated_at=bindparam("now")).cte("touch_client")
+    )
+    return rawsql.Statement(select(consumed.c.id).add_cte(new_pair, new_event, touch_grant, touch_client))
 
 
 # Registration runs on every connection of a hosted AI client, and is answered from these two raw
 # statements on the session's connection (rawsql): the ORM's SELECT, flush and reload cost several
 # times as much. The hand-over finds the oldest client (lowest id) deduplicated under the key and
 # revokes its registration token in one conditional UPDATE (see revoke_client_management).
-_HAND_OVER_DEDUPLICATED = rawsql.Statement(
+_HAND_OVER = (
     update(Client)
     .where(
         Client.id == select(func.min(Client.id))
@@ -144,10 +206,49 @@ _HAND_OVER_DEDUPLICATED = rawsql.Statement(
     .values(registration_access_token_hash=null(), updated_at=bindparam("now"))
     .returning(Client.client_id, Client.client_id_issued_at, Client.client_metadata)
 )
-_INSERT_CLIENT = rawsql.insert_into(
-    Client, "client_id", "client_secret_hash", "registration_access_token_hash", "client_metadata", "registration",
-    "client_id_issued_at", "dedupe_key", "created_at", "updated_at",
-)
+_HAND_OVER_DEDUPLICATED = rawsql.Statement(_HAND_OVER)
+_CLIENT_COLUMNS = ("client_id", "client_secret_hash", "registration_access_token_hash", "client_metadata",
+                   "registration", "client_id_issued_at", "dedupe_key", "created_at", "updated_at")
+_INSERT_CLIENT = rawsql.insert_into(Client, *_CLIENT_COLUMNS)
+_EVENT_COLUMNS = ("created_at", "event", "user_id", "hub_id", "client_id", "ip", "request_id", "detail")
+
+
+def _event_from(source, prefix: str, **from_source):
+    """INSERT of an audit event (audit.event_values' columns, as parameters named `prefix` + column,
+    or the `from_source` columns) for each row of `source`: written only when the statement whose
+    RETURNING `source` is wrote a row."""
+    events = AuditEvent.__table__
+    return insert(events).from_select(
+        _EVENT_COLUMNS,
+        select(*(from_source[name] if name in from_source else
+                 cast(bindparam(prefix + name, type_=events.c[name].type), events.c[name].type)
+                 for name in _EVENT_COLUMNS)).select_from(source),
+    )
+
+
+def _registration_statement():
+    """A registration's whole write as one PostgreSQL statement (data-modifying CTEs, run in
+    autocommit): the hand-over of an identical deduplicated client (_HAND_OVER_DEDUPLICATED's
+    conditional UPDATE, unchanged) or, when there is none, the new client's INSERT; and the audit
+    event of whichever happened. Returns the handed-over client's row, or no row when the new
+    client was inserted."""
+    handed = _HAND_OVER.cte("handed")
+    clients = Client.__table__
+    new_client = insert(clients).from_select(
+        _CLIENT_COLUMNS,
+        select(*(_typed(clients, name) for name in _CLIENT_COLUMNS)).where(~select(handed.c.client_id).exists()),
+    ).returning(clients.c.client_id).cte("new_client")
+    reused = _event_from(handed, "reused_", client_id=handed.c.client_id).cte("reused_event")
+    registered = _event_from(new_client, "registered_", client_id=new_client.c.client_id).cte("registered_event")
+    return rawsql.Statement(
+        select(handed.c.client_id, handed.c.client_id_issued_at, handed.c.client_metadata).add_cte(
+            new_client, reused, registered)
+    )
+
+
+_ROTATION = _issuing_statement(_ROTATE, "rotated", "parent_id")
+_REDEMPTION = _issuing_statement(_CONSUME, "redeemed", "code_id")
+_REGISTRATION = _registration_statement()
 
 
 # --- clients -------------------------------------------------------------------------------------
@@ -241,6 +342,33 @@ def find_unused_clients(cutoff: datetime) -> list[Client]:
             )
         )
     )
+
+
+def register_client(values: dict, key: str | None, reused_event: dict, registered_event: dict):
+    """Register a client (RFC 7591): the client deduplicated under `key` handed to one more
+    registrant (revoke_client_management), or else a new one, `values` (the columns of
+    _INSERT_CLIENT, see save_registered_client); with the audit event of what happened
+    (audit.event_values rows; client_id is filled in). Returns the handed-over client's
+    client_id, client_id_issued_at and client_metadata, or None when the new client was inserted.
+
+    On PostgreSQL one statement in autocommit (_REGISTRATION), committed before the view's own
+    commit (which has nothing left to write); elsewhere the same statements in the request's
+    transaction."""
+    if rawsql.is_postgresql():
+        now = utcnow()
+        params = {**values, "key": key, "registration": "dynamic", "now": now, "created_at": now, "updated_at": now,
+                  **{"reused_" + k: v for k, v in reused_event.items()},
+                  **{"registered_" + k: v for k, v in registered_event.items()}}
+        with rawsql.connection(autocommit=True) as conn:
+            return conn.one(_REGISTRATION, params)
+    existing = revoke_client_management(key) if key is not None else None
+    if existing is not None:
+        event = {**reused_event, "client_id": existing.client_id}
+    else:
+        save_registered_client(values)
+        event = {**registered_event, "client_id": values["client_id"]}
+    rawsql.in_session().execute(audit.INSERT_EVENT, event).close()
+    return existing
 
 
 def save_registered_client(values: dict) -> None:
@@ -477,8 +605,6 @@ def use_grant(grant: Grant, live: list[Grant]) -> None:
 
 def revoke_grant(grant: Grant, reason: str = "user") -> None:
     """Revoke a grant and every token issued under it, at once."""
-    from . import audit
-
     audit.record("grant.revoked", user=grant.user_id, hub=grant.hub, client=grant.client, reason=reason)
     now = utcnow()
     db.session.execute(
@@ -547,10 +673,24 @@ def get_code_for_exchange(code_hash: str):
 def consume_authorization_code(code, replay: bytes | None) -> bool:
     """Mark the code used, keeping `replay` (the sealed answer) on it. True for exactly one
     caller, however many race."""
-    now = utcnow()
-    cursor = rawsql.in_session().execute(_CONSUME_CODE, {"id": code.id, "now": now, "consumed_at": now,
-                                                         "replay": replay})
+    cursor = rawsql.in_session().execute(_CONSUME_CODE, {"id": code.id, "now": utcnow(), "replay": replay})
     return cursor.rowcount == 1
+
+
+def get_client_and_code(client_id: str, code_hash: str):
+    """As get_client_and_refresh, for an authorization code (get_code_for_exchange's columns)."""
+    if not client_id or len(client_id) > 2000:
+        return None
+    return rawsql.read_one(_CLIENT_AND_CODE, {"client_id": client_id, "hash": code_hash})
+
+
+def redeem_code(code_id: int, replay: bytes | None, new_pair: dict, event: dict, *,
+                client_last_used_at: datetime | None, grant_last_used_at: datetime | None) -> bool:
+    """A code exchange's whole write, committed, as rotate_refresh_token's for a refresh: the code
+    consumed (consume_authorization_code's conditional UPDATE), the new pair stored with the code
+    as its lineage, the audit event, the last-used times."""
+    return _issue(_CONSUME_CODE, _REDEMPTION, "code_id", code_id, replay, new_pair, event,
+                  client_last_used_at, grant_last_used_at)
 
 
 def revoke_code_family(code: AuthorizationCode) -> int:
@@ -586,10 +726,55 @@ def get_refresh_for_exchange(token_hash: str):
 def consume_refresh_token(token, replay: bytes | None) -> bool:
     """Mark a refresh token rotated, end its access token and keep `replay` (the sealed answer)
     on it. True for exactly one caller, however many race."""
-    now = utcnow()
-    cursor = rawsql.in_session().execute(_CONSUME_REFRESH, {"id": token.id, "now": now, "ended": now,
-                                                            "replay": replay})
+    cursor = rawsql.in_session().execute(_CONSUME_REFRESH, {"id": token.id, "now": utcnow(), "replay": replay})
     return cursor.rowcount == 1
+
+
+def get_client_and_refresh(client_id: str, token_hash: str):
+    """The client's authentication columns (named client__*) and the refresh token with its grant's
+    state and the user's live membership, in one statement outside any transaction; None when there
+    is no such client (the token's columns are NULL when it has no such refresh token)."""
+    if not client_id or len(client_id) > 2000:
+        return None
+    return rawsql.read_one(_CLIENT_AND_REFRESH, {"client_id": client_id, "hash": token_hash})
+
+
+def rotate_refresh_token(token_id: int, replay: bytes | None, new_pair: dict, event: dict, *,
+                         client_last_used_at: datetime | None, grant_last_used_at: datetime | None) -> bool:
+    """A refresh's whole write, committed: rotate the token (consume_refresh_token's conditional
+    UPDATE), store `new_pair` (save_token's columns, parent_id excepted), the audit `event`
+    (audit.event_values), and the client's and grant's last-used times as touch_usage rewrites
+    them. True for exactly one caller, however many race; a caller that gets False wrote nothing.
+
+    On PostgreSQL one statement in autocommit (_ROTATION); elsewhere the same statements in one
+    transaction on a pooled connection (SQLite has no data-modifying CTEs)."""
+    return _issue(_CONSUME_REFRESH, _ROTATION, "parent_id", token_id, replay, new_pair, event,
+                  client_last_used_at, grant_last_used_at)
+
+
+def _issue(consume: rawsql.Statement, write: rawsql.Statement, from_consumed: str, consumed_id: int,
+           replay: bytes | None, new_pair: dict, event: dict, client_last_used_at: datetime | None,
+           grant_last_used_at: datetime | None) -> bool:
+    """rotate_refresh_token and redeem_code: on PostgreSQL the one statement `write` in autocommit;
+    elsewhere `consume` and the same writes in one transaction on a pooled connection (SQLite has
+    no data-modifying CTEs). Last-used times are rewritten as touch_usage rewrites them."""
+    now = utcnow()
+    touch_client, touch_grant = _stale(client_last_used_at, now), _stale(grant_last_used_at, now)
+    if rawsql.is_postgresql():
+        params = {**new_pair, **event, "id": consumed_id, "now": now, "replay": replay,
+                  "touch_client": touch_client, "touch_grant": touch_grant}
+        with rawsql.connection(autocommit=True) as conn:
+            return conn.one(write, params) is not None
+    with rawsql.transaction() as conn:
+        if conn.execute(consume, {"id": consumed_id, "now": now, "replay": replay}).rowcount != 1:
+            return False  # nothing written: the empty transaction is committed
+        conn.execute(_INSERT_TOKEN, {**new_pair, from_consumed: consumed_id}).close()
+        conn.execute(audit.INSERT_EVENT, event).close()
+        if touch_grant:
+            conn.execute(_TOUCH_GRANT, {"id": new_pair["grant_id"], "now": now}).close()
+        if touch_client:
+            conn.execute(_TOUCH_CLIENT, {"id": new_pair["client_pk"], "now": now}).close()
+    return True
 
 
 def revoke_access_token(token: Token) -> None:

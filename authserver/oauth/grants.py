@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidScopeError
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidScopeError, OAuth2Error
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.hooks import hooked
 from flask import current_app
@@ -16,12 +16,13 @@ from flask import current_app
 from .. import accounts, audit, store
 from ..extensions import db
 from ..metrics import TOKENS_ISSUED
-from ..models import Grant, Hub, User
+from ..models import Client, Grant, Hub, User
 from ..scopes import IGNORED_SCOPES
-from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex
+from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex, verify_secret
 from ..timeutil import utcnow
-from .resource import check_refresh_resource
-from .tokens import seal, unseal
+from .pkce import check_code_verifier
+from .resource import check_code_resource, check_refresh_resource
+from .tokens import new_token, seal, stored_values, unseal
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,41 @@ def live_scope(exchanged: Exchanged, wanted: str) -> str:
     if not scopes:
         raise InvalidGrantError("The user no longer has any of the granted permissions in this hub.")
     return " ".join(scopes)
+
+
+def code_replay_context(client_id: str, form) -> list[str]:
+    """What binds a code redemption's retry to its request (see refresh_replay_context)."""
+    return ["authorization_code", client_id, form.get("redirect_uri", ""), form.get("code_verifier", ""),
+            form.get("resource", "")]
+
+
+def refresh_replay_context(client_id: str, form) -> list[str]:
+    """What binds a refresh's retry to its request: the client and the parameters that shape the
+    answer, as sent (the sealed answer is keyed on them, oauth/tokens.py seal)."""
+    return ["refresh_token", client_id, form.get("scope", ""), form.get("resource", "")]
+
+
+def check_refresh_scope(scope: str | None, token: ExchangedRefreshToken) -> None:
+    """A requested scope can only narrow what this token's authorization granted (RFC 6749 §6):
+    nothing in common with it is invalid_scope (see RefreshTokenGrant._validate_token_scope)."""
+    if not scope:
+        return
+    requested = set(scope.split()) - IGNORED_SCOPES
+    if not requested & set(token.get_authorized_scope().split()):
+        raise InvalidScopeError("None of the requested scopes was granted.")
+
+
+def refreshed_scope(token: ExchangedRefreshToken, scope: str | None) -> str:
+    """The scope of the pair a refresh issues: the requested scope (else all) within what this
+    family's authorization granted, ∩ the grant and today's permissions (live_scope).
+
+    The grant may since have gained scopes from another authorization (remembered consent for a
+    wider request): this family keeps the ceiling its own code set. Refused before rotation (the
+    user left the hub, or lost every scope): nothing is issued either way, the old access token is
+    checked live at every introspection, and every later refresh is decided on the live state."""
+    authorized = token.get_authorized_scope().split()
+    requested = (scope or "").split() or authorized
+    return live_scope(token, " ".join(s for s in requested if s in authorized))
 
 
 class ReplayMixin(ABC):
@@ -203,14 +239,7 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
 
     def replay_context(self) -> list[str]:
-        form = self.request.form
-        return [
-            "authorization_code",
-            self.request.client.client_id,
-            form.get("redirect_uri", ""),
-            form.get("code_verifier", ""),
-            form.get("resource", ""),
-        ]
+        return code_replay_context(self.request.client.client_id, self.request.form)
 
     def consume(self, exchanged: ExchangedCode, replay: bytes | None) -> bool:
         return store.consume_authorization_code(exchanged, replay)
@@ -310,13 +339,7 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def replay_context(self) -> list[str]:
-        form = self.request.form
-        return [
-            "refresh_token",
-            self.request.client.client_id,
-            form.get("scope", ""),
-            form.get("resource", ""),
-        ]
+        return refresh_replay_context(self.request.client.client_id, self.request.form)
 
     def consume(self, exchanged: ExchangedRefreshToken, replay: bytes | None) -> bool:
         return store.consume_refresh_token(exchanged, replay)
@@ -350,12 +373,7 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
         §6): it is intersected with it, never widened. Deliberately lenient: clients (Authlib's
         among them) resend their original request scope at refresh, including scopes the user
         unticked, and must not be logged out for it. Nothing in common is `invalid_scope`."""
-        scope = self.request.payload.scope
-        if not scope:
-            return
-        requested = set(scope.split()) - IGNORED_SCOPES
-        if not requested & set(token.get_authorized_scope().split()):
-            raise InvalidScopeError("None of the requested scopes was granted.")
+        check_refresh_scope(self.request.payload.scope, token)
 
     @hooked
     def validate_token_request(self):
@@ -368,14 +386,7 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
 
     def issue(self) -> dict:
         old: ExchangedRefreshToken = self.request.refresh_token
-        # The grant may since have gained scopes from another authorization (remembered consent
-        # for a wider request): this family keeps the ceiling its own code set.
-        authorized = old.get_authorized_scope().split()
-        requested = (self.request.payload.scope or "").split() or authorized
-        # Refused before rotation (the user left the hub, or lost every scope): nothing is issued
-        # either way, the old access token is checked live at every introspection, and every later
-        # refresh is decided on the live state again.
-        scope = live_scope(old, " ".join(s for s in requested if s in authorized))
+        scope = refreshed_scope(old, self.request.payload.scope)
         # The rotated pair's access token ends with the rotation (store.consume_refresh_token):
         # one live access token per family.
         token = self.exchange(old, self.request.form["refresh_token"], scope, include_refresh_token=True)
@@ -388,3 +399,179 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
 
     def revoke_old_credential(self, refresh_token):
         """Done atomically by store.consume_refresh_token in ReplayMixin.exchange."""
+
+
+class LeanTokenRequest:
+    """A plain successful token request for the WSGI lane (fastlane.py), made without Authlib's
+    request, grant and hook objects and without the ORM session: one read (the client with the code
+    or refresh token, store.get_client_and_*) and one write (store.redeem_code,
+    store.rotate_refresh_token), each a single statement outside any transaction on PostgreSQL,
+    where the Authlib grant needs BEGIN, five statements and COMMIT. Why a second path: a refresh
+    is what every connected client does for as long as it stays connected and a code exchange
+    ends every connection, and on them Authlib's generic machinery (a second parse of the form,
+    two request objects, the client as an ORM row, the session's flush and commit) cost more than
+    the database did.
+
+    The rules are the grants', through the same functions: client authentication as Authlib's
+    client_secret_basic, client_secret_post and none decide it (the registered method only; secrets
+    compared in constant time), the client's grant types, single use under the grant's own
+    conditional UPDATE, today's permissions (live_scope), the token (tokens.new_token: a JWT for a
+    resource server whose format is jwt), the sealed answer for an identical retry, the audit
+    event and the last-used times; each subclass names its grant's own checks. It answers only
+    that plain success. Anything else makes it return None, having written nothing, and the
+    Authlib grant decides the request from the start: a used code or rotated token (an identical
+    retry, a replay, reuse), a revoked or expired one, any refused parameter, a user who left the
+    hub, a lost race, a legacy secret hash, an unknown parameter, several ways of authenticating at
+    once. The lane uses it only while the grant's extensions are the ones whose work it does
+    (fastlane._lean_allowed)."""
+
+    GRANT_TYPE: str
+    #: The parameters it takes (any other goes to the grant).
+    PARAMETERS: frozenset[str]
+    #: The form parameter holding the credential exchanged.
+    CREDENTIAL: str
+    TOKEN_RESPONSE_HEADER = RefreshTokenGrant.TOKEN_RESPONSE_HEADER
+
+    def __init__(self, form: dict, basic: tuple[str, str] | None):
+        self.form = form
+        self.basic = basic
+        self.client: Client | None = None
+        self.method: str | None = None
+        self.exchanged = None
+
+    def read(self, client_id: str, credential_hash: str):
+        """The client's columns and the credential's (store.get_client_and_*), or None."""
+        raise NotImplementedError
+
+    def authenticate(self) -> str | None:
+        """The client authentication method this request proves (the client is self.client, the
+        code or refresh token self.exchanged), or None for anything Authlib's methods must decide."""
+        form = self.form
+        if not form.keys() <= self.PARAMETERS or not form.get(self.CREDENTIAL):
+            return None
+        if self.basic is not None:
+            if "client_id" in form or "client_secret" in form or not all(self.basic):
+                return None
+            (client_id, secret), method = self.basic, "client_secret_basic"
+        elif form.get("client_secret"):
+            client_id, secret, method = form.get("client_id"), form["client_secret"], "client_secret_post"
+        else:
+            client_id, secret, method = form.get("client_id"), None, "none"
+        if not client_id:
+            return None
+        row = self.read(client_id, sha256_hex(form[self.CREDENTIAL]))
+        if row is None:
+            return None  # an unknown client: invalid_client, counted as a failure, by Authlib's path
+        client = Client(**{name: getattr(row, "client__" + name) for name in store.CLIENT_AUTH_COLUMNS})
+        if not client.check_endpoint_auth_method(method, "token"):
+            return None
+        if secret is not None:
+            check = verify_secret(client.client_secret_hash, secret)
+            if not check.ok or check.replacement:
+                return None
+        if not client.check_grant_type(self.GRANT_TYPE):
+            return None
+        self.client, self.method, self.exchanged = client, method, self.row_type(row)
+        return method
+
+    def finish(self, exchanged, scope: str, replay_context: list[str], authorized_scope: str, *,
+               include_refresh_token: bool, code_id, parent_id, write) -> dict | None:
+        """Generate and seal the token, then `write` it (store.redeem_code or
+        rotate_refresh_token); the token, or None when the write lost the race."""
+        client, form = self.client, self.form
+        issued = new_token(exchanged, client, scope, None, include_refresh_token=include_refresh_token)
+        session = db.session()
+        if session.in_transaction():
+            # Signing a JWT may have read the keys, or made one that signs at once (keys.py), in
+            # the session: committed before the token that depends on it is written elsewhere.
+            session.commit()
+        grace = ReplayMixin.replay_grace() > timedelta(0)
+        replay = seal(form[self.CREDENTIAL], replay_context, issued) if grace else None
+        new_pair = stored_values(issued, grant_id=exchanged.grant_id, code_id=code_id, parent_id=parent_id,
+                                 client_pk=client.id, authorized_scope=authorized_scope,
+                                 auth_time=exchanged.auth_time)
+        event = audit.event_values("token.issued", ip=self.address, request_id=self.request_id,
+                                   user=exchanged.user_id, hub=exchanged.hub_public_id, client=client.client_id,
+                                   grant_type=self.GRANT_TYPE, scope=scope)
+        if not write(exchanged.id, replay, new_pair, event, client_last_used_at=client.last_used_at,
+                     grant_last_used_at=exchanged.grant_last_used_at):
+            return None  # lost the race: the grant finds the row used, and answers as it does
+        TOKENS_ISSUED.labels(self.GRANT_TYPE).inc()
+        audit.logged(event)
+        return issued
+
+    def issue(self, address: str | None, request_id: str) -> dict | None:
+        """The new token pair, written and committed; None when the grant must decide."""
+        self.address, self.request_id = address, request_id
+        exchanged = self.exchanged
+        if exchanged.id is None or exchanged.client_pk != self.client.id:
+            return None  # unknown, or another client's: invalid_grant
+        try:
+            return self.issue_checked(exchanged)
+        except OAuth2Error:
+            return None
+
+    def issue_checked(self, exchanged) -> dict | None:
+        raise NotImplementedError
+
+
+class LeanRefresh(LeanTokenRequest):
+    """A plain refresh (RFC 6749 §6, rotation per OAuth 2.1 §4.3.1): RefreshTokenGrant's checks
+    (check_refresh_scope, check_refresh_resource, refreshed_scope) through the same functions."""
+
+    GRANT_TYPE = RefreshTokenGrant.GRANT_TYPE
+    PARAMETERS = frozenset({"grant_type", "refresh_token", "client_id", "client_secret", "scope", "resource"})
+    CREDENTIAL = "refresh_token"
+    row_type = ExchangedRefreshToken
+
+    def read(self, client_id: str, credential_hash: str):
+        return store.get_client_and_refresh(client_id, credential_hash)
+
+    def issue_checked(self, token: ExchangedRefreshToken) -> dict | None:
+        if (token.rotated_at is not None or token.revoked_at is not None or token.is_refresh_expired()
+                or token.grant_revoked_at is not None):
+            return None
+        form = self.form
+        scope = form.get("scope") or None  # a parameter sent without a value is omitted (Payload)
+        resource = form.get("resource")
+        check_refresh_scope(scope, token)
+        check_refresh_resource({"resource": [resource]} if resource else {}, token)
+        scope = refreshed_scope(token, scope)
+        return self.finish(token, scope, refresh_replay_context(self.client.client_id, form),
+                           token.get_authorized_scope(), include_refresh_token=True, code_id=token.code_id,
+                           parent_id=token.id, write=store.rotate_refresh_token)
+
+
+class LeanExchange(LeanTokenRequest):
+    """A plain code exchange (RFC 6749 §4.1.3): AuthorizationCodeGrant's checks (the code's
+    client, use and expiry, the redirect URI as query_authorization_code and Authlib check it,
+    PKCE as S256CodeChallenge checks it, the resource as ResourceIndicator does, a revoked grant)."""
+
+    GRANT_TYPE = AuthorizationCodeGrant.GRANT_TYPE
+    PARAMETERS = frozenset({"grant_type", "code", "redirect_uri", "client_id", "client_secret", "code_verifier",
+                            "resource"})
+    CREDENTIAL = "code"
+    row_type = ExchangedCode
+
+    def read(self, client_id: str, credential_hash: str):
+        return store.get_client_and_code(client_id, credential_hash)
+
+    def issue_checked(self, code: ExchangedCode) -> dict | None:
+        if code.consumed_at is not None or code.expires_at <= utcnow():
+            return None
+        form = self.form
+        sent = form.get("redirect_uri") or None
+        if not code.redirect_uri_sent and sent and sent != code.redirect_uri:
+            return None  # query_authorization_code's rule
+        original = code.get_redirect_uri()
+        if original and sent != original:
+            return None  # Authlib's (RFC 6749 §4.1.3)
+        check_code_verifier(code, form, self.method)
+        resource = form.get("resource")
+        check_code_resource({"resource": [resource]} if resource else {}, code)
+        if code.grant_revoked_at is not None:
+            return None
+        scope = live_scope(code, code.scope)
+        return self.finish(code, scope, code_replay_context(self.client.client_id, form), code.scope,
+                           include_refresh_token=self.client.check_grant_type("refresh_token"), code_id=code.id,
+                           parent_id=None, write=store.redeem_code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from types import SimpleNamespace
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
@@ -31,3 +32,15 @@ class S256CodeChallenge(CodeChallenge):
         if data.get("code_challenge_method") != "S256":
             raise InvalidRequestError("code_challenge_method must be S256; plain is not supported.")
         super().validate_code_challenge(grant, redirect_uri)
+
+
+_S256 = S256CodeChallenge()
+
+
+def check_code_verifier(code, form, auth_method: str) -> None:
+    """The token request's PKCE check (RFC 7636 §4.6), for a caller that has no Authlib grant (the
+    WSGI lane's code exchange, grants.LeanExchange): the very check the grant's S256CodeChallenge
+    extension makes (Authlib's validate_code_verifier), given the same three facts it reads.
+    Raises the same OAuth2Error."""
+    request = SimpleNamespace(form=form, auth_method=auth_method, authorization_code=code)
+    _S256.validate_code_verifier(SimpleNamespace(request=request), None)

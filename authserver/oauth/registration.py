@@ -304,25 +304,42 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
 
     def create_registration_response(self, request):
         """RFC 7591 §3.1-3.2. Authlib's version, minus its second authenticate_token and a second
-        pass over the body: the metadata is validated once, its digest computed once."""
+        pass over the body: the metadata is validated once, its digest computed once; and the
+        write is one call to the store (one statement on PostgreSQL, store.register_client).
+
+        An identical public client (hosted AI clients register again and again from the same few
+        addresses) is answered with the existing one, no new row. A client that several parties
+        were handed is managed by none of them: otherwise its first registrant could add a
+        redirect URI of its own, or delete it, under everybody else's grants. When it left
+        deduplication meanwhile (managed or deleted), a new client is registered instead."""
         request.credential = self.authenticate_token(request)
         metadata = self.extract_client_metadata(request)
-        method = metadata["token_endpoint_auth_method"]
-        request.dedupe_key = dedupe_key(metadata) if method == "none" else None
-        if method == "none":
-            # An identical public client (hosted AI clients register again and again from the
-            # same few addresses): answer with the existing one, no new row. A client that several
-            # parties were handed is managed by none of them: otherwise its first registrant could
-            # add a redirect URI of its own, or delete it, under everybody else's grants. When it
-            # left deduplication meanwhile (managed or deleted), register a new client instead.
-            existing = store.revoke_client_management(request.dedupe_key)
-            if existing is not None:
-                audit.record("client.reused", client=existing.client_id)
-                body = {"client_id": existing.client_id, "client_id_issued_at": existing.client_id_issued_at,
-                        **existing.client_metadata}
-                return 201, body, default_json_headers
+        public = metadata["token_endpoint_auth_method"] == "none"
+        key = dedupe_key(metadata) if public else None
         info = self.generate_client_info(request)
-        client = self.save_client(info, metadata, request)
+        registration_token = new_credential(REGISTRATION_TOKEN_PREFIX)
+        secret = info.get("client_secret")
+        values = {
+            "client_id": info["client_id"],
+            "client_secret_hash": hash_secret(secret) if secret else None,
+            "registration_access_token_hash": sha256_hex(registration_token),
+            "client_metadata": metadata,
+            "registration": "dynamic",
+            "client_id_issued_at": info["client_id_issued_at"],
+            "dedupe_key": None if secret else key,  # secretless clients: deduplicated by their whole metadata
+        }
+        client = Client(**values)
+        reused = audit.event_row("client.reused")
+        registered = audit.event_row("client.registered", client=client, client_name=client.client_name,
+                                     redirect_uris=client.redirect_uris)
+        existing = store.register_client(values, key, reused, registered)
+        if existing is not None:
+            audit.logged({**reused, "client_id": existing.client_id})
+            body = {"client_id": existing.client_id, "client_id_issued_at": existing.client_id_issued_at,
+                    **existing.client_metadata}
+            return 201, body, default_json_headers
+        audit.logged(registered)
+        request.registration_access_token = registration_token
         body = {**metadata, **info, **self.generate_client_registration_info(client, request)}
         if info["client_secret"] is None:
             del body["client_secret"], body["client_secret_expires_at"]
@@ -335,28 +352,6 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         if request.payload.data.get("token_endpoint_auth_method") in SECRETLESS_METHODS:
             return None
         return new_credential(CLIENT_SECRET_PREFIX)
-
-    def save_client(self, client_info, client_metadata, request) -> Client:
-        """Insert the client (one raw INSERT, see store.save_registered_client) and record it; the
-        returned Client is transient, built from the same values, for the response and the audit."""
-        registration_token = new_credential(REGISTRATION_TOKEN_PREFIX)
-        request.registration_access_token = registration_token
-        secret = client_info.get("client_secret")
-        values = {
-            "client_id": client_info["client_id"],
-            "client_secret_hash": hash_secret(secret) if secret else None,
-            "registration_access_token_hash": sha256_hex(registration_token),
-            "client_metadata": client_metadata,
-            "registration": "dynamic",
-            "client_id_issued_at": client_info["client_id_issued_at"],
-            # Secretless clients are deduplicated by their whole metadata (computed once, above).
-            "dedupe_key": None if secret else request.dedupe_key,
-        }
-        store.save_registered_client(values)
-        client = Client(**values)
-        audit.record("client.registered", client=client, client_name=client.client_name,
-                     redirect_uris=client.redirect_uris)
-        return client
 
     def generate_client_registration_info(self, client, request) -> dict:
         return {

@@ -56,15 +56,17 @@ class ResourceIndicator:
         request.scope = " ".join(scopes)
 
     def validate_token_resource(self, grant, result=None):
-        """At the token endpoint `resource` is optional but, if sent, must name the audience
-        already bound to the code."""
-        request = grant.request
-        uri = requested_resource(request.payload.datalist)
-        if not uri:
-            return
-        code = request.authorization_code
-        if code is None or not names_audience(uri, code.resource_uri):
-            raise InvalidTargetError("The resource does not match the one the code was issued for.")
+        check_code_resource(grant.request.payload.datalist, grant.request.authorization_code)
+
+
+def check_code_resource(datalist, code) -> None:
+    """At the token endpoint `resource` is optional but, if sent, must name the audience already
+    bound to the code."""
+    uri = requested_resource(datalist)
+    if not uri:
+        return
+    if code is None or not names_audience(uri, code.resource_uri):
+        raise InvalidTargetError("The resource does not match the one the code was issued for.")
 
 
 def check_refresh_resource(datalist, token) -> None:

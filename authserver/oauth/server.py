@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidScopeError, OAuth2Error, OAuth2Payload, OAuth2Request
@@ -13,7 +11,6 @@ from flask import request as flask_request
 from flask_limiter.util import get_remote_address
 
 from .. import limits, scopes, store
-from ..secrets import sha256_hex
 from . import assertion, cimd
 from .errors import InvalidTargetError, RateLimitedError, RepeatedParameterError, safe_description
 from .grants import AuthorizationCodeGrant, RefreshTokenGrant
@@ -22,7 +19,7 @@ from .pkce import S256CodeChallenge
 from .registration import ClientConfiguration, ClientRegistration
 from .resource import ResourceIndicator
 from .revocation import Revocation
-from .tokens import IssuingFor, generate_bearer_token, validity
+from .tokens import IssuingFor, generate_bearer_token, stored_values
 
 #: Authorization parameters whose repetition is answered with a page, never redirected: Authlib
 #: refuses these before it has verified anything (validate_no_multiple_request_parameter), since
@@ -56,6 +53,21 @@ def refuse_repeated_parameters(pairs: list[tuple[str, str]]) -> dict[str, str]:
                 raise RepeatedParameterError(key)
             seen.add(key)
     return parameters
+
+
+def count_token_client(environ, client_id: str, auth_method: str, address: str) -> None:
+    """Count a token request against the client it authenticated (with the caller's address for a
+    public client, whose id is only a claim), once per request whether the WSGI lane or the view
+    counts it; RateLimitedError when the limit is reached."""
+    if environ.get(limits.CLIENT_COUNTED):
+        return
+    key = [client_id]
+    if auth_method == "none":
+        key.append(address)
+    retry_after = limits.hit("TOKEN_RATE_LIMIT", "token-client", *key)
+    if retry_after is not None:
+        raise RateLimitedError(retry_after)
+    environ[limits.CLIENT_COUNTED] = True  # counted once, lane or view
 
 
 class Payload(OAuth2Payload):
@@ -144,15 +156,16 @@ class AuthorizationServer(FlaskAuthorizationServer):
         except InvalidClientError:
             limits.note_client_auth_failure()
             raise
-        if endpoint == "token" and not flask_request.environ.get(limits.CLIENT_COUNTED):
-            key = [client.client_id]
-            if request.auth_method == "none":
-                key.append(get_remote_address())
-            retry_after = limits.hit("TOKEN_RATE_LIMIT", "token-client", *key)
-            if retry_after is not None:
-                raise RateLimitedError(retry_after)
-            flask_request.environ[limits.CLIENT_COUNTED] = True  # counted once, lane or view
+        if endpoint == "token":
+            count_token_client(flask_request.environ, client.client_id, request.auth_method, get_remote_address())
         return client
+
+    def token_grant_extensions(self, grant_type: str) -> tuple[type, list]:
+        """The grant class registered for `grant_type` and its extensions."""
+        for grant_cls, extensions in self._token_grants:
+            if grant_cls.GRANT_TYPE == grant_type:
+                return grant_cls, list(extensions or [])
+        raise LookupError(grant_type)
 
     def create_oauth2_request(self, request):
         """Every endpoint but the authorization endpoint reads the form body only, never the query
@@ -211,7 +224,6 @@ class AuthorizationServer(FlaskAuthorizationServer):
         """Store the token pair as SHA-256 hashes (of a JWT access token too), stamped with the
         grant, its code lineage, the scope that code authorized (the ceiling of every refresh, RFC
         6749 §6) and when the person approved it (a JWT's auth_time)."""
-        now, access_expires_at = validity(token)
         if request.payload.grant_type == RefreshTokenGrant.GRANT_TYPE:
             previous = request.refresh_token
             code_id, parent_id, authorized = previous.code_id, previous.id, previous.get_authorized_scope()
@@ -220,23 +232,9 @@ class AuthorizationServer(FlaskAuthorizationServer):
             code = request.authorization_code
             grant_id, code_id, parent_id, authorized = code.grant_id, code.id, None, code.scope
             auth_time = code.auth_time
-        refresh = token.get("refresh_token")
-        store.save_token(
-            grant_id=grant_id,
-            code_id=code_id,
-            parent_id=parent_id,
-            client_pk=request.client.id,
-            access_token_hash=sha256_hex(token["access_token"]),
-            refresh_token_hash=sha256_hex(refresh) if refresh else None,
-            scope=token["scope"],
-            authorized_scope=authorized,
-            issued_at=now,
-            access_expires_at=access_expires_at,
-            auth_time=auth_time,
-            refresh_expires_at=(
-                now + timedelta(seconds=int(current_app.config["REFRESH_TOKEN_LIFETIME"])) if refresh else None
-            ),
-        )
+        store.save_token(**stored_values(token, grant_id=grant_id, code_id=code_id, parent_id=parent_id,
+                                         client_pk=request.client.id, authorized_scope=authorized,
+                                         auth_time=auth_time))
 
     def handle_error_response(self, request, error):
         """Every error says what went wrong: Authlib leaves some without a description."""

@@ -30,7 +30,7 @@ from joserfc import jwt
 
 from .. import keys
 from ..resources import JWT
-from ..secrets import ACCESS_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, new_credential
+from ..secrets import ACCESS_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, new_credential, sha256_hex
 from ..timeutil import to_epoch, utcnow
 
 #: RFC 9068 §2.1: the `typ` header of a JWT access token.
@@ -57,7 +57,11 @@ def generate_bearer_token(
     """Authlib's token-generator seam: an opaque 256-bit token with a recognisable prefix, or an
     RFC 9068 JWT for a resource server whose token format is `jwt` (its own, shorter lifetime);
     the refresh token is always opaque."""
-    source = g.get("authserver_token_source")
+    return new_token(g.get("authserver_token_source"), client, scope, expires_in, include_refresh_token)
+
+
+def new_token(source, client, scope: str | None, expires_in: int | None, include_refresh_token: bool) -> dict:
+    """The token response for the code or refresh token `source` (see generate_bearer_token)."""
     if source is not None and source.token_format == JWT:
         lifetime = int(current_app.config["JWT_ACCESS_TOKEN_LIFETIME"])
         access_token = jwt_access_token(source, client, scope or "", lifetime)
@@ -68,6 +72,25 @@ def generate_bearer_token(
     if include_refresh_token:
         token["refresh_token"] = new_credential(REFRESH_TOKEN_PREFIX)
     return token
+
+
+def stored_values(token: dict, *, grant_id: int, code_id: int | None, parent_id: int | None, client_pk: int,
+                  authorized_scope: str, auth_time: datetime | None) -> dict:
+    """The row of a token pair (store.save_token's columns): SHA-256 hashes of both tokens (of a
+    JWT access token too), its validity, and its family's grant, code, authorized scope (the
+    ceiling of every refresh, RFC 6749 §6) and auth_time."""
+    now, access_expires_at = validity(token)
+    refresh = token.get("refresh_token")
+    return {
+        "grant_id": grant_id, "code_id": code_id, "parent_id": parent_id, "client_pk": client_pk,
+        "access_token_hash": sha256_hex(token["access_token"]),
+        "refresh_token_hash": sha256_hex(refresh) if refresh else None,
+        "scope": token["scope"], "authorized_scope": authorized_scope, "issued_at": now,
+        "access_expires_at": access_expires_at, "auth_time": auth_time,
+        "refresh_expires_at": (
+            now + timedelta(seconds=int(current_app.config["REFRESH_TOKEN_LIFETIME"])) if refresh else None
+        ),
+    }
 
 
 def jwt_access_token(source, client, scope: str, lifetime: int) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 from flask_limiter.util import get_remote_address
 
 from .. import limits
 from ..errors import oauth_json_error
-from ..extensions import csrf, db, limiter
+from ..extensions import csrf, db
 from ..oauth.credentials import basic_credentials
 from ..oauth.server import refuse_repeated_parameters, server
 from ..web import CORS_HEADERS
@@ -72,10 +72,6 @@ def refuse_repeated_form_parameters():
         refuse_repeated_parameters(list(request.form.items(multi=True)))
 
 
-def _limit(setting: str):
-    return lambda: current_app.config[setting]
-
-
 def _require_form():
     """RFC 6749 §3.2 / RFC 7662 §2.1 / RFC 7009 §2.1: parameters come form-encoded in the body."""
     if request.method == "POST" and request.mimetype != FORM:
@@ -85,8 +81,12 @@ def _require_form():
 
 def _committed(response):
     """One transaction per request: what the endpoint did (including revocations made while
-    refusing a replay) is committed at the view boundary."""
-    db.session.commit()
+    refusing a replay) is committed at the view boundary. A request whose work needed no
+    transaction (a registration on PostgreSQL is one statement in autocommit) has nothing to
+    commit, and skips the session's begin-and-commit of nothing."""
+    session = db.session()
+    if session.in_transaction():
+        session.commit()
     return response
 
 
@@ -108,20 +108,22 @@ def _per_address_limit(limit):
     if request.environ.get(limits.ADDRESS_COUNTED):
         return None
     retry_after = limits.hit(*limit, get_remote_address())
-    if retry_after is None:
-        return None
+    return _too_many(retry_after) if retry_after is not None else None
+
+
+def _too_many(retry_after: int):
     return oauth_json_error(429, "temporarily_unavailable", "Too many requests; retry after the time in Retry-After.",
                             {"Retry-After": str(retry_after)})
 
 
 @bp.route("/register", methods=["POST", "OPTIONS"])
-@limiter.limit(_limit("REGISTRATION_RATE_LIMIT_PER_IP"), methods=["POST"], scope="register-ip")
-@limiter.limit(
-    _limit("REGISTRATION_RATE_LIMIT_GLOBAL"), key_func=lambda: "all", methods=["POST"], scope="register-all"
-)
 def register():
     if request.method == "OPTIONS":
         return "", 204
+    if not request.environ.get(limits.ADDRESS_COUNTED):  # the WSGI lane counted it already
+        retry_after = limits.registration_refused(get_remote_address())
+        if retry_after is not None:
+            return _too_many(retry_after)
     return _committed(server.create_endpoint_response("client_registration"))
 
 

@@ -108,7 +108,7 @@ def test_an_event_that_cannot_be_stored_apart_leaves_the_response_alone(app, flo
     with app.app_context():
         before = _committed(AuditEvent.event)
     # An INSERT without the event's name: the database refuses it (NOT NULL).
-    monkeypatch.setattr(audit, "_INSERT", rawsql.insert_into(AuditEvent, "created_at", "detail"))
+    monkeypatch.setattr(audit, "INSERT_EVENT", rawsql.insert_into(AuditEvent, "created_at", "detail"))
     with caplog.at_level(logging.ERROR, logger="authserver.audit"):
         response = flow.consent_page(authorize_params(client_id, PKCE(), redirect_uri=REDIRECT))
     assert_error_page(response)

@@ -255,3 +255,49 @@ def test_a_request_the_lane_passes_on_counts_once_against_its_address(app, flow,
     client_id = register()["client_id"]
     form = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": "asr_unknown"}
     assert [lane.post("/oauth/token", data=form).status_code for _ in range(4)] == [400, 400, 400, 429]
+
+
+REGISTRATION_HEADERS = ("Content-Type", "Cache-Control", "Pragma", "X-Content-Type-Options", "Referrer-Policy",
+                        "Access-Control-Allow-Origin", "Access-Control-Allow-Headers", "Access-Control-Allow-Methods")
+
+
+def test_lane_registers_like_flask_and_passes_refusals_on(app, paths):
+    lane, flask, calls = paths
+    public = {"client_name": "Lane", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none",
+              "grant_types": ["authorization_code", "refresh_token"]}
+    for metadata in (public, {**public, "token_endpoint_auth_method": "client_secret_basic"}):
+        calls.clear()
+        fast = lane.post("/oauth/register", json=metadata)
+        assert calls == []  # answered by the lane
+        slow = flask.post("/oauth/register", json={**metadata, "client_name": "Flask"})
+        assert fast.status_code == slow.status_code == 201
+        assert set(fast.get_json()) == set(slow.get_json())
+        for header in REGISTRATION_HEADERS:
+            assert fast.headers.get(header) == slow.headers.get(header), header
+        assert fast.headers["X-Request-Id"]
+    # An identical public client through the lane is the same client, handed over as by the view.
+    first = lane.post("/oauth/register", json={**public, "client_name": "Twice"}).get_json()
+    again = flask.post("/oauth/register", json={**public, "client_name": "Twice"}).get_json()
+    assert again["client_id"] == first["client_id"] and "registration_access_token" not in again
+    # Refusals, a query string or a registration token, and bodies that are not JSON: Flask's.
+    for kwargs in ({"json": {**public, "redirect_uris": ["javascript:alert(1)"]}},
+                   {"data": "{not json", "content_type": "application/json"},
+                   {"json": public, "query_string": {"x": "1"}},
+                   {"json": public, "headers": {"Authorization": "Bearer x"}}):
+        calls.clear()
+        answer = lane.post("/oauth/register", **kwargs)
+        assert calls == ["/oauth/register"], kwargs
+        assert answer.status_code in (201, 400, 401), kwargs
+    with app.app_context():
+        from authserver.models import Client
+
+        assert db.session.scalar(db.select(db.func.count()).select_from(Client)) == 5  # 2 + 2 + Twice: the later identical ones were handed over
+
+
+@pytest.mark.app_config(REGISTRATION_RATE_LIMIT_PER_IP="2 per minute")
+def test_a_registration_the_lane_passes_on_counts_once_against_its_address(paths):
+    lane, _, calls = paths
+    statuses = [lane.post("/oauth/register", json={"client_name": f"C{n}", "redirect_uris": [REDIRECT_URI],
+                                                  "token_endpoint_auth_method": "none"}).status_code
+                for n in range(3)]
+    assert statuses == [201, 201, 429] and calls == ["/oauth/register"]

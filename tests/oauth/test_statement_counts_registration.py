@@ -7,7 +7,7 @@ fails too, not only adding one."""
 from __future__ import annotations
 
 from authserver.extensions import db
-from authserver.models import Client
+from authserver.models import AuditEvent, Client
 
 from .support import REDIRECT_URI
 
@@ -25,13 +25,33 @@ def _register(client, body):
     return response.get_json()
 
 
-def test_a_new_public_client_is_one_handover_attempt_one_insert_and_its_audit_event(client, statements):
+def _postgresql(app) -> bool:
+    with app.app_context():
+        return db.engine.dialect.name == "postgresql"
+
+
+def _events(app, client_id) -> list[tuple]:
+    with app.app_context():
+        return [(e.event, e.client_id, e.ip, bool(e.request_id), e.detail) for e in db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.client_id == client_id).order_by(AuditEvent.id))]
+
+
+# On PostgreSQL every registration is one statement in autocommit (store.register_client: the
+# hand-over attempt, the new client and the audit event of whichever happened, no BEGIN or COMMIT);
+# elsewhere the same writes as separate statements in the request's transaction.
+def test_a_new_public_client_is_one_handover_attempt_one_insert_and_its_audit_event(app, client, statements):
     with statements() as seen:
         registered = _register(client, PUBLIC)
-    # The hand-over UPDATE finds no identical client; the client row; the audit event.
-    assert _verbs(seen) == ["UPDATE", "INSERT", "INSERT"], seen
-    assert "INTO clients" in seen[1] and "INTO audit_events" in seen[2]
+    if _postgresql(app):
+        assert _verbs(seen) == ["WITH"], seen
+    else:
+        # The hand-over UPDATE finds no identical client; the client row; the audit event.
+        assert _verbs(seen) == ["UPDATE", "INSERT", "INSERT"], seen
+        assert "INTO clients" in seen[1] and "INTO audit_events" in seen[2]
     assert registered["registration_access_token"]
+    assert _events(app, registered["client_id"]) == [
+        ("client.registered", registered["client_id"], "127.0.0.1", True,
+         {"client_name": "Counted", "redirect_uris": [REDIRECT_URI]})]
 
 
 def test_an_identical_public_client_is_one_update_and_its_audit_event(app, client, statements):
@@ -40,20 +60,32 @@ def test_an_identical_public_client_is_one_update_and_its_audit_event(app, clien
         second = _register(client, PUBLIC)
     # Finding the client and ending its management is one conditional UPDATE that returns what the
     # response needs: no SELECT before it, no reload after it.
-    assert _verbs(seen) == ["UPDATE", "INSERT"], seen
-    assert "INTO audit_events" in seen[1]
+    if _postgresql(app):
+        assert _verbs(seen) == ["WITH"], seen
+    else:
+        assert _verbs(seen) == ["UPDATE", "INSERT"], seen
+        assert "INTO audit_events" in seen[1]
     assert second["client_id"] == first["client_id"] and "registration_access_token" not in second
+    assert second == {k: v for k, v in first.items() if k not in ("registration_access_token",
+                                                                  "registration_client_uri")}
     with app.app_context():
-        stored = db.session.scalar(db.select(Client).where(Client.client_id == first["client_id"]))
-        assert stored.registration_access_token_hash is None and stored.dedupe_key is not None
+        stored = db.session.scalars(db.select(Client).where(Client.dedupe_key.is_not(None))).all()
+        assert [c.client_id for c in stored] == [first["client_id"]]  # no second row
+        assert stored[0].registration_access_token_hash is None
+    assert [e[0] for e in _events(app, first["client_id"])] == ["client.registered", "client.reused"]
+    assert _events(app, first["client_id"])[1] == ("client.reused", first["client_id"], "127.0.0.1", True, {})
 
 
-def test_a_confidential_client_is_one_insert_and_its_audit_event(client, statements):
+def test_a_confidential_client_is_one_insert_and_its_audit_event(app, client, statements):
     with statements() as seen:
         registered = _register(client, {"client_name": "Counted", "redirect_uris": ["https://app.example.com/cb"]})
     # No deduplication for a client with a secret: nothing is looked up.
-    assert _verbs(seen) == ["INSERT", "INSERT"], seen
+    assert _verbs(seen) == (["WITH"] if _postgresql(app) else ["INSERT", "INSERT"]), seen
     assert registered["client_secret"]
+    with app.app_context():
+        stored = db.session.scalar(db.select(Client).where(Client.client_id == registered["client_id"]))
+        assert stored.dedupe_key is None and stored.check_client_secret(registered["client_secret"])
+    assert [e[0] for e in _events(app, registered["client_id"])] == ["client.registered"]
 
 
 def test_a_refused_registration_touches_no_table(client, statements):
