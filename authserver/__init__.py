@@ -36,12 +36,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["authserver.scopes"] = catalog
     app.extensions["authserver.roles"] = accounts.build_roles(app.config["ROLES"], catalog)
 
+    from . import faults
     from .extensions import csrf, db, limiter, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
-    app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or "memory://"
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or faults.MEMORY_STORAGE_URI
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     # Explicit per app: Flask-Limiter would otherwise inherit the last app's value (it is one
     # object shared by every app in the process).

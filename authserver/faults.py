@@ -101,6 +101,24 @@ def connection_dropped(error: BaseException) -> bool:
 
 
 # --- Redis ---------------------------------------------------------------------------------------
+class ThreadSafeMemoryStorage(MemoryStorage):
+    """limits' in-process storage, safe under threads. In limits 5.8 two threads' first hits can
+    both start the same expiry timer ("threads can only be started once": a 500 from a gthread or
+    granian worker); fixed upstream (alisaifee/limits#352) but not in a release yet. The URI
+    scheme is what `create_app` gives Flask-Limiter when there is no Redis."""
+
+    STORAGE_SCHEME = ["authserver-memory"]
+    _expiry_lock = threading.Lock()
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # the parent's private method, serialized
+        with self._expiry_lock:
+            MemoryStorage._MemoryStorage__schedule_expiry(self)
+
+
+#: Flask-Limiter's storage without Redis (ThreadSafeMemoryStorage).
+MEMORY_STORAGE_URI = "authserver-memory://"
+
+
 class Failover:
     """A rate-limit strategy (limits' hit/test/get_window_stats/clear) on the shared storage that
     counts in this process's memory while the storage is unreachable, and goes back to the shared
@@ -112,7 +130,7 @@ class Failover:
         self.storage = shared.storage
         self.errors = self.storage.base_exceptions
         self.recheck_seconds = float(recheck_seconds)
-        self.memory = type(shared)(MemoryStorage())
+        self.memory = type(shared)(ThreadSafeMemoryStorage())
         self.down_since: float | None = None  # time.monotonic() of the first failure; None: up
         self.next_check = 0.0
         self.lock = threading.Lock()
@@ -166,7 +184,7 @@ class Failover:
             if self.down_since is not None:
                 return
             self.down_since = time.monotonic()
-            self.memory = type(self.shared)(MemoryStorage())  # nothing left over from an earlier outage
+            self.memory = type(self.shared)(ThreadSafeMemoryStorage())  # nothing left over from an earlier outage
         RATE_LIMIT_FALLBACKS.inc()
         RATE_LIMIT_DEGRADED.set(1)
         log.warning("rate-limit storage unreachable (%s): counting limits in this process's memory "
