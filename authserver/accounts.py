@@ -487,19 +487,18 @@ def set_overrides(user: User, hub: Hub, *, granted: list[str] | None = None,
 
 def withdraw_grant(user: User, hub: Hub, scope: str) -> Membership:
     """Drop an explicit grant of a scope (the role decides again)."""
-    scopes.validate_names([scope])
-    membership = _require_membership(user, hub)
-    membership.granted = sorted(set(membership.granted or []) - {scope})
-    db.session.flush()
-    audit.record("membership.grant_withdrawn", user=user, hub=hub, scope=scope)
-    return membership
+    return _withdraw(user, hub, scope, "granted", "membership.grant_withdrawn")
 
 
 def withdraw_denial(user: User, hub: Hub, scope: str) -> Membership:
     """Drop an explicit denial of a scope (the role decides again)."""
+    return _withdraw(user, hub, scope, "denied", "membership.denial_withdrawn")
+
+
+def _withdraw(user: User, hub: Hub, scope: str, overrides: str, event: str) -> Membership:
     scopes.validate_names([scope])
     membership = _require_membership(user, hub)
-    membership.denied = sorted(set(membership.denied or []) - {scope})
+    setattr(membership, overrides, sorted(set(getattr(membership, overrides) or []) - {scope}))
     db.session.flush()
-    audit.record("membership.denial_withdrawn", user=user, hub=hub, scope=scope)
+    audit.record(event, user=user, hub=hub, scope=scope)
     return membership

@@ -52,23 +52,27 @@ def _written(app, old_refresh: str, request_id: str) -> dict:
             "touched": (client.last_used_at > LONG_AGO, grant.last_used_at > LONG_AGO),
         }
 
+def _client_authenticating_by(method: str, app, register, preregistered) -> tuple[str, dict]:
+    """A client that authenticates at the token endpoint by `method`, and how it does (form
+    fields, Basic credentials)."""
+    if method == "none":
+        client_id = register()["client_id"]
+        return client_id, {"form": {"client_id": client_id}, "basic": None}
+    client_id, secret = preregistered()
+    if method == "client_secret_post":
+        with app.app_context():
+            client = db.session.scalar(select(Client).where(Client.client_id == client_id))
+            client.client_metadata = {**client.client_metadata, "token_endpoint_auth_method": method}
+            db.session.commit()
+        return client_id, {"form": {"client_id": client_id, "client_secret": secret}, "basic": None}
+    return client_id, {"form": {}, "basic": (client_id, secret)}
+
 
 @pytest.mark.parametrize("method", ["none", "client_secret_basic", "client_secret_post"])
 def test_a_lean_refresh_writes_and_answers_what_the_grant_does(method, app, flow, register, preregistered, paths,
                                                                statements):
     lane, flask, calls = paths
-    if method == "none":
-        client_id = register()["client_id"]
-        auth = {"form": {"client_id": client_id}, "basic": None}
-    else:
-        client_id, secret = preregistered()
-        auth = {"form": {}, "basic": (client_id, secret)}
-        if method == "client_secret_post":
-            with app.app_context():
-                client = db.session.scalar(select(Client).where(Client.client_id == client_id))
-                client.client_metadata = {**client.client_metadata, "token_endpoint_auth_method": method}
-                db.session.commit()
-            auth = {"form": {"client_id": client_id, "client_secret": secret}, "basic": None}
+    client_id, auth = _client_authenticating_by(method, app, register, preregistered)
     by_lane, by_flask = _exchange(flow, client_id, auth), _exchange(flow, client_id, auth)
     with app.app_context():
         dialect = db.engine.dialect.name
@@ -191,18 +195,7 @@ def _code(flow, client_id):
 def test_a_lean_code_exchange_writes_and_answers_what_the_grant_does(method, app, flow, register, preregistered,
                                                                      paths, statements):
     lane, flask, calls = paths
-    if method == "none":
-        client_id = register()["client_id"]
-        auth = {"form": {"client_id": client_id}, "basic": None}
-    else:
-        client_id, secret = preregistered()
-        auth = {"form": {}, "basic": (client_id, secret)}
-        if method == "client_secret_post":
-            with app.app_context():
-                client = db.session.scalar(select(Client).where(Client.client_id == client_id))
-                client.client_metadata = {**client.client_metadata, "token_endpoint_auth_method": method}
-                db.session.commit()
-            auth = {"form": {"client_id": client_id, "client_secret": secret}, "basic": None}
+    client_id, auth = _client_authenticating_by(method, app, register, preregistered)
     with app.app_context():
         dialect = db.engine.dialect.name
 
