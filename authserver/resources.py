@@ -60,7 +60,7 @@ def get_by_uri(uri: str) -> ResourceServer | None:
         canonical = canonicalize(uri)
     except ResourceError:
         return None
-    row = rawsql.in_session().one(_BY_URI, {"uri": canonical})
+    row = rawsql.read(_BY_URI, {"uri": canonical})
     return store.adopt(ResourceServer, row) if row is not None else None
 
 
