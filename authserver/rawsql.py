@@ -8,8 +8,9 @@ Type conversions SQLAlchemy would apply (SQLite's dates and JSON) are applied he
 
 `read_one` runs a single read in autocommit mode: no BEGIN and no ROLLBACK round trips; `read`
 and `read_all` do the same unless the request has already begun a transaction in its session,
-which they then join (so that a request reads what it wrote). `transaction()` runs several
-statements in one transaction, committed when the block ends.
+which they then join (so that a request reads what it wrote). `read_ahead` runs several one-row
+reads a request is about to make as one statement, and `read` answers each from it.
+`transaction()` runs several statements in one transaction, committed when the block ends.
 Neither touches the ORM session, so a request using them must not hold session writes.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import collections
 from contextlib import contextmanager
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import bindparam, insert, literal_column, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -222,10 +223,15 @@ def in_transaction() -> bool:
 
 
 def read(statement: Statement, params: dict):
-    """The first row of one read (or None): in the session's transaction when the request has begun
-    one, so that it sees what the request wrote (a metadata-document client saved moments ago);
-    otherwise outside any (read_one), so that a request that only reads sends no BEGIN and no
-    COMMIT."""
+    """The first row of one read (or None): the answer `read_ahead` got for it, if any; else in the
+    session's transaction when the request has begun one, so that it sees what the request wrote
+    (a metadata-document client saved moments ago); otherwise outside any (read_one), so that a
+    request that only reads sends no BEGIN and no COMMIT."""
+    ahead = db.session().info.get(_AHEAD)
+    if ahead:
+        key = (statement, tuple(sorted(params.items())))
+        if key in ahead:
+            return ahead.pop(key)
     if in_transaction():
         return in_session().one(statement, params)
     return read_one(statement, params)
@@ -244,3 +250,52 @@ def transaction():
     with connection(autocommit=False) as conn:
         yield conn
         conn.commit()
+
+
+#: Where a request keeps the answers of its read_ahead until `read` takes them (its session's
+#: info: the session lives as long as the request's app context).
+_AHEAD = "authserver.read_ahead"
+#: The combined statement of each tuple of reads read_ahead has run (built and compiled once).
+_COMBINED: dict[tuple[Statement, ...], Statement] = {}
+
+
+def _combined(statements: tuple[Statement, ...]) -> Statement:
+    """One statement answering each of `statements` side by side: each a subquery LEFT JOINed ON
+    true to a one-row base, so a read that finds nothing leaves its columns NULL and the others
+    still answer. Their parameters must have distinct names."""
+    found = _COMBINED.get(statements)
+    if found is None:
+        base = select(literal_column("1").label("one")).subquery("ahead")
+        joined, columns = base, []
+        for index, statement in enumerate(statements):
+            part = statement.statement.subquery(f"ahead_{index}")
+            joined = joined.outerjoin(part, true())
+            columns.extend(column.label(f"ahead_{index}_{number}") for number, column in enumerate(part.c))
+        found = _COMBINED[statements] = Statement(select(*columns).select_from(joined))
+    return found
+
+
+def read_ahead(reads: list[tuple[Statement, dict]]) -> None:
+    """Run the one-row reads a request is about to make (each a Statement that finds at most one
+    row, by a unique key, with its parameters) as one statement in one round trip, outside any
+    transaction, before the request writes anything; `read` then answers each of them once from
+    what was read here, as it would have found it (a row, or None when the read found none)."""
+    if len(reads) < 2:
+        return  # nothing to save: each is read when asked for
+    statements = tuple(statement for statement, _ in reads)
+    combined = _combined(statements)
+    params: dict = {}
+    for _, values in reads:
+        params.update(values)
+    if len(params) != sum(len(values) for _, values in reads):
+        raise ValueError("read_ahead: the reads' parameters must have distinct names")
+    row = _outside(Transaction.one, combined, params)
+    ahead = db.session().info.setdefault(_AHEAD, {})
+    position = 0
+    for statement, values in reads:
+        _, _, row_type, _ = statement.compiled(db.engine)
+        width = len(row_type._fields)
+        part = row[position:position + width]
+        position += width
+        found = None if all(value is None for value in part) else row_type(*part)
+        ahead[(statement, tuple(sorted(values.items())))] = found

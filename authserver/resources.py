@@ -56,12 +56,19 @@ def canonicalize(uri: str) -> str:
 
 def get_by_uri(uri: str) -> ResourceServer | None:
     """The resource server for a (possibly non-canonical) URI, or None."""
+    read = uri_read(uri)
+    if read is None:
+        return None
+    row = rawsql.read(*read)
+    return store.adopt(ResourceServer, row) if row is not None else None
+
+
+def uri_read(uri: str | None) -> tuple[rawsql.Statement, dict] | None:
+    """The read get_by_uri makes for `uri` (for rawsql.read_ahead); None when it makes none."""
     try:
-        canonical = canonicalize(uri)
+        return _BY_URI, {"uri": canonicalize(uri)}
     except ResourceError:
         return None
-    row = rawsql.read(_BY_URI, {"uri": canonical})
-    return store.adopt(ResourceServer, row) if row is not None else None
 
 
 # Built once: every authorization request resolves its resource with this lookup.

@@ -7,12 +7,13 @@ import logging
 from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, render_template, request
 
-from .. import audit, consent, rawsql
+from .. import audit, consent, rawsql, resources, store
 from ..errors import error_page, oauth_json_error
 from ..extensions import db
+from ..oauth import cimd
 from ..oauth.server import server
 from ..web import answers_in_json
-from .auth import current_user, login_url, safe_next
+from .auth import current_user, current_user_read, login_url, safe_next
 
 bp = Blueprint("authorize", __name__)
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def _invalid_request_page(error: OAuth2Error):
 
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
 def authorize():
+    _read_ahead()
     user = current_user()
     try:
         grant = server.get_consent_grant(end_user=user)
@@ -75,6 +77,20 @@ def authorize():
         db.session.rollback()
         return _consent_page(user, grant, hub, set(ticked), error=str(error)), 400
     return _authorization_response(grant, decision, "consent.granted")
+
+
+def _read_ahead() -> None:
+    """The signed-in user, the client and the resource server this request names, read in one round
+    trip before anything asks for them (rawsql.read_ahead): current_user, query_client and the
+    resource indicator then read each as always and find it there. A metadata-document client is
+    left to its own loader."""
+    client_id = request.args.get("client_id")
+    reads = [
+        current_user_read(),
+        None if cimd.is_url_client_id(client_id or "") else store.client_read(client_id),
+        resources.uri_read(request.args.get("resource")),
+    ]
+    rawsql.read_ahead([read for read in reads if read is not None])
 
 
 def _authorization_response(grant, decision: consent.Decision | None, event: str | None = None):

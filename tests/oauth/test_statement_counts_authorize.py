@@ -37,12 +37,14 @@ def shape(seen: list[str]) -> list[str]:
     return [f"{sql.split()[0].upper()} {' '.join(sorted(set(_TABLES.findall(sql))))}" for sql in seen]
 
 
-SIGNED_IN_USER = "SELECT ended_sessions users"  # the user, and whether this session was ended
-CLIENT, RESOURCE_SERVER = "SELECT clients", "SELECT resource_servers"  # each read once per request
+#: The signed-in user and whether this session was ended, the client and the resource server, in
+#: one statement (rawsql.read_ahead); each read once per request.
+SIGNED_IN_USER_CLIENT_RESOURCE = "SELECT clients ended_sessions resource_servers users"
+CLIENT = "SELECT clients"
 #: The user's hubs with their memberships and their live grants to the client and resource.
 HUBS_AND_GRANTS = "SELECT grants hubs memberships"
 #: The head of every signed-in authorization request.
-HEAD = [SIGNED_IN_USER, CLIENT, RESOURCE_SERVER, HUBS_AND_GRANTS]
+HEAD = [SIGNED_IN_USER_CLIENT_RESOURCE, HUBS_AND_GRANTS]
 #: An authorization response's write on PostgreSQL: the grant inserted or changed when it must be,
 #: the code and the audit event, in one statement (store._ISSUE_CODE).
 ISSUE_CODE = "WITH audit_events authorization_codes grants new_code new_grant"
@@ -200,7 +202,7 @@ def test_unauthenticated_authorization_request(client, world, register, statemen
     with statements() as seen:
         response = client.get("/oauth/authorize", query_string=authorize_params(client_id, PKCE()))
     assert response.status_code == 302 and response.headers["Location"].startswith("/login?")
-    assert shape(seen) == [CLIENT, RESOURCE_SERVER]
+    assert shape(seen) == ["SELECT clients resource_servers"]
 
 
 def test_login_page_naming_the_waiting_app(client, world, register, statements):
