@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 from flask import current_app
@@ -32,6 +33,14 @@ def canonicalize(uri: str) -> str:
     a resource MUST be absolute and MUST NOT have a fragment). Raises ResourceError."""
     if not isinstance(uri, str) or not uri or len(uri) > 2000:
         raise ResourceError("The resource must be an absolute URI.")
+    return _canonical(uri)
+
+
+@lru_cache(maxsize=1024)
+def _canonical(uri: str) -> str:
+    """canonicalize's answer for a string: a pure function of it, remembered for the few URIs a
+    deployment sees (every authorization request canonicalizes its resource twice: read ahead,
+    then resolved)."""
     if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in uri):
         raise ResourceError("The resource must not contain spaces or control characters.")
     try:
