@@ -227,18 +227,19 @@ def read(statement: Statement, params: dict):
     session's transaction when the request has begun one, so that it sees what the request wrote
     (a metadata-document client saved moments ago); otherwise outside any (read_one), so that a
     request that only reads sends no BEGIN and no COMMIT."""
-    ahead = db.session().info.get(_AHEAD)
-    if ahead:
-        key = (statement, tuple(sorted(params.items())))
-        if key in ahead:
-            return ahead.pop(key)
+    found = _take(statement, params)
+    if found is not _MISSING:
+        return found
     if in_transaction():
         return in_session().one(statement, params)
     return read_one(statement, params)
 
 
 def read_all(statement: Statement, params: dict) -> list:
-    """Every row of one read, where `read` would run it."""
+    """Every row of one read, where `read` would run it (or as read_ahead read it)."""
+    found = _take(statement, params)
+    if found is not _MISSING:
+        return found
     if in_transaction():
         return in_session().all(statement, params)
     return _outside(Transaction.all, statement, params)
@@ -256,46 +257,72 @@ def transaction():
 #: info: the session lives as long as the request's app context).
 _AHEAD = "authserver.read_ahead"
 #: The combined statement of each tuple of reads read_ahead has run (built and compiled once).
-_COMBINED: dict[tuple[Statement, ...], Statement] = {}
+_COMBINED: dict[tuple, Statement] = {}
 
 
-def _combined(statements: tuple[Statement, ...]) -> Statement:
-    """One statement answering each of `statements` side by side: each a subquery LEFT JOINed ON
-    true to a one-row base, so a read that finds nothing leaves its columns NULL and the others
-    still answer. Their parameters must have distinct names."""
-    found = _COMBINED.get(statements)
+def _key(statement: Statement, params: dict) -> tuple:
+    return statement, tuple(sorted(params.items()))
+
+
+def _take(statement: Statement, params: dict):
+    """What read_ahead read for this read, once (then forgotten); _MISSING when it read nothing."""
+    ahead = db.session().info.get(_AHEAD)
+    if ahead:
+        return ahead.pop(_key(statement, params), _MISSING)
+    return _MISSING
+
+
+_MISSING = object()
+
+
+def _combined(statements: tuple[Statement, ...], many: Statement | None) -> Statement:
+    """One statement answering each of `statements` side by side, then `many`: each a subquery
+    LEFT JOINed ON true to a one-row base, so a read that finds nothing leaves its columns NULL and
+    the others still answer; `many`'s rows make the statement's rows, in its own order."""
+    found = _COMBINED.get((statements, many))
     if found is None:
         base = select(literal_column("1").label("one")).subquery("ahead")
-        joined, columns = base, []
-        for index, statement in enumerate(statements):
+        joined, columns, order = base, [], []
+        for index, statement in enumerate((*statements, *([many] if many is not None else []))):
             part = statement.statement.subquery(f"ahead_{index}")
             joined = joined.outerjoin(part, true())
             columns.extend(column.label(f"ahead_{index}_{number}") for number, column in enumerate(part.c))
-        found = _COMBINED[statements] = Statement(select(*columns).select_from(joined))
+            if statement is many:
+                # A subquery's ORDER BY binds nothing outside it: order by its columns out here.
+                order = [part.corresponding_column(clause) for clause in many.statement._order_by_clauses]
+        found = _COMBINED[(statements, many)] = Statement(select(*columns).select_from(joined).order_by(*order))
     return found
 
 
-def read_ahead(reads: list[tuple[Statement, dict]]) -> None:
-    """Run the one-row reads a request is about to make (each a Statement that finds at most one
-    row, by a unique key, with its parameters) as one statement in one round trip, outside any
-    transaction, before the request writes anything; `read` then answers each of them once from
-    what was read here, as it would have found it (a row, or None when the read found none)."""
-    if len(reads) < 2:
+def _part(statement: Statement, values) -> tuple | None:
+    """`values` (a slice of the combined row) as `statement`'s own row; None when all are NULL."""
+    _, _, row_type, _ = statement.compiled(db.engine)
+    return None if all(value is None for value in values) else row_type(*values)
+
+
+def read_ahead(reads: list[tuple[Statement, dict]], many: tuple[Statement, dict] | None = None) -> None:
+    """Run the reads a request is about to make as one statement in one round trip, outside any
+    transaction, before the request writes anything: `reads`, each a Statement that finds at most
+    one row (by a unique key), and `many`, a read of any number of rows (whose columns are never
+    all NULL); `read` and `read_all` then answer each of them once from what was read here, as
+    they would have found it (a row or None; a list of rows). Their parameters have distinct
+    names."""
+    if len(reads) + (many is not None) < 2:
         return  # nothing to save: each is read when asked for
-    statements = tuple(statement for statement, _ in reads)
-    combined = _combined(statements)
+    everything = [*reads, *([many] if many is not None else [])]
     params: dict = {}
-    for _, values in reads:
+    for _, values in everything:
         params.update(values)
-    if len(params) != sum(len(values) for _, values in reads):
+    if len(params) != sum(len(values) for _, values in everything):
         raise ValueError("read_ahead: the reads' parameters must have distinct names")
-    row = _outside(Transaction.one, combined, params)
+    statements = tuple(statement for statement, _ in reads)
+    rows = _outside(Transaction.all, _combined(statements, many[0] if many else None), params)
     ahead = db.session().info.setdefault(_AHEAD, {})
     position = 0
     for statement, values in reads:
-        _, _, row_type, _ = statement.compiled(db.engine)
-        width = len(row_type._fields)
-        part = row[position:position + width]
+        width = len(statement.compiled(db.engine)[2]._fields)
+        ahead[_key(statement, values)] = _part(statement, rows[0][position:position + width])
         position += width
-        found = None if all(value is None for value in part) else row_type(*part)
-        ahead[(statement, tuple(sorted(values.items())))] = found
+    if many is not None:
+        found = (_part(many[0], row[position:]) for row in rows)
+        ahead[_key(*many)] = [row for row in found if row is not None]

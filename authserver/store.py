@@ -528,7 +528,9 @@ def _same_installation(approved: str, redirect_uri: str) -> bool:
 # The consent page, the decision and remembered consent read in one statement, outside any
 # transaction: each of the user's hubs with their membership, and the user's live grants to one
 # (client, resource) in that hub (one row per grant; NULL grant columns for a hub without one).
-# Plain columns, no ORM entities: building those cost more than the round trip.
+# Plain columns, no ORM entities: building those cost more than the round trip. The client and
+# the resource are named by their unique client_id and URI, as the authorization request names
+# them, so that the authorization endpoint can read this ahead with them (rawsql.read_ahead).
 _HUBS_AND_GRANTS = rawsql.Statement(
     select(
         Hub.id, Hub.public_id, Hub.name, Membership.role, Membership.granted, Membership.denied,
@@ -537,9 +539,12 @@ _HUBS_AND_GRANTS = rawsql.Statement(
     .select_from(Membership)
     .join(Hub, Hub.id == Membership.hub_id)
     .outerjoin(Grant, (Grant.user_id == Membership.user_id) & (Grant.hub_id == Membership.hub_id)
-               & (Grant.client_pk == bindparam("client_pk")) & (Grant.resource_id == bindparam("resource_id"))
+               & (Grant.client_pk == select(Client.id).where(Client.client_id == bindparam("grants_client_id"))
+                  .scalar_subquery())
+               & (Grant.resource_id == select(ResourceServer.id).where(ResourceServer.uri == bindparam("grants_uri"))
+                  .scalar_subquery())
                & Grant.revoked_at.is_(None))
-    .where(Membership.user_id == bindparam("user_id"))
+    .where(Membership.user_id == bindparam("grants_user_id"))
     .order_by(Hub.name, Hub.id, Grant.id)
 )
 
@@ -583,7 +588,7 @@ def find_hubs_and_grants(user: User, client: Client, resource: ResourceServer,
     client (installation) for this resource in those hubs, most recently used first (ties: oldest
     first). A grant in a hub the user has left is not among them: it can be neither used nor
     shown. One statement, outside any transaction unless the request has begun one."""
-    rows = rawsql.read_all(_HUBS_AND_GRANTS, {"user_id": user.id, "client_pk": client.id, "resource_id": resource.id})
+    rows = rawsql.read_all(*hubs_and_grants_read(user.id, client.client_id, resource.uri))
     hubs: dict[int, HubMembership] = {}
     live: list[LiveGrant] = []
     for row in rows:
@@ -595,6 +600,12 @@ def find_hubs_and_grants(user: User, client: Client, resource: ResourceServer,
     live.sort(key=lambda grant: grant.id)
     live.sort(key=_recency, reverse=True)  # a stable sort: ties stay oldest first
     return list(hubs.values()), live
+
+
+def hubs_and_grants_read(user_id: int, client_id: str, uri: str) -> tuple[rawsql.Statement, dict]:
+    """The read find_hubs_and_grants makes for the user, the client's client_id and the resource
+    server's canonical URI (for rawsql.read_ahead)."""
+    return _HUBS_AND_GRANTS, {"grants_user_id": user_id, "grants_client_id": client_id, "grants_uri": uri}
 
 
 @dataclass(frozen=True)

@@ -80,17 +80,19 @@ def authorize():
 
 
 def _read_ahead() -> None:
-    """The signed-in user, the client and the resource server this request names, read in one round
-    trip before anything asks for them (rawsql.read_ahead): current_user, query_client and the
-    resource indicator then read each as always and find it there. A metadata-document client is
-    left to its own loader."""
+    """What this request will read, in one round trip before anything asks for it
+    (rawsql.read_ahead): the signed-in user, the client and the resource server it names, and the
+    user's hubs with their live grants to that client and resource. current_user, query_client,
+    the resource indicator and consent then read each as always and find it there. A
+    metadata-document client is left to its own loader."""
     client_id = request.args.get("client_id")
-    reads = [
-        current_user_read(),
-        None if cimd.is_url_client_id(client_id or "") else store.client_read(client_id),
-        resources.uri_read(request.args.get("resource")),
-    ]
-    rawsql.read_ahead([read for read in reads if read is not None])
+    signed_in = current_user_read()
+    client = None if cimd.is_url_client_id(client_id or "") else store.client_read(client_id)
+    resource = resources.uri_read(request.args.get("resource"))
+    many = None
+    if signed_in is not None and client is not None and resource is not None:
+        many = store.hubs_and_grants_read(signed_in[1]["user_id"], client_id, resource[1]["uri"])
+    rawsql.read_ahead([read for read in (signed_in, client, resource) if read is not None], many)
 
 
 def _authorization_response(grant, decision: consent.Decision | None, event: str | None = None):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from authserver import rawsql, resources, store
+from authserver import accounts, rawsql, resources, store
 from authserver.extensions import db
 from authserver.models import Client, ResourceServer, User
 
@@ -73,3 +73,24 @@ def test_an_adopted_row_behaves_as_a_loaded_one(app, world, register, statements
     with app.app_context():
         assert db.session.scalar(select(User.display_name).where(User.id == world.alice_id)) == "Alice A."
         assert db.session.scalar(select(Client.client_id).where(Client.client_id == client_id)) == client_id
+
+
+def test_read_ahead_keeps_the_order_and_every_row_of_a_many_row_read(app, world, register, statements):
+    """The hubs of the consent page, read ahead with the user, client and resource, come in the
+    order and number the read itself gives (by hub name: a hub created later can come first)."""
+    client_id = register()["client_id"]
+    with app.app_context():
+        aardvark = accounts.create_hub("Aardvark", 10000003)
+        accounts.add_member(db.session.get(User, world.alice_id), aardvark, "viewer")
+        db.session.commit()
+    with app.test_request_context():
+        many = store.hubs_and_grants_read(world.alice_id, client_id, RESOURCE)
+        direct = rawsql.read_all(*many)
+        with statements() as seen:
+            rawsql.read_ahead([store.client_read(client_id), resources.uri_read(RESOURCE)], many)
+            assert rawsql.read_all(*many) == direct
+        assert len(seen) == 1
+        assert [row.name for row in direct] == ["Aardvark", "Acme", "Globex"]
+        # A user with no hub: no rows (not one row of NULLs).
+        rawsql.read_ahead([store.client_read(client_id)], store.hubs_and_grants_read(10**6, client_id, RESOURCE))
+        assert rawsql.read_all(*store.hubs_and_grants_read(10**6, client_id, RESOURCE)) == []

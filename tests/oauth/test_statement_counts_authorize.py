@@ -37,14 +37,11 @@ def shape(seen: list[str]) -> list[str]:
     return [f"{sql.split()[0].upper()} {' '.join(sorted(set(_TABLES.findall(sql))))}" for sql in seen]
 
 
-#: The signed-in user and whether this session was ended, the client and the resource server, in
-#: one statement (rawsql.read_ahead); each read once per request.
-SIGNED_IN_USER_CLIENT_RESOURCE = "SELECT clients ended_sessions resource_servers users"
 CLIENT = "SELECT clients"
-#: The user's hubs with their memberships and their live grants to the client and resource.
-HUBS_AND_GRANTS = "SELECT grants hubs memberships"
-#: The head of every signed-in authorization request.
-HEAD = [SIGNED_IN_USER_CLIENT_RESOURCE, HUBS_AND_GRANTS]
+#: Every signed-in authorization request reads in one statement (rawsql.read_ahead), each thing
+#: once: the user and whether this session was ended, the client, the resource server, and the
+#: user's hubs with their memberships and their live grants to that client and resource.
+HEAD = ["SELECT clients ended_sessions grants hubs memberships resource_servers users"]
 #: An authorization response's write on PostgreSQL: the grant inserted or changed when it must be,
 #: the code and the audit event, in one statement (store._ISSUE_CODE).
 ISSUE_CODE = "WITH audit_events authorization_codes grants new_code new_grant"
@@ -160,8 +157,9 @@ def test_consent_page(flow, register, statements, transactions):
     with statements() as seen, transactions() as counted:
         response = _authorize(flow, client_id, redirect_uri=authorize_params(client_id, PKCE())["redirect_uri"])
     assert response.status_code == 200
-    # The person's hubs with their memberships (permissions) and the last grant to pre-fill, in one
-    # statement; a page that wrote nothing begins no transaction and commits none.
+    # The person's hubs with their memberships (permissions) and the last grant to pre-fill, with
+    # the user, client and resource: one statement. A page that wrote nothing begins no
+    # transaction and commits none.
     assert shape(seen) == HEAD
     assert counted == {"begin": 0, "commit": 0}
 
@@ -185,7 +183,7 @@ def _grants(app) -> list[tuple[int, str]]:
 def test_consent_post(app, flow, register, statements, transactions, dialect):
     client_id = register()["client_id"]
     none = {"begin": 0, "commit": 0} if dialect == "postgresql" else {"begin": 1, "commit": 1}
-    # The hub chosen is one of the person's hubs read with their memberships, with the
+    # The hub chosen is one of the person's hubs, read with their memberships and the
     # installation's live grants: a new grant, with the code and the audit event.
     assert _consent_post(flow, client_id, statements, transactions) == ([*HEAD, *code(dialect, "INSERT grants")], none)
     assert [scope for _, scope in _grants(app)] == [READ]
