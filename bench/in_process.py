@@ -8,7 +8,8 @@ the given PostgreSQL URL, dropped afterwards), seeds it, then calls the app (the
 of Flask, as served) for each phase: `refresh` (8 chains of rotating refresh tokens, as the peer
 benchmark's workers), `dcr` (an identical public client, as the peer benchmark registers),
 `dcr-new` (a new public client each time), `introspect`, `flow` (the signed-in flow of a public
-loopback client: consent page, consent, code exchange, through Flask's test client). For each it prints the Python CPU per
+loopback client: consent page, consent, code exchange, through Flask's test client, whose own
+CPU is counted too; each request's share is printed on a second line). For each it prints the Python CPU per
 operation (time.process_time around the WSGI call: our code, the driver's client side) and, on
 PostgreSQL, the CPU the database's backends spent (utime + stime from /proc of the backends of
 this database) and the statements and round trips per operation (pg_stat_statements is not
