@@ -371,12 +371,6 @@ _USER_MEMBERSHIPS = (
     .where(Membership.user_id == bindparam("user_id"))
     .order_by(Hub.name, Hub.id)
 )
-_MEMBERSHIP_BY_HUB_PUBLIC_ID = (
-    select(Membership)
-    .join(Membership.hub)
-    .options(contains_eager(Membership.hub))
-    .where(Membership.user_id == bindparam("user_id"), Hub.public_id == bindparam("public_id"))
-)
 
 
 def find_user_memberships(user: User) -> list[Membership]:
@@ -395,17 +389,6 @@ def get_membership(user: User, hub: Hub) -> Membership | None:
     return db.session.scalar(
         select(Membership).where(Membership.user_id == user.id, Membership.hub_id == hub.id)
     )
-
-
-def get_membership_in(user: User, public_id: int | str | None) -> Membership | None:
-    """The user's membership (with its hub loaded) in the hub with this public id, or None."""
-    try:
-        public_id = int(public_id)
-    except (TypeError, ValueError):
-        return None
-    if not 0 < public_id < 2**63:  # outside BIGINT: no such hub (and no database error)
-        return None
-    return db.session.scalar(_MEMBERSHIP_BY_HUB_PUBLIC_ID, {"user_id": user.id, "public_id": public_id})
 
 
 def _check_role(role: str) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from . import accounts, scopes, store
-from .models import Client, Hub, ResourceServer, User
+from .models import Client, ResourceServer, User
 from .models.clients import is_loopback_redirect, redirect_host
 from .oauth.grants import Decision
 
@@ -22,7 +22,7 @@ class ConsentError(ValueError):
 class HubNotShown(ConsentError):
     """Allow was pressed for another hub than the one whose permissions were on the page."""
 
-    def __init__(self, hub: Hub):
+    def __init__(self, hub: store.HubMembership):
         super().__init__(f"Check the permissions for {hub.name} and press Allow again.")
         self.hub = hub
 
@@ -90,8 +90,8 @@ class ScopeChoice:
 @dataclass
 class ConsentPage(ClientIdentity):
     resource: ResourceServer
-    hubs: list[Hub]
-    selected: Hub | None
+    hubs: list[store.HubMembership]
+    selected: store.HubMembership | None
     choices: list[ScopeChoice] = field(default_factory=list)
 
     @property
@@ -107,26 +107,31 @@ def requested_scopes(oauth_grant) -> list[str]:
     return oauth_grant.request.scope.split()
 
 
+def _hubs_and_grants(user: User, oauth_grant):
+    """The user's hubs with their memberships, and their live grants to the request's client,
+    resource and installation (store.find_hubs_and_grants: one statement)."""
+    request = oauth_grant.request
+    return store.find_hubs_and_grants(user, request.client, request.resource, oauth_grant.redirect_uri)
+
+
+def _permissions(user: User, hub: store.HubMembership) -> frozenset[str]:
+    """What the user may do in `hub`, from the membership read with it (accounts.permissions_from,
+    the one rule)."""
+    return accounts.permissions_from(user.disabled, hub.role, hub.granted, hub.denied)
+
+
 def build_page(user: User, oauth_grant, hub_param: str | None, ticked: set[str] | None = None) -> ConsentPage:
     """What the consent page shows for the hub the user picked (or their first hub). A client that
     is asked every time gets the person's last choice for this installation pre-filled."""
-    memberships = accounts.find_user_memberships(user)
+    hubs, live = _hubs_and_grants(user, oauth_grant)
     client, resource = oauth_grant.request.client, oauth_grant.request.resource
-    if hub_param is None and ticked is None and asks_every_time(client, oauth_grant.redirect_uri):
-        last = next(iter(store.find_live_grants(user, client, resource, oauth_grant.redirect_uri)), None)
-        if last is not None:
-            grant, _ = last
-            hub_param, ticked = grant.hub.public_id, set(grant.scope_set)
-    membership = next((m for m in memberships if str(m.hub.public_id) == str(hub_param)),
-                      memberships[0] if memberships else None)
-    page = ConsentPage(
-        client=client,
-        resource=resource,
-        redirect_uri=oauth_grant.redirect_uri,
-        hubs=[m.hub for m in memberships],
-        selected=membership.hub if membership else None,
-    )
-    allowed = accounts.membership_permissions(user, membership)
+    if hub_param is None and ticked is None and live and asks_every_time(client, oauth_grant.redirect_uri):
+        last = live[0]
+        hub_param, ticked = last.hub.public_id, set(last.scope_set)
+    selected = next((h for h in hubs if str(h.public_id) == str(hub_param)), hubs[0] if hubs else None)
+    page = ConsentPage(client=client, resource=resource, redirect_uri=oauth_grant.redirect_uri, hubs=hubs,
+                       selected=selected)
+    allowed = _permissions(user, selected) if selected is not None else frozenset()
     for scope in scopes.describe(requested_scopes(oauth_grant)):
         available = scope.name in allowed
         checked = available and (ticked is None or scope.name in ticked)
@@ -139,41 +144,50 @@ def remembered_decision(user: User, oauth_grant) -> Decision | None:
     installation (redirect URI), at least the requested scopes (in the hub they used most
     recently); never for a client whose identity can't be assured (`asks_every_time`).
     The grants, their hubs and the user's live memberships come in one query."""
-    client, resource = oauth_grant.request.client, oauth_grant.request.resource
+    client = oauth_grant.request.client
     if asks_every_time(client, oauth_grant.redirect_uri):
         return None
     requested = set(requested_scopes(oauth_grant))
-    live = store.find_live_grants(user, client, resource, oauth_grant.redirect_uri)
-    for grant, membership in live:
+    _, live = _hubs_and_grants(user, oauth_grant)
+    for grant in live:
         if not requested <= grant.scope_set:
             continue
-        allowed = accounts.membership_permissions(user, membership)
+        allowed = _permissions(user, grant.hub)
         scope = [s for s in requested_scopes(oauth_grant) if s in allowed]
         if not scope:
             continue
-        store.use_grant(grant, [g for g, _ in live])
-        return Decision(user=user, hub=grant.hub, grant=grant, scope=scopes.to_string(scope))
+        return Decision(user=user, hub=grant.hub, grant=store.use_grant(grant, live), scope=scopes.to_string(scope))
     return None
 
 
+def _public_id(hub_param: str | None) -> int | None:
+    """A hub's public id as the form sends it, or None when it cannot be one (not a number, or
+    outside BIGINT: no such hub, and no database error)."""
+    try:
+        public_id = int(hub_param)
+    except (TypeError, ValueError):
+        return None
+    return public_id if 0 < public_id < 2**63 else None
+
+
 def decide(user: User, oauth_grant, hub_param: str | None, shown_hub: str | None, ticked: list[str]) -> Decision:
-    """Record the user's approval and return what to put in the authorization code.
+    """The user's approval and what to put in the authorization code; the grant is recorded with
+    the code (Decision.grant).
 
     The hub granted is the hub whose permissions the person saw: Allow pressed with another hub
     selected (`shown_hub` is the one displayed) raises HubNotShown and grants nothing."""
-    membership = accounts.get_membership_in(user, hub_param) if hub_param else None
-    if membership is None:
+    public_id = _public_id(hub_param)
+    hubs, live = _hubs_and_grants(user, oauth_grant) if public_id is not None else ([], [])
+    hub = next((h for h in hubs if h.public_id == public_id), None)
+    if hub is None:
         # A hand-edited form naming a hub that does not exist or the user does not belong to.
         raise ConsentError("Choose one of your hubs.")
-    hub = membership.hub
     if str(hub.public_id) != (shown_hub or ""):
         raise HubNotShown(hub)
-    allowed = accounts.membership_permissions(user, membership)
+    allowed = _permissions(user, hub)
     requested = requested_scopes(oauth_grant)
     granted = [s for s in requested if s in allowed and s in set(ticked)]
     if not granted:
         raise ConsentError("Leave at least one permission ticked, or choose Deny.")
     scope = scopes.to_string(granted)
-    client, resource = oauth_grant.request.client, oauth_grant.request.resource
-    grant = store.record_grant(user, hub, client, resource, scope, oauth_grant.redirect_uri)
-    return Decision(user=user, hub=hub, grant=grant, scope=scope)
+    return Decision(user=user, hub=hub, grant=store.record_grant(live, hub, scope), scope=scope)

@@ -6,7 +6,10 @@ cursor. On PostgreSQL that costs about a third of `Connection.execute` in CPU (m
 against 140 µs for the introspection join), and psycopg prepares it server-side after a few uses.
 Type conversions SQLAlchemy would apply (SQLite's dates and JSON) are applied here the same way.
 
-`read_one` runs a single read in autocommit mode: no BEGIN and no ROLLBACK round trips.
+`read_one` runs a single read in autocommit mode: no BEGIN and no ROLLBACK round trips; `read`
+and `read_all` do the same unless the request has already begun a transaction in its session,
+which they then join (so that a request reads what it wrote). `read_ahead` runs several one-row
+reads a request is about to make as one statement, and `read` answers each from it.
 `transaction()` runs several statements in one transaction, committed when the block ends.
 Neither touches the ORM session, so a request using them must not hold session writes.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import collections
 from contextlib import contextmanager
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import bindparam, insert, literal_column, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -131,6 +134,13 @@ class Transaction:
         cursor.close()
         return statement.rows(self.engine, [row])[0] if row is not None else None
 
+    def all(self, statement: Statement, params: dict) -> list:
+        """Every row (with attribute access) of a SELECT or a RETURNING statement."""
+        cursor = self.execute(statement, params)
+        rows = cursor.fetchall()
+        cursor.close()
+        return statement.rows(self.engine, rows)
+
 
 def in_session() -> Transaction:
     """The ORM session's own connection, so that raw statements join the request's one
@@ -185,14 +195,54 @@ def read_one(statement: Statement, params: dict):
     """The first row of one read, outside any transaction; retried once on a fresh connection when
     the pooled one turns out to be dead (there is no pre-ping on checkout: it would cost a round
     trip on every request). Not after a timeout: the next try would wait as long."""
+    return _outside(Transaction.one, statement, params)
+
+
+def _outside(method, statement: Statement, params: dict):
+    """`method` (Transaction.one or .all) run on a pooled connection in autocommit, as read_one."""
     try:
         with connection(autocommit=True) as conn:
-            return conn.one(statement, params)
+            return method(conn, statement, params)
     except DBAPIError as error:
         if not connection_dropped(error):
             raise
         with connection(autocommit=True) as conn:
-            return conn.one(statement, params)
+            return method(conn, statement, params)
+
+
+def in_transaction() -> bool:
+    """Whether the request has work in its ORM session: a transaction that holds a connection
+    (read or written through it), or objects added or changed and not yet flushed. (Adding a
+    loaded row, as store.adopt does, begins the session's transaction object but no database
+    transaction: SQLAlchemy's SessionTransaction keeps its connections in `_connections`.)"""
+    session = db.session()
+    transaction = session.get_transaction()
+    if transaction is not None and transaction._connections:
+        return True
+    return bool(session.new or session.dirty or session.deleted)
+
+
+def read(statement: Statement, params: dict):
+    """The first row of one read (or None): the answer `read_ahead` got for it, if any; else in the
+    session's transaction when the request has begun one, so that it sees what the request wrote
+    (a metadata-document client saved moments ago); otherwise outside any (read_one), so that a
+    request that only reads sends no BEGIN and no COMMIT."""
+    found = _take(statement, params)
+    if found is not _MISSING:
+        return found
+    if in_transaction():
+        return in_session().one(statement, params)
+    return read_one(statement, params)
+
+
+def read_all(statement: Statement, params: dict) -> list:
+    """Every row of one read, where `read` would run it (or as read_ahead read it)."""
+    found = _take(statement, params)
+    if found is not _MISSING:
+        return found
+    if in_transaction():
+        return in_session().all(statement, params)
+    return _outside(Transaction.all, statement, params)
 
 
 @contextmanager
@@ -201,3 +251,78 @@ def transaction():
     with connection(autocommit=False) as conn:
         yield conn
         conn.commit()
+
+
+#: Where a request keeps the answers of its read_ahead until `read` takes them (its session's
+#: info: the session lives as long as the request's app context).
+_AHEAD = "authserver.read_ahead"
+#: The combined statement of each tuple of reads read_ahead has run (built and compiled once).
+_COMBINED: dict[tuple, Statement] = {}
+
+
+def _key(statement: Statement, params: dict) -> tuple:
+    return statement, tuple(sorted(params.items()))
+
+
+def _take(statement: Statement, params: dict):
+    """What read_ahead read for this read, once (then forgotten); _MISSING when it read nothing."""
+    ahead = db.session().info.get(_AHEAD)
+    if ahead:
+        return ahead.pop(_key(statement, params), _MISSING)
+    return _MISSING
+
+
+_MISSING = object()
+
+
+def _combined(statements: tuple[Statement, ...], many: Statement | None) -> Statement:
+    """One statement answering each of `statements` side by side, then `many`: each a subquery
+    LEFT JOINed ON true to a one-row base, so a read that finds nothing leaves its columns NULL and
+    the others still answer; `many`'s rows make the statement's rows, in its own order."""
+    found = _COMBINED.get((statements, many))
+    if found is None:
+        base = select(literal_column("1").label("one")).subquery("ahead")
+        joined, columns, order = base, [], []
+        for index, statement in enumerate((*statements, *([many] if many is not None else []))):
+            part = statement.statement.subquery(f"ahead_{index}")
+            joined = joined.outerjoin(part, true())
+            columns.extend(column.label(f"ahead_{index}_{number}") for number, column in enumerate(part.c))
+            if statement is many:
+                # A subquery's ORDER BY binds nothing outside it: order by its columns out here.
+                order = [part.corresponding_column(clause) for clause in many.statement._order_by_clauses]
+        found = _COMBINED[(statements, many)] = Statement(select(*columns).select_from(joined).order_by(*order))
+    return found
+
+
+def _part(statement: Statement, values) -> tuple | None:
+    """`values` (a slice of the combined row) as `statement`'s own row; None when all are NULL."""
+    _, _, row_type, _ = statement.compiled(db.engine)
+    return None if all(value is None for value in values) else row_type(*values)
+
+
+def read_ahead(reads: list[tuple[Statement, dict]], many: tuple[Statement, dict] | None = None) -> None:
+    """Run the reads a request is about to make as one statement in one round trip, outside any
+    transaction, before the request writes anything: `reads`, each a Statement that finds at most
+    one row (by a unique key), and `many`, a read of any number of rows (whose columns are never
+    all NULL); `read` and `read_all` then answer each of them once from what was read here, as
+    they would have found it (a row or None; a list of rows). Their parameters have distinct
+    names."""
+    if len(reads) + (many is not None) < 2:
+        return  # nothing to save: each is read when asked for
+    everything = [*reads, *([many] if many is not None else [])]
+    params: dict = {}
+    for _, values in everything:
+        params.update(values)
+    if len(params) != sum(len(values) for _, values in everything):
+        raise ValueError("read_ahead: the reads' parameters must have distinct names")
+    statements = tuple(statement for statement, _ in reads)
+    rows = _outside(Transaction.all, _combined(statements, many[0] if many else None), params)
+    ahead = db.session().info.setdefault(_AHEAD, {})
+    position = 0
+    for statement, values in reads:
+        width = len(statement.compiled(db.engine)[2]._fields)
+        ahead[_key(statement, values)] = _part(statement, rows[0][position:position + width])
+        position += width
+    if many is not None:
+        found = (_part(many[0], row[position:]) for row in rows)
+        ahead[_key(*many)] = [row for row in found if row is not None]

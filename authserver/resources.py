@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 from flask import current_app
@@ -32,6 +33,14 @@ def canonicalize(uri: str) -> str:
     a resource MUST be absolute and MUST NOT have a fragment). Raises ResourceError."""
     if not isinstance(uri, str) or not uri or len(uri) > 2000:
         raise ResourceError("The resource must be an absolute URI.")
+    return _canonical(uri)
+
+
+@lru_cache(maxsize=1024)
+def _canonical(uri: str) -> str:
+    """canonicalize's answer for a string: a pure function of it, remembered for the few URIs a
+    deployment sees (every authorization request canonicalizes its resource twice: read ahead,
+    then resolved)."""
     if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in uri):
         raise ResourceError("The resource must not contain spaces or control characters.")
     try:
@@ -56,12 +65,19 @@ def canonicalize(uri: str) -> str:
 
 def get_by_uri(uri: str) -> ResourceServer | None:
     """The resource server for a (possibly non-canonical) URI, or None."""
+    read = uri_read(uri)
+    if read is None:
+        return None
+    row = rawsql.read(*read)
+    return store.adopt(ResourceServer, row) if row is not None else None
+
+
+def uri_read(uri: str | None) -> tuple[rawsql.Statement, dict] | None:
+    """The read get_by_uri makes for `uri` (for rawsql.read_ahead); None when it makes none."""
     try:
-        canonical = canonicalize(uri)
+        return _BY_URI, {"uri": canonicalize(uri)}
     except ResourceError:
         return None
-    row = rawsql.in_session().one(_BY_URI, {"uri": canonical})
-    return store.adopt(ResourceServer, row) if row is not None else None
 
 
 # Built once: every authorization request resolves its resource with this lookup.

@@ -7,12 +7,13 @@ re-evaluates the WHERE clause against the committed row and updates nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Boolean, bindparam, cast, delete, func, insert, null, select, update
+from sqlalchemy import Boolean, bindparam, case, cast, delete, func, insert, null, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import contains_eager, joinedload, make_transient_to_detached
+from sqlalchemy.orm import joinedload, make_transient_to_detached
 
 from . import audit, rawsql
 from .extensions import db
@@ -255,11 +256,20 @@ _REGISTRATION = _registration_statement()
 def get_client(client_id: str | None) -> Client | None:
     """The client, as a row of the session (changes to it are flushed like any other). Every token
     request and authorization request starts here, so it is read as plain columns and adopted into
-    the session as if the ORM had loaded it (about a fifth of the ORM query's CPU)."""
+    the session as if the ORM had loaded it (about a fifth of the ORM query's CPU), outside any
+    transaction unless the request has begun one (rawsql.read)."""
+    read = client_read(client_id)
+    if read is None:
+        return None
+    row = rawsql.read(*read)
+    return adopt(Client, row) if row is not None else None
+
+
+def client_read(client_id: str | None) -> tuple[rawsql.Statement, dict] | None:
+    """The read get_client makes for `client_id` (for rawsql.read_ahead); None when it makes none."""
     if not client_id or not isinstance(client_id, str) or len(client_id) > 2000:
         return None
-    row = rawsql.in_session().one(_CLIENT_BY_ID, {"client_id": client_id})
-    return adopt(Client, row) if row is not None else None
+    return _CLIENT_BY_ID, {"client_id": client_id}
 
 
 def adopt(model, row, exclude: tuple[str, ...] = ()):
@@ -273,7 +283,11 @@ def adopt(model, row, exclude: tuple[str, ...] = ()):
     values = row._asdict()
     for name in exclude:
         values.pop(name)
-    instance = model(**values)
+    # As the ORM's own loading does: the column values go straight into the instance's dict (the
+    # constructor would set them one by one through attribute events, about two thirds of the
+    # cost), then the state is marked loaded with that identity.
+    instance = model.__mapper__.class_manager.new_instance()
+    instance.__dict__.update(values)
     make_transient_to_detached(instance)
     session.add(instance)
     return instance
@@ -486,10 +500,15 @@ _SESSION_USER = rawsql.Statement(
 
 def get_session_user(user_id: int, sid_hash: str) -> User | None:
     """The user of a session, or None when there is no such user or the session was ended."""
-    row = rawsql.in_session().one(_SESSION_USER, {"user_id": user_id, "sid_hash": sid_hash})
+    row = rawsql.read(*session_user_read(user_id, sid_hash))
     if row is None or row.ended:
         return None
     return adopt(User, row, exclude=("ended",))
+
+
+def session_user_read(user_id: int, sid_hash: str) -> tuple[rawsql.Statement, dict]:
+    """The read get_session_user makes (for rawsql.read_ahead)."""
+    return _SESSION_USER, {"user_id": user_id, "sid_hash": sid_hash}
 
 
 # --- grants --------------------------------------------------------------------------------------
@@ -498,44 +517,126 @@ def _installation(uri: str) -> str:
     return without_loopback_port(uri) or uri
 
 
-def _same_installation(grant: Grant, redirect_uri: str) -> bool:
+def _same_installation(approved: str, redirect_uri: str) -> bool:
     """A grant belongs to one installation: the redirect URI the person approved, loopback ports
     aside. A redirect URI the person never approved is a new installation, for every kind of
     client: a registered client's URIs can change (RFC 7592), and consent given for one place
     must not send codes to another."""
-    return _installation(grant.redirect_uri) == _installation(redirect_uri)
+    return _installation(approved) == _installation(redirect_uri)
 
 
-# The live grants of one (user, client, resource), each with its hub and the user's membership in
-# that hub (None: they left it): a remembered decision needs all three, in one round trip.
-_LIVE_GRANTS = (
-    select(Grant, Membership)
-    .join(Grant.hub)
-    .options(contains_eager(Grant.hub))
-    .outerjoin(Membership, (Membership.user_id == Grant.user_id) & (Membership.hub_id == Grant.hub_id))
-    .where(
-        Grant.user_id == bindparam("user_id"),
-        Grant.client_pk == bindparam("client_pk"),
-        Grant.resource_id == bindparam("resource_id"),
-        Grant.revoked_at.is_(None),
+# The consent page, the decision and remembered consent read in one statement, outside any
+# transaction: each of the user's hubs with their membership, and the user's live grants to one
+# (client, resource) in that hub (one row per grant; NULL grant columns for a hub without one).
+# Plain columns, no ORM entities: building those cost more than the round trip. The client and
+# the resource are named by their unique client_id and URI, as the authorization request names
+# them, so that the authorization endpoint can read this ahead with them (rawsql.read_ahead).
+_HUBS_AND_GRANTS = rawsql.Statement(
+    select(
+        Hub.id, Hub.public_id, Hub.name, Membership.role, Membership.granted, Membership.denied,
+        Grant.id.label("grant_id"), Grant.scope, Grant.redirect_uri, Grant.created_at, Grant.last_used_at,
     )
-    .order_by(Grant.id)
+    .select_from(Membership)
+    .join(Hub, Hub.id == Membership.hub_id)
+    .outerjoin(Grant, (Grant.user_id == Membership.user_id) & (Grant.hub_id == Membership.hub_id)
+               & (Grant.client_pk == select(Client.id).where(Client.client_id == bindparam("grants_client_id"))
+                  .scalar_subquery())
+               & (Grant.resource_id == select(ResourceServer.id).where(ResourceServer.uri == bindparam("grants_uri"))
+                  .scalar_subquery())
+               & Grant.revoked_at.is_(None))
+    .where(Membership.user_id == bindparam("grants_user_id"))
+    .order_by(Hub.name, Hub.id, Grant.id)
 )
 
 
-def _recency(grant: Grant):
+@dataclass(frozen=True)
+class HubMembership:
+    """One of the user's hubs (id, public_id, name: what the consent page shows) with the user's
+    membership there (role, granted, denied: what accounts.permissions_from reads)."""
+
+    id: int
+    public_id: int
+    name: str
+    role: str
+    granted: list | None
+    denied: list | None
+
+
+@dataclass(frozen=True)
+class LiveGrant:
+    """A live grant of the user to one client, resource and installation, in `hub` (still theirs)."""
+
+    id: int
+    hub: HubMembership
+    scope: str
+    redirect_uri: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scope.split())
+
+
+def _recency(grant: LiveGrant) -> datetime:
     return grant.last_used_at or grant.created_at
 
 
-def find_live_grants(user: User, client: Client, resource: ResourceServer,
-                     redirect_uri: str) -> list[tuple[Grant, Membership | None]]:
-    """The user's live grants to this client (installation) for this resource, most recently used
-    first (ties: oldest first), each with its hub loaded and the user's membership in that hub
-    (None if they left it)."""
-    params = {"user_id": user.id, "client_pk": client.id, "resource_id": resource.id}
-    rows = [(grant, membership) for grant, membership in db.session.execute(_LIVE_GRANTS, params)
-            if _same_installation(grant, redirect_uri)]
-    return sorted(rows, key=lambda row: _recency(row[0]), reverse=True)
+def find_hubs_and_grants(user: User, client: Client, resource: ResourceServer,
+                         redirect_uri: str) -> tuple[list[HubMembership], list[LiveGrant]]:
+    """The user's hubs with their memberships (by hub name), and the user's live grants to this
+    client (installation) for this resource in those hubs, most recently used first (ties: oldest
+    first). A grant in a hub the user has left is not among them: it can be neither used nor
+    shown. One statement, outside any transaction unless the request has begun one."""
+    rows = rawsql.read_all(*hubs_and_grants_read(user.id, client.client_id, resource.uri))
+    hubs: dict[int, HubMembership] = {}
+    live: list[LiveGrant] = []
+    for row in rows:
+        hub = hubs.get(row.id)
+        if hub is None:
+            hub = hubs[row.id] = HubMembership(row.id, row.public_id, row.name, row.role, row.granted, row.denied)
+        if row.grant_id is not None and _same_installation(row.redirect_uri, redirect_uri):
+            live.append(LiveGrant(row.grant_id, hub, row.scope, row.redirect_uri, row.created_at, row.last_used_at))
+    live.sort(key=lambda grant: grant.id)
+    live.sort(key=_recency, reverse=True)  # a stable sort: ties stay oldest first
+    return list(hubs.values()), live
+
+
+def hubs_and_grants_read(user_id: int, client_id: str, uri: str) -> tuple[rawsql.Statement, dict]:
+    """The read find_hubs_and_grants makes for the user, the client's client_id and the resource
+    server's canonical URI (for rawsql.read_ahead)."""
+    return _HUBS_AND_GRANTS, {"grants_user_id": user_id, "grants_client_id": client_id, "grants_uri": uri}
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    """What issuing a code records on its grant, written with the code (save_authorization_code):
+    a new grant (`id` None) of `scope`; or grant `id`, its scope rewritten to `scope` (None: kept)
+    and its last-used time rewritten when `touch`."""
+
+    id: int | None
+    scope: str | None = None
+    touch: bool = False
+
+
+def record_grant(live: list[LiveGrant], hub: HubMembership, scope: str) -> GrantRecord:
+    """Consent for `hub` and `scope`, as save_authorization_code will record it. Re-authorizing the
+    same (user, hub, client, resource, installation) replaces the scopes of the existing grant; its
+    earlier tokens keep their own (narrower or equal) scopes. Another redirect URI is another
+    installation, so another grant: the grant keeps the redirect URI the person approved."""
+    grant = next((g for g in live if g.hub.id == hub.id), None)
+    if grant is None:
+        return GrantRecord(None, scope)
+    return use_grant(grant, live, scope=scope if grant.scope != scope else None)
+
+
+def use_grant(grant: LiveGrant, live: list[LiveGrant], scope: str | None = None) -> GrantRecord:
+    """A grant marked used now (and its scope rewritten to `scope` unless None). Its last-used time
+    is shown to people and picks the hub a remembered decision uses (the most recently used of
+    `live`, the installation's live grants, in the order find_hubs_and_grants gives): it is not
+    rewritten while under TOUCH_INTERVAL old and already first, when rewriting it would change
+    neither what is shown (to the minute) nor which grant is first."""
+    return GrantRecord(grant.id, scope, _stale(grant.last_used_at, utcnow()) or live[0] is not grant)
 
 
 def find_user_grants(user: User) -> list[Grant]:
@@ -560,47 +661,6 @@ def get_user_grant(user: User, grant_id: int | str) -> Grant | None:
     if not 0 < grant_id < 2**31:  # beyond a 32-bit id: no such grant (and no database error)
         return None
     return db.session.scalar(select(Grant).where(Grant.id == grant_id, Grant.user_id == user.id))
-
-
-def record_grant(
-    user: User, hub: Hub, client: Client, resource: ResourceServer, scope: str, redirect_uri: str
-) -> Grant:
-    """Record consent. Re-authorizing the same (user, hub, client, resource, installation)
-    replaces the scopes of the existing grant; its earlier tokens keep their own (narrower or
-    equal) scopes. Another redirect URI is another installation, so another grant: the grant
-    keeps the redirect URI the person approved."""
-    live = [grant for grant, _ in find_live_grants(user, client, resource, redirect_uri)]
-    grant = next((g for g in live if g.hub_id == hub.id), None)
-    if grant is None:
-        now = utcnow()
-        grant = Grant(
-            user_id=user.id,
-            hub_id=hub.id,
-            client_pk=client.id,
-            resource_id=resource.id,
-            scope=scope,
-            redirect_uri=redirect_uri,
-            created_at=now,
-            last_used_at=now,
-        )
-        db.session.add(grant)
-    else:
-        if grant.scope != scope:
-            grant.scope = scope
-        use_grant(grant, live)
-    db.session.flush()
-    return grant
-
-
-def use_grant(grant: Grant, live: list[Grant]) -> None:
-    """Mark a grant used now. Its last-used time is shown to people and picks the hub a remembered
-    decision uses (the most recently used of `live`, the installation's live grants, in the order
-    find_live_grants gives): it is not rewritten while under TOUCH_INTERVAL old and already first,
-    when rewriting it would change neither what is shown (to the minute) nor which grant is first."""
-    now = utcnow()
-    if _stale(grant.last_used_at, now) or live[0] is not grant:
-        grant.last_used_at = now
-        db.session.flush()
 
 
 def revoke_grant(grant: Grant, reason: str = "user") -> None:
@@ -647,22 +707,85 @@ def revoke_client_grants(client: Client) -> None:
 # A plain INSERT on the session's connection (in the request's transaction): codes are inserted
 # once, never read back in the request that issues them, and an ORM object and its flush cost
 # several times as much on every authorization.
-_INSERT_CODE = rawsql.insert_into(
-    AuthorizationCode, "code_hash", "grant_id", "client_pk", "redirect_uri", "redirect_uri_sent", "scope",
-    "code_challenge", "code_challenge_method", "created_at", "expires_at",
+_CODE_INSERT_COLUMNS = ("code_hash", "grant_id", "client_pk", "redirect_uri", "redirect_uri_sent", "scope",
+                        "code_challenge", "code_challenge_method", "created_at", "expires_at")
+_INSERT_CODE = rawsql.insert_into(AuthorizationCode, *_CODE_INSERT_COLUMNS)
+
+
+# A new grant, written with its first code: the code's client and redirect URI, `grant_scope`, used
+# `now`. In the PostgreSQL statement (casts, for INSERT ... SELECT) only when `insert_grant`, so
+# that one statement serves every decision; elsewhere a plain INSERT (SQLite would turn a cast
+# timestamp into a number).
+_GRANT_VALUES = {"user_id": "user_id", "hub_id": "hub_id", "client_pk": "client_pk", "resource_id": "resource_id",
+                 "scope": "grant_scope", "redirect_uri": "redirect_uri", "created_at": "now", "last_used_at": "now"}
+
+
+def _grant_value(column: str, typed: bool):
+    column_type = Grant.__table__.c[column].type
+    parameter = bindparam(_GRANT_VALUES[column], type_=column_type)
+    return cast(parameter, column_type) if typed else parameter
+
+
+_NEW_GRANT = insert(Grant.__table__).from_select(
+    tuple(_GRANT_VALUES), select(*(_grant_value(c, True) for c in _GRANT_VALUES)).where(
+        bindparam("insert_grant", type_=Boolean)),
+).returning(Grant.id)
+_INSERT_GRANT = rawsql.Statement(
+    insert(Grant.__table__).values({c: _grant_value(c, False) for c in _GRANT_VALUES}).returning(Grant.id))
+# An existing grant's new scope (grant_scope; NULL keeps it) and last-used time (when touch_grant).
+_CHANGE_GRANT = (
+    update(Grant)
+    .where(Grant.id == bindparam("grant_id"), bindparam("change_grant", type_=Boolean))
+    .values(scope=func.coalesce(bindparam("grant_scope", type_=Grant.scope.type), Grant.scope),
+            last_used_at=case((bindparam("touch_grant", type_=Boolean), bindparam("now", type_=Grant.last_used_at.type)),
+                              else_=Grant.last_used_at))
 )
+_UPDATE_GRANT = rawsql.Statement(_CHANGE_GRANT)
 
 
-def save_authorization_code(*, code_hash: str, grant: Grant, client: Client, redirect_uri: str,
-                            redirect_uri_sent: bool, scope: str, code_challenge: str,
-                            code_challenge_method: str, expires_at: datetime) -> None:
-    """Store a new code (its hash) under its grant. The grant's pending changes are flushed first."""
+def _code_statement() -> rawsql.Statement:
+    """An authorization response's whole write as one PostgreSQL statement (data-modifying CTEs,
+    run in autocommit: no BEGIN or COMMIT): the grant inserted or changed as its GrantRecord says,
+    the code under it, and the audit event."""
+    codes = AuthorizationCode.__table__
+    new_grant = _NEW_GRANT.cte("new_grant")
+    changed_grant = _CHANGE_GRANT.cte("changed_grant")
+    grant_id = func.coalesce(select(new_grant.c.id).scalar_subquery(), _typed(codes, "grant_id"))
+    new_code = insert(codes).from_select(
+        _CODE_INSERT_COLUMNS,
+        select(*(grant_id if name == "grant_id" else _typed(codes, name) for name in _CODE_INSERT_COLUMNS)),
+    ).returning(codes.c.id).cte("new_code")
+    new_event = _event_from(new_code, "event_").cte("new_event")
+    return rawsql.Statement(select(new_code.c.id).add_cte(new_grant, changed_grant, new_event))
+
+
+_ISSUE_CODE = _code_statement()
+
+
+def save_authorization_code(code: dict, grant: GrantRecord, *, user_id: int, hub_id: int, resource_id: int,
+                            event: dict) -> None:
+    """Store a new code (`code`: _INSERT_CODE's columns but grant_id; its hash, never the code)
+    under its grant, recording the grant as `grant` says (a new one for the user, hub, the code's
+    client and resource and redirect URI; or a changed scope or last-used time), and the audit
+    `event` (audit.event_row). On PostgreSQL, when the request has no work in its session, one
+    statement in autocommit (_ISSUE_CODE); otherwise the same writes in the request's transaction
+    (SQLite has no data-modifying CTEs), which the view commits."""
+    params = {**code, "grant_id": grant.id, "grant_scope": grant.scope, "user_id": user_id, "hub_id": hub_id,
+              "resource_id": resource_id, "now": code["created_at"], "insert_grant": grant.id is None,
+              "change_grant": grant.id is not None and (grant.scope is not None or grant.touch),
+              "touch_grant": grant.touch}
+    if rawsql.is_postgresql() and not rawsql.in_transaction():
+        with rawsql.connection(autocommit=True) as conn:
+            conn.one(_ISSUE_CODE, {**params, **{"event_" + key: value for key, value in event.items()}})
+        return
     db.session.flush()
-    rawsql.in_session().execute(_INSERT_CODE, {
-        "code_hash": code_hash, "grant_id": grant.id, "client_pk": client.id, "redirect_uri": redirect_uri,
-        "redirect_uri_sent": redirect_uri_sent, "scope": scope, "code_challenge": code_challenge,
-        "code_challenge_method": code_challenge_method, "created_at": utcnow(), "expires_at": expires_at,
-    }).close()
+    conn = rawsql.in_session()
+    if params["insert_grant"]:
+        params["grant_id"] = conn.one(_INSERT_GRANT, params).id
+    elif params["change_grant"]:
+        conn.execute(_UPDATE_GRANT, params).close()
+    conn.execute(audit.INSERT_EVENT, event).close()
+    conn.execute(_INSERT_CODE, {name: params[name] for name in _CODE_INSERT_COLUMNS}).close()
 
 
 def get_code_for_exchange(code_hash: str):

@@ -8,7 +8,8 @@ the given PostgreSQL URL, dropped afterwards), seeds it, then calls the app (the
 of Flask, as served) for each phase: `refresh` (8 chains of rotating refresh tokens, as the peer
 benchmark's workers), `dcr` (an identical public client, as the peer benchmark registers),
 `dcr-new` (a new public client each time), `introspect`, `flow` (the signed-in flow of a public
-loopback client: consent page, consent, code exchange, through Flask's test client). For each it prints the Python CPU per
+loopback client: consent page, consent, code exchange, through Flask's test client, whose own
+CPU is counted too; each request's share is printed on a second line). For each it prints the Python CPU per
 operation (time.process_time around the WSGI call: our code, the driver's client side) and, on
 PostgreSQL, the CPU the database's backends spent (utime + stime from /proc of the backends of
 this database) and the statements and round trips per operation (pg_stat_statements is not
@@ -92,10 +93,14 @@ class SignedInFlow:
     §8.6): the authorization request (the consent page), the consent POST (the redirect with a
     code), the code exchange; through Flask's test client, whose own CPU is counted too."""
 
+    #: The three requests of one flow, by the step names `step_cpu` reports.
+    STEPS = ("consent page", "consent POST", "code exchange")
+
     def __init__(self, app, resource: str, scope: str):
         import re
 
         self.re = re
+        self.step_cpu = dict.fromkeys(self.STEPS, 0.0)
         self.client = app.test_client()
         self.resource, self.scope = resource, scope
         page = self.client.get("/login", base_url=ISSUER).get_data(as_text=True)
@@ -121,19 +126,28 @@ class SignedInFlow:
         params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": REDIRECT_URI,
                   "state": "s", "code_challenge": challenge, "code_challenge_method": "S256",
                   "scope": self.scope, "resource": self.resource}
-        page = self.client.get("/oauth/authorize", base_url=ISSUER, query_string=params)
+        page = self.timed("consent page", self.client.get, "/oauth/authorize", base_url=ISSUER, query_string=params)
         html = page.get_data(as_text=True)
         assert page.status_code == 200, page.status_code
         hub = self.field(html, "shown_hub")
-        answer = self.client.post("/oauth/authorize", base_url=ISSUER, query_string=params, data={
-            "csrf_token": self.field(html, "csrf_token"), "hub": hub, "shown_hub": hub, "decision": "allow",
-            "scope": self.scope.split()})
+        answer = self.timed("consent POST", self.client.post, "/oauth/authorize", base_url=ISSUER,
+                            query_string=params, data={
+                                "csrf_token": self.field(html, "csrf_token"), "hub": hub, "shown_hub": hub,
+                                "decision": "allow", "scope": self.scope.split()})
         assert answer.status_code == 302, answer.status_code
         code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
-        tokens = self.client.post("/oauth/token", base_url=ISSUER, data={
+        tokens = self.timed("code exchange", self.client.post, "/oauth/token", base_url=ISSUER, data={
             "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
             "client_id": self.client_id, "code_verifier": verifier, "resource": self.resource})
         assert tokens.status_code == 200, tokens.get_json()
+
+    def timed(self, step: str, method, *args, **kwargs):
+        """The test client's request, its CPU added to `step` (the test client's own work included)."""
+        started = time.process_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            self.step_cpu[step] += time.process_time() - started
 
 
 def main() -> None:
@@ -142,6 +156,7 @@ def main() -> None:
     parser.add_argument("--phases", default="refresh,dcr,dcr-new,introspect")
     parser.add_argument("-n", type=int, default=2000, help="operations per phase (after 200 warm-up ones)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N (by own time)")
+    parser.add_argument("--profile-file", metavar="PATH", help="also save the profile there (pstats format)")
     args = parser.parse_args()
 
     database_url, drop = make_database(args.database_url)
@@ -223,6 +238,8 @@ def main() -> None:
                 return cpu
 
             run(200)
+            if browser is not None:
+                browser.step_cpu = dict.fromkeys(browser.STEPS, 0.0)
             seen.clear()
             backend_before = backend_cpu(app)
             cpu = run(args.n)
@@ -232,11 +249,16 @@ def main() -> None:
             print(f"{name:10s} python CPU {cpu / args.n * 1000:6.3f} ms/op   database CPU "
                   f"{backend / args.n * 1000:6.3f} ms/op   statements {len(statements) / args.n:4.2f}/op   "
                   f"commits {commits / args.n:4.2f}/op", flush=True)
+            if make_env is None:
+                print("           " + "   ".join(f"{step} {cpu / args.n * 1000:.3f} ms"
+                                                 for step, cpu in browser.step_cpu.items()), flush=True)
             if args.profile:
                 profiler = cProfile.Profile(time.process_time)
                 run(args.n, profiler)
                 out = io.StringIO()
                 stats = pstats.Stats(profiler, stream=out)
+                if args.profile_file:
+                    stats.dump_stats(args.profile_file)
                 stats.sort_stats("tottime").print_stats(args.profile)
                 stats.sort_stats("cumulative").print_stats(args.profile)
                 print(out.getvalue())

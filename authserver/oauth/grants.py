@@ -16,7 +16,7 @@ from flask import current_app
 from .. import accounts, audit, store
 from ..extensions import db
 from ..metrics import TOKENS_ISSUED
-from ..models import Client, Grant, Hub, User
+from ..models import Client, Grant, User
 from ..scopes import IGNORED_SCOPES
 from ..secrets import AUTHORIZATION_CODE_PREFIX, new_credential, sha256_hex, verify_secret
 from ..timeutil import utcnow
@@ -32,12 +32,15 @@ TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "pri
 
 @dataclass
 class Decision:
-    """What the user approved on the consent page (passed to Authlib as `grant_user`)."""
+    """What the user approved on the consent page, or approved before (passed to Authlib as
+    `grant_user`): the hub, the code's scope, the grant the code is issued under as it will be
+    recorded with the code (store.GrantRecord), and the audit event written with it (the view's)."""
 
     user: User
-    hub: Hub
-    grant: Grant
+    hub: store.HubMembership
+    grant: store.GrantRecord
     scope: str
+    event: dict | None = None
 
 
 class Exchanged:
@@ -266,19 +269,24 @@ class AuthorizationCodeGrant(ReplayMixin, grants.AuthorizationCodeGrant):
         return new_credential(AUTHORIZATION_CODE_PREFIX)
 
     def save_authorization_code(self, code: str, request) -> None:
+        """The code's hash under its grant, the grant as the decision records it, and the decision's
+        audit event, written together (store.save_authorization_code)."""
         decision: Decision = request.user
         lifetime = int(current_app.config["AUTHORIZATION_CODE_LIFETIME"])
-        store.save_authorization_code(
-            code_hash=sha256_hex(code),
-            grant=decision.grant,
-            client=request.client,
-            redirect_uri=self.redirect_uri,
-            redirect_uri_sent=bool(request.payload.redirect_uri),
-            scope=decision.scope,
-            code_challenge=request.payload.data["code_challenge"],
-            code_challenge_method=request.payload.data["code_challenge_method"],
-            expires_at=utcnow() + timedelta(seconds=lifetime),
-        )
+        now = utcnow()
+        store.save_authorization_code({
+            "code_hash": sha256_hex(code),
+            "client_pk": request.client.id,
+            "redirect_uri": self.redirect_uri,
+            "redirect_uri_sent": bool(request.payload.redirect_uri),
+            "scope": decision.scope,
+            "code_challenge": request.payload.data["code_challenge"],
+            "code_challenge_method": request.payload.data["code_challenge_method"],
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=lifetime),
+        }, decision.grant, user_id=decision.user.id, hub_id=decision.hub.id, resource_id=request.resource.id,
+            event=decision.event)
+        audit.logged(decision.event)
 
     # --- token endpoint -----------------------------------------------------------------------
     def query_authorization_code(self, code: str, client) -> ExchangedCode | None:

@@ -47,13 +47,31 @@ def current_user() -> User | None:
     """The signed-in, enabled user, or None."""
     if "user" not in g:
         user = None
-        user_id, sid, auth_time = session.get("user_id"), session.get("sid"), session.get("auth_time")
-        if isinstance(user_id, int) and isinstance(sid, str) and _within_lifetime(auth_time):
-            user = store.get_session_user(user_id, sha256_hex(sid))
+        signed_in = _session_sign_in()
+        if signed_in is not None:
+            user_id, sid_hash, auth_time = signed_in
+            user = store.get_session_user(user_id, sid_hash)
             if user is not None and (user.disabled or accounts.session_ended(user, auth_time)):
                 user = None
         g.user = user
     return g.user
+
+
+def _session_sign_in() -> tuple[int, str, int] | None:
+    """The user id, session id hash and sign-in time the session cookie names, while within its
+    lifetime; None otherwise (nobody signed in)."""
+    user_id, sid, auth_time = session.get("user_id"), session.get("sid"), session.get("auth_time")
+    if isinstance(user_id, int) and isinstance(sid, str) and _within_lifetime(auth_time):
+        return user_id, sha256_hex(sid), auth_time
+    return None
+
+
+def current_user_read() -> tuple | None:
+    """The read current_user will make (for rawsql.read_ahead); None when it makes none."""
+    if "user" in g:
+        return None
+    signed_in = _session_sign_in()
+    return store.session_user_read(*signed_in[:2]) if signed_in is not None else None
 
 
 def _within_lifetime(auth_time) -> bool:

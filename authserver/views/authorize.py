@@ -7,12 +7,13 @@ import logging
 from authlib.oauth2.rfc6749 import OAuth2Error
 from flask import Blueprint, render_template, request
 
-from .. import audit, consent
+from .. import audit, consent, rawsql, resources, store
 from ..errors import error_page, oauth_json_error
 from ..extensions import db
+from ..oauth import cimd
 from ..oauth.server import server
 from ..web import answers_in_json
-from .auth import current_user, login_url, safe_next
+from .auth import current_user, current_user_read, login_url, safe_next
 
 bp = Blueprint("authorize", __name__)
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def _invalid_request_page(error: OAuth2Error):
 
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
 def authorize():
+    _read_ahead()
     user = current_user()
     try:
         grant = server.get_consent_grant(end_user=user)
@@ -52,8 +54,7 @@ def authorize():
     if request.method == "GET":
         decision = consent.remembered_decision(user, grant)
         if decision is not None:
-            audit.record("consent.remembered", user=user, hub=decision.hub, client=grant.client, scope=decision.scope)
-            return _authorization_response(grant, decision)
+            return _authorization_response(grant, decision, "consent.remembered")
         return _consent_page(user, grant, request.args.get("hub"))
 
     # POST: the user's decision. Flask-WTF has already checked the CSRF token.
@@ -75,16 +76,42 @@ def authorize():
     except consent.ConsentError as error:
         db.session.rollback()
         return _consent_page(user, grant, hub, set(ticked), error=str(error)), 400
-    audit.record("consent.granted", user=user, hub=decision.hub, client=grant.client, scope=decision.scope)
-    return _authorization_response(grant, decision)
+    return _authorization_response(grant, decision, "consent.granted")
 
 
-def _authorization_response(grant, decision: consent.Decision | None):
-    """The redirect with a code for `decision` (None: access_denied), committed. Authlib is handed
-    the OAuth request it validated, which it would otherwise build again from the HTTP request."""
+def _read_ahead() -> None:
+    """What this request will read, in one round trip before anything asks for it
+    (rawsql.read_ahead): the signed-in user, the client and the resource server it names, and the
+    user's hubs with their live grants to that client and resource. current_user, query_client,
+    the resource indicator and consent then read each as always and find it there. A
+    metadata-document client is left to its own loader."""
+    client_id = request.args.get("client_id")
+    signed_in = current_user_read()
+    client = None if cimd.is_url_client_id(client_id or "") else store.client_read(client_id)
+    resource = resources.uri_read(request.args.get("resource"))
+    many = None
+    if signed_in is not None and client is not None and resource is not None:
+        many = store.hubs_and_grants_read(signed_in[1]["user_id"], client_id, resource[1]["uri"])
+    rawsql.read_ahead([read for read in (signed_in, client, resource) if read is not None], many)
+
+
+def _authorization_response(grant, decision: consent.Decision | None, event: str | None = None):
+    """The redirect with a code for `decision` (None: access_denied), committed; the audit `event`
+    is written with the code (store.save_authorization_code). Authlib is handed the OAuth request
+    it validated, which it would otherwise build again from the HTTP request."""
+    if decision is not None:
+        decision.event = audit.event_row(event, user=decision.user, hub=decision.hub, client=grant.client,
+                                         scope=decision.scope)
     response = server.create_authorization_response(grant.request, grant_user=decision, grant=grant)
-    db.session.commit()
+    _commit()
     return response
+
+
+def _commit() -> None:
+    """Commit what the request wrote through its session, if anything: a request that only read
+    (outside any transaction, rawsql.read) sends no COMMIT."""
+    if rawsql.in_transaction():
+        db.session.commit()
 
 
 def _consent_page(user, grant, hub: str | None, ticked: set[str] | None = None, error: str | None = None,
@@ -93,7 +120,7 @@ def _consent_page(user, grant, hub: str | None, ticked: set[str] | None = None, 
     committed, as what validating the request stored (a metadata-document client) is kept."""
     page = consent.build_page(user, grant, hub, ticked)
     html = render_template("oauth/consent.html", page=page, error=error, notice=notice)
-    db.session.commit()
+    _commit()
     return html
 
 
@@ -117,5 +144,5 @@ def _redirect_to_login():
     """Sign in first, keeping what validating the request stored (committed)."""
     from flask import redirect
 
-    db.session.commit()
+    _commit()
     return redirect(login_url(request.full_path))

@@ -1,16 +1,22 @@
 """The browser's side of the flow, statement by statement: each request at the authorization
 endpoint and the sign-in page runs exactly these SQL statements (counted, never timed), so a change
 that adds a query, or reads a row twice, fails here. If a new statement is needed, change the
-transcript and say why."""
+transcript and say why.
+
+Reads run outside any transaction (rawsql.read) and, on PostgreSQL, an authorization response's
+writes (the grant, the code, the audit event) are one statement in autocommit: no request here
+begins a transaction through the session, so none sends BEGIN or COMMIT. SQLite runs the same
+writes as separate statements in the request's transaction."""
 
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from authserver.extensions import db
 from authserver.models import Grant
@@ -31,9 +37,56 @@ def shape(seen: list[str]) -> list[str]:
     return [f"{sql.split()[0].upper()} {' '.join(sorted(set(_TABLES.findall(sql))))}" for sql in seen]
 
 
-SIGNED_IN_USER = "SELECT ended_sessions users"  # the user, and whether this session was ended
-CLIENT, RESOURCE_SERVER = "SELECT clients", "SELECT resource_servers"  # each read once per request
-CODE = ["INSERT audit_events", "INSERT authorization_codes"]
+CLIENT = "SELECT clients"
+#: Every signed-in authorization request reads in one statement (rawsql.read_ahead), each thing
+#: once: the user and whether this session was ended, the client, the resource server, and the
+#: user's hubs with their memberships and their live grants to that client and resource.
+HEAD = ["SELECT clients ended_sessions grants hubs memberships resource_servers users"]
+#: An authorization response's write on PostgreSQL: the grant inserted or changed when it must be,
+#: the code and the audit event, in one statement (store._ISSUE_CODE).
+ISSUE_CODE = "WITH audit_events authorization_codes grants new_code new_grant"
+
+
+@pytest.fixture
+def dialect(app):
+    with app.app_context():
+        return db.engine.dialect.name
+
+
+def code(dialect, *grant: str) -> list[str]:
+    """The writes of an authorization response: `grant` ("INSERT grants" or "UPDATE grants", when
+    the grant is written) then the audit event and the code on SQLite; one statement on PostgreSQL."""
+    if dialect == "postgresql":
+        return [ISSUE_CODE]
+    return [*grant, "INSERT audit_events", "INSERT authorization_codes"]
+
+
+@pytest.fixture
+def transactions(app):
+    """transactions() -> a context manager counting the transactions the app's requests begin and
+    commit through SQLAlchemy (the session's), as {"begin": n, "commit": n}."""
+
+    @contextmanager
+    def count():
+        counted = {"begin": 0, "commit": 0}
+        with app.app_context():
+            engine = db.engine
+
+        def began(conn):
+            counted["begin"] += 1
+
+        def committed(conn):
+            counted["commit"] += 1
+
+        event.listen(engine, "begin", began)
+        event.listen(engine, "commit", committed)
+        try:
+            yield counted
+        finally:
+            event.remove(engine, "begin", began)
+            event.remove(engine, "commit", committed)
+
+    return count
 
 
 @pytest.fixture
@@ -48,13 +101,14 @@ def _authorize(flow, client_id, scope=READ, redirect_uri=WEB):
     return flow.consent_page(authorize_params(client_id, PKCE(), scope=scope, redirect_uri=redirect_uri))
 
 
-def test_signed_in_authorization_with_remembered_consent(flow, remembered, statements):
-    with statements() as seen:
+def test_signed_in_authorization_with_remembered_consent(flow, remembered, statements, transactions, dialect):
+    with statements() as seen, transactions() as counted:
         response = _authorize(flow, remembered)
     assert response.status_code == 302 and query(response.headers["Location"])["code"]
     # One query finds the remembered grant with its hub and the user's live membership; the grant
     # was used seconds ago, so its last-used time is not rewritten.
-    assert shape(seen) == [SIGNED_IN_USER, CLIENT, RESOURCE_SERVER, "SELECT grants hubs memberships", *CODE]
+    assert shape(seen) == [*HEAD, *code(dialect)]
+    assert counted == ({"begin": 0, "commit": 0} if dialect == "postgresql" else {"begin": 1, "commit": 1})
 
 
 def _last_used(app):
@@ -62,15 +116,14 @@ def _last_used(app):
         return {g.hub_id: g.last_used_at for g in db.session.scalars(select(Grant))}
 
 
-def test_remembered_consent_touches_a_grant_last_used_over_a_minute_ago(app, flow, remembered, statements):
+def test_remembered_consent_touches_a_grant_last_used_over_a_minute_ago(app, flow, remembered, statements, dialect):
     with app.app_context():
         grant = db.session.scalar(select(Grant))
         grant.last_used_at = utcnow() - timedelta(minutes=2)
         db.session.commit()
     with statements() as seen:
         assert _authorize(flow, remembered).status_code == 302
-    assert shape(seen) == [SIGNED_IN_USER, CLIENT, RESOURCE_SERVER, "SELECT grants hubs memberships",
-                           "UPDATE grants", *CODE]
+    assert shape(seen) == [*HEAD, *code(dialect, "UPDATE grants")]
     assert utcnow() - next(iter(_last_used(app).values())) < timedelta(seconds=10)
 
 
@@ -99,36 +152,47 @@ def _hub_granted(flow, client_id, scope) -> int:
     return flow.introspect(tokens["access_token"]).get_json()["hub_id"]
 
 
-def test_consent_page(flow, register, statements):
+def test_consent_page(flow, register, statements, transactions):
     client_id = register()["client_id"]  # public, loopback: asked every time
-    with statements() as seen:
+    with statements() as seen, transactions() as counted:
         response = _authorize(flow, client_id, redirect_uri=authorize_params(client_id, PKCE())["redirect_uri"])
     assert response.status_code == 200
-    # The person's hubs with their memberships (permissions), and the last grant to pre-fill.
-    assert shape(seen) == [SIGNED_IN_USER, CLIENT, RESOURCE_SERVER, "SELECT hubs memberships",
-                           "SELECT grants hubs memberships"]
+    # The person's hubs with their memberships (permissions) and the last grant to pre-fill, with
+    # the user, client and resource: one statement. A page that wrote nothing begins no
+    # transaction and commits none.
+    assert shape(seen) == HEAD
+    assert counted == {"begin": 0, "commit": 0}
 
 
-def _consent_post(flow, client_id, statements, scopes=(READ,)):
+def _consent_post(flow, client_id, statements, transactions, scopes=(READ,)):
     params = authorize_params(client_id, PKCE(), scope=f"{READ} {WRITE}")
     html = flow.consent_page(params, "10000001").get_data(as_text=True)
     data = {"csrf_token": csrf_token(html), "hub": "10000001", "shown_hub": shown_hub(html), "decision": "allow",
             "scope": list(scopes)}
-    with statements() as seen:
+    with statements() as seen, transactions() as counted:
         response = flow.client.post("/oauth/authorize", query_string=params, data=data)
     assert response.status_code == 302 and query(response.headers["Location"])["code"]
-    return shape(seen)
+    return shape(seen), counted
 
 
-def test_consent_post(flow, register, statements):
+def _grants(app) -> list[tuple[int, str]]:
+    with app.app_context():
+        return [(g.hub_id, g.scope) for g in db.session.scalars(select(Grant).order_by(Grant.id))]
+
+
+def test_consent_post(app, flow, register, statements, transactions, dialect):
     client_id = register()["client_id"]
-    # The hub chosen with the user's membership in it; the installation's live grants.
-    head = [SIGNED_IN_USER, CLIENT, RESOURCE_SERVER, "SELECT hubs memberships", "SELECT grants hubs memberships"]
-    assert _consent_post(flow, client_id, statements) == [*head, "INSERT grants", *CODE]
+    none = {"begin": 0, "commit": 0} if dialect == "postgresql" else {"begin": 1, "commit": 1}
+    # The hub chosen is one of the person's hubs, read with their memberships and the
+    # installation's live grants: a new grant, with the code and the audit event.
+    assert _consent_post(flow, client_id, statements, transactions) == ([*HEAD, *code(dialect, "INSERT grants")], none)
+    assert [scope for _, scope in _grants(app)] == [READ]
     # The same choice again a moment later (the loopback client asked every time): nothing to update.
-    assert _consent_post(flow, client_id, statements) == [*head, *CODE]
+    assert _consent_post(flow, client_id, statements, transactions) == ([*HEAD, *code(dialect)], none)
     # Other scopes: the grant is updated.
-    assert _consent_post(flow, client_id, statements, scopes=(READ, WRITE)) == [*head, "UPDATE grants", *CODE]
+    assert _consent_post(flow, client_id, statements, transactions, scopes=(READ, WRITE)) == (
+        [*HEAD, *code(dialect, "UPDATE grants")], none)
+    assert [scope for _, scope in _grants(app)] == [f"{READ} {WRITE}"]
 
 
 def test_unauthenticated_authorization_request(client, world, register, statements):
@@ -136,7 +200,7 @@ def test_unauthenticated_authorization_request(client, world, register, statemen
     with statements() as seen:
         response = client.get("/oauth/authorize", query_string=authorize_params(client_id, PKCE()))
     assert response.status_code == 302 and response.headers["Location"].startswith("/login?")
-    assert shape(seen) == [CLIENT, RESOURCE_SERVER]
+    assert shape(seen) == ["SELECT clients resource_servers"]
 
 
 def test_login_page_naming_the_waiting_app(client, world, register, statements):
