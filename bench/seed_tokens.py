@@ -55,7 +55,9 @@ def seed_tokens(count: int, expired: int) -> None:
     from authserver.extensions import db
     from authserver.models import Client
 
-    app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_urlsafe(48)})
+    # A chunk of 200,000 rows can outlast the server's statement timeout (DATABASE_STATEMENT_TIMEOUT_MS,
+    # 5 s by default) on a busy machine: a bulk load is the long job that setting says to lift.
+    app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_urlsafe(48), "DATABASE_STATEMENT_TIMEOUT_MS": 0})
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
             raise SystemExit("bench/seed_tokens.py seeds PostgreSQL databases only")
