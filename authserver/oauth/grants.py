@@ -409,7 +409,7 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
         """Done atomically by store.consume_refresh_token in ReplayMixin.exchange."""
 
 
-class LeanTokenRequest:
+class LeanTokenRequest(ABC):
     """A plain successful token request for the WSGI lane (fastlane.py), made without Authlib's
     request, grant and hook objects and without the ORM session: one read (the client with the code
     or refresh token, store.get_client_and_*) and one write (store.redeem_code,
@@ -447,9 +447,9 @@ class LeanTokenRequest:
         self.method: str | None = None
         self.exchanged = None
 
+    @abstractmethod
     def read(self, client_id: str, credential_hash: str):
         """The client's columns and the credential's (store.get_client_and_*), or None."""
-        raise NotImplementedError
 
     def authenticate(self) -> str | None:
         """The client authentication method this request proves (the client is self.client, the
@@ -519,8 +519,9 @@ class LeanTokenRequest:
         except OAuth2Error:
             return None
 
+    @abstractmethod
     def issue_checked(self, exchanged) -> dict | None:
-        raise NotImplementedError
+        """The token answer for `exchanged` once the grant's own checks pass (OAuth2Error if not)."""
 
 
 class LeanRefresh(LeanTokenRequest):
