@@ -21,9 +21,10 @@ from authserver.secrets import (
 
 _PREFIXES = (ACCESS_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, AUTHORIZATION_CODE_PREFIX, CLIENT_SECRET_PREFIX,
              REGISTRATION_TOKEN_PREFIX, RESOURCE_SECRET_PREFIX, ADMIN_SECRET_PREFIX)
-#: An issued credential (prefix + at least 20 base64url characters), a JWT, or a test password.
+#: An issued credential (prefix + at least 20 base64url characters, not inside a longer
+#: base64url run: a random client_id may hold "asa_" in its middle), a JWT, or a test password.
 CREDENTIAL = re.compile(
-    r"(?:" + "|".join(re.escape(p) for p in sorted(_PREFIXES, key=len, reverse=True)) + r")[A-Za-z0-9_-]{20,}"
+    r"(?<![A-Za-z0-9_-])(?:" + "|".join(re.escape(p) for p in sorted(_PREFIXES, key=len, reverse=True)) + r")[A-Za-z0-9_-]{20,}"
     r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}"
     r"|correct horse battery|demo-password"
 )

@@ -10,7 +10,13 @@ import pytest
 from logscan import CREDENTIAL, Recorder
 from oauth.support import ALL_READ, PASSWORD, PKCE, authorize_params
 
-from authserver.secrets import ACCESS_TOKEN_PREFIX, new_credential
+from authserver.secrets import (
+    ACCESS_TOKEN_PREFIX,
+    ADMIN_SECRET_PREFIX,
+    REFRESH_TOKEN_PREFIX,
+    RESOURCE_SECRET_PREFIX,
+    new_credential,
+)
 
 
 @pytest.fixture
@@ -30,6 +36,13 @@ def test_the_scanner_recognises_what_it_looks_for():
     assert CREDENTIAL.search("password correct horse battery")
     assert CREDENTIAL.search("eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwcyJ9.sig")
     assert not CREDENTIAL.search("client=abc hub=10000001 scope=crm.objects.contacts.read")
+    # Every issued credential is found whole, whatever is around it; a prefix inside another
+    # random identifier (a client_id seen in CI: "HZ0hwYOzasa_0xSl...") is not a credential.
+    for prefix in (ADMIN_SECRET_PREFIX, RESOURCE_SECRET_PREFIX, REFRESH_TOKEN_PREFIX):
+        credential = new_credential(prefix)
+        for around in ("{}", "x={}", "'{}'", "[{}]", "Basic:{}", "{}."):
+            assert CREDENTIAL.search(around.format(credential)), (prefix, around)
+        assert not CREDENTIAL.search(f"client=HZ0hwYOz{prefix}0xSlYLSjX4dNtoRMfS79"), prefix
 
 
 def test_no_credential_reaches_the_logs(flow, register, preregistered, debug_logs):
