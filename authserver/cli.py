@@ -28,6 +28,7 @@ from .timeutil import utcnow
 PUBLIC_ERRORS = (
     accounts.AccountError, resources.ResourceError, scopes.UnknownScopeError, clients.ClientError,
     keys.SigningKeyError, admin_credentials.AdminCredentialError,
+    upstream.UnknownProvider,
 )
 
 
@@ -196,21 +197,13 @@ def enable_user(email: str) -> None:
     _set_disabled(email, False)
 
 
-def _provider(name: str) -> dict:
-    provider = upstream.get_provider(name)
-    if provider is None:
-        configured = ", ".join(p["name"] for p in upstream.providers()) or "none"
-        raise click.ClickException(f"No upstream provider named {name!r} in UPSTREAM_PROVIDERS (configured: {configured}).")
-    return provider
-
-
 @users.command("link")
 @click.argument("email")
 @click.argument("provider")
 @click.argument("subject")
 def link_user(email: str, provider: str, subject: str) -> None:
     """Let the person whose `sub` at PROVIDER is SUBJECT sign in as EMAIL through that provider."""
-    user, provider = _user(email), _provider(provider)
+    user, provider = _user(email), upstream.configured_provider(provider)
     accounts.link_upstream_identity(user, provider["name"], subject, None)
     db.session.commit()
     click.echo(f"Linked {subject!r} at {provider['name']} to {user.email}.")

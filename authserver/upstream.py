@@ -123,6 +123,20 @@ def get_provider(name: str) -> dict | None:
     return next((p for p in providers() if p["name"] == name), None)
 
 
+class UnknownProvider(LookupError):
+    """A name that UPSTREAM_PROVIDERS does not configure (message is public)."""
+
+
+def configured_provider(name: str) -> dict:
+    """The provider configured under `name`, or UnknownProvider naming the configured ones."""
+    provider = get_provider(name)
+    if provider is None:
+        configured = ", ".join(p["name"] for p in providers()) or "none"
+        raise UnknownProvider(f"No upstream provider named {name[:40]!r} in UPSTREAM_PROVIDERS "
+                              f"(configured: {configured}).")
+    return provider
+
+
 def _client(provider: dict) -> ProviderClient:
     return current_app.extensions["authserver.upstream"].create_client(provider["name"])
 

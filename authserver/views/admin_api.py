@@ -63,6 +63,11 @@ def account_error(exc: accounts.AccountError):
     return _refused(422, "invalid_request", str(exc))
 
 
+@bp.errorhandler(upstream.UnknownProvider)
+def provider_error(exc: upstream.UnknownProvider):
+    return _refused(404, "not_found", str(exc))
+
+
 @bp.errorhandler(scopes.UnknownScopeError)
 def scope_error(exc: scopes.UnknownScopeError):
     return _refused(422, "invalid_scope", str(exc))
@@ -349,7 +354,7 @@ def link_identity(user_id, provider):
     """Let the person whose `sub` at a configured provider is `subject` sign in as this user (the
     product's back end knows both). Linking what is already linked is done; a subject linked to
     someone else, or another subject of the same provider on this user, is a conflict."""
-    user, name = _user(user_id), _provider(provider)
+    user, name = _user(user_id), upstream.configured_provider(provider)["name"]
     subject = _text(_body(("subject",), required=("subject",)), "subject")
     current = accounts.find_upstream_identities(user, name)
     if any(identity.subject == subject for identity in current):
@@ -368,14 +373,6 @@ def unlink_identity(user_id, provider):
     if not accounts.unlink_upstream_identities(user, provider[:64]):
         raise ApiError(404, "not_found", f"User {user.id} has no identity at {_shown(provider)}.")
     return _done()
-
-
-def _provider(name: str) -> str:
-    provider = upstream.get_provider(name)
-    if provider is None:
-        configured = ", ".join(p["name"] for p in upstream.providers()) or "none"
-        raise ApiError(404, "not_found", f"No upstream provider named {_shown(name)} (configured: {configured}).")
-    return provider["name"]
 
 
 # --- hubs ----------------------------------------------------------------------------------------
