@@ -357,8 +357,9 @@ def link_identity(user_id, provider):
     user, name = _user(user_id), upstream.configured_provider(provider)["name"]
     subject = _text(_body(("subject",), required=("subject",)), "subject")
     current = accounts.find_upstream_identities(user, name)
-    if any(identity.subject == subject for identity in current):
-        return _done(_json(next(i for i in current if i.subject == subject)))
+    same = next((identity for identity in current if identity.subject == subject), None)
+    if same is not None:
+        return _done(_json(same))
     if current:
         raise ApiError(409, "conflict", f"User {user.id} is already linked to another subject at {name}; "
                                         "unlink it first (DELETE this path).")
