@@ -72,6 +72,10 @@ def live_flask(make_app_with_issuer):
         live.stop()
 
 
+class NotReady(RuntimeError):
+    """A process that started but never answered."""
+
+
 class Process:
     """A subprocess whose output goes to a log file (shown when it fails to start)."""
 
@@ -81,7 +85,9 @@ class Process:
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT)
 
     def output(self) -> str:
-        self._log.flush()
+        """What the process has printed so far (also after stop())."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, url: str, timeout: float = 20.0) -> None:
@@ -97,7 +103,7 @@ class Process:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"not ready after {timeout}s: {url}\n{self.output()}")
+        raise NotReady(f"not ready after {timeout}s: {url}\n{self.output()}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -50,19 +50,33 @@ def _node() -> str:
 def oidc_provider(tmp_path: Path, *, redirect_uris: list[str], issuer: str | None = None, port: int | None = None,
                   **env: str):
     """Run provider/server.mjs on a free loopback port (or `port`); yields its Process with .url
-    (where it listens) and .issuer."""
-    port = port or free_port()
-    issuer = issuer or f"http://{HOST}:{port}"
-    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(port), "ISSUER": issuer,
-                   "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET, "REDIRECT_URIS": " ".join(redirect_uris),
-                   **env}
-    process = Process([_node(), str(PROVIDER_DIR / "server.mjs")], environment, tmp_path / f"provider-{port}.log")
-    process.url, process.issuer = f"http://{HOST}:{port}", issuer
-    try:
-        process.wait_ready(f"{process.url}/.well-known/openid-configuration")
-        yield process
-    finally:
-        process.stop()
+    (where it listens) and .issuer.
+
+    A start that fails on a port the kernel handed out (another socket took it between
+    free_port() and node's bind, or node never answered there) is tried once more on a new port,
+    with the first attempt's output kept for the error."""
+    attempts, failures = (1 if port else 2), []
+    for _ in range(attempts):
+        chosen = port or free_port()
+        own_issuer = issuer or f"http://{HOST}:{chosen}"
+        environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PORT": str(chosen), "ISSUER": own_issuer,
+                       "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET,
+                       "REDIRECT_URIS": " ".join(redirect_uris), **env}
+        process = Process([_node(), str(PROVIDER_DIR / "server.mjs")], environment,
+                          tmp_path / f"provider-{chosen}.log")
+        process.url, process.issuer = f"http://{HOST}:{chosen}", own_issuer
+        try:
+            process.wait_ready(f"{process.url}/.well-known/openid-configuration", timeout=30.0)
+        except RuntimeError as failure:
+            process.stop()
+            failures.append(str(failure))
+            continue
+        try:
+            yield process
+        finally:
+            process.stop()
+        return
+    raise RuntimeError("the test OpenID provider did not start:\n" + "\n---\n".join(failures))
 
 
 class TamperingProxy:
