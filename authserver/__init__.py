@@ -40,6 +40,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .extensions import csrf, db, limiter, migrate
 
     db.init_app(app)
+    from . import changes
+
+    changes.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
     app.config["RATELIMIT_STORAGE_URI"] = app.config["REDIS_URL"] or faults.MEMORY_STORAGE_URI

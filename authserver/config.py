@@ -254,6 +254,13 @@ class Defaults:
     #: introspection is one query); a rotated secret works at once, the old one keeps working on other
     #: instances for at most this long; `0` reads them every time
     RESOURCE_SERVER_CACHE_SECONDS = 30
+    #: PostgreSQL: seconds a worker may answer a repeated introspection from the row it read
+    #: (changes reach every worker through NOTIFY within milliseconds, and in the worker that made
+    #: them at once; this is the bound whatever happens to the notifications: authserver/changes.py);
+    #: `0` reads the database for every introspection. SQLite: always off
+    INTROSPECTION_CACHE_SECONDS = 5.0
+    #: PostgreSQL: how many tokens' rows each worker keeps at most (the oldest go first)
+    INTROSPECTION_CACHE_ENTRIES = 20000
     #: failed client authentications (token, introspection, revocation) per address; over it, 429
     #: before any authentication is attempted
     CLIENT_AUTH_FAILURES_PER_IP = "60 per minute"

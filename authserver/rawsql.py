@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, insert, literal_column, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from . import changes
 from .extensions import db
 from .faults import connection_dropped
 
@@ -105,6 +106,9 @@ class Transaction:
             cursor.execute(sql, bound)
         except self.engine.dialect.loaded_dbapi.Error as error:
             raise self.wrapped(error, sql, bound, cursor) from error
+        if getattr(self.engine, "_authserver_watched", False):  # answers are cached: changes.py
+            changes.statement_ran(self.engine, self.connection.info, sql,
+                                  self.connection.driver_connection.autocommit)
         return cursor
 
     def commit(self) -> None:
@@ -112,6 +116,7 @@ class Transaction:
             self.connection.commit()
         except self.engine.dialect.loaded_dbapi.Error as error:
             raise self.wrapped(error, "COMMIT", None, None) from error
+        changes.committed(self.engine, self.connection.info)
 
     def wrapped(self, error, sql: str, params, cursor) -> DBAPIError:
         """The driver's error as SQLAlchemy's Connection would raise it (an IntegrityError, an
@@ -179,6 +184,7 @@ def connection(autocommit: bool):
             driver.autocommit = True  # client-side switch in psycopg: no statement is sent
         yield Transaction(engine, pooled)
     except BaseException:
+        pooled.info.pop(changes.CHANGED, None)  # rolled back: nothing changed
         if pooled.is_valid:  # not already retired by Transaction.execute
             try:
                 pooled.rollback()

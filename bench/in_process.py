@@ -7,7 +7,9 @@ It creates a fresh database as bench/hot_paths.py does (SQLite, or `authserver_b
 the given PostgreSQL URL, dropped afterwards), seeds it, then calls the app (the WSGI lane in front
 of Flask, as served) for each phase: `refresh` (8 chains of rotating refresh tokens, as the peer
 benchmark's workers), `dcr` (an identical public client, as the peer benchmark registers),
-`dcr-new` (a new public client each time), `introspect`, `flow` (the signed-in flow of a public
+`dcr-new` (a new public client each time), `introspect` (a new token each time),
+`introspect-again` (8 tokens in turn, as the peer benchmark's workers: on PostgreSQL answered from
+the answer cache, authserver/changes.py), `flow` (the signed-in flow of a public
 loopback client: consent page, consent, code exchange, through Flask's test client, whose own
 CPU is counted too; each request's share is printed on a second line). For each it prints the Python CPU per
 operation (time.process_time around the WSGI call: our code, the driver's client side) and, on
@@ -51,7 +53,8 @@ def backend_cpu(app) -> float:
             return 0.0
         with db.engine.connect() as conn:
             pids = list(conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                                          " AND backend_type = 'client backend'")).scalars())
+                                          " AND backend_type = 'client backend'"
+                                          " AND application_name <> 'authserver-changes'")).scalars())
     total = 0
     for pid in pids:
         try:
@@ -204,9 +207,16 @@ def main() -> None:
             return environ("/oauth/introspect", form({"token": next(pairs)[0]}), "application/x-www-form-urlencoded",
                            basic)
 
+        repeated = [access for access, _ in data["pairs"][-8:]]  # introspect's own tokens come from the front
+
+        def introspect_again_env():
+            return environ("/oauth/introspect", form({"token": repeated[counter[0] % len(repeated)]}),
+                           "application/x-www-form-urlencoded", basic)
+
         browser = SignedInFlow(app, resource=RESOURCE, scope=SCOPE) if "flow" in args.phases.split(",") else None
         phases = {"refresh": (refresh_env, refresh_done), "dcr": (dcr_env, None), "dcr-new": (dcr_new_env, None),
-                  "introspect": (introspect_env, None), "flow": (None, None)}
+                  "introspect": (introspect_env, None), "introspect-again": (introspect_again_env, None),
+                  "flow": (None, None)}
         for name in args.phases.split(","):
             make_env, done = phases[name]
 
