@@ -28,7 +28,7 @@ from flask import Flask, g
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from . import faults, limits, web
+from . import faults, limits, resources, web
 from .errors import database_unavailable
 from .extensions import db
 from .metrics import LATENCY, REQUESTS
@@ -186,16 +186,26 @@ class FastLane:
         credential_id, secret = caller_credentials(environ.get("HTTP_AUTHORIZATION"), form)
         address = environ.get("REMOTE_ADDR") or "127.0.0.1"
         with self.app.app_context():
-            # The same limits as the view, in the same order, on the same counters.
-            if limits.failures_exceeded(address) is not None:
-                return None
-            if limits.hit(*limits.INTROSPECTION_PER_IP, address) is not None:
+            # The same limits as the view, in the same order, on the same counters, in one round
+            # trip: the address's failures and introspections, then (once the credentials are
+            # proven) the resource server's own. A caller this process remembers is proven
+            # without the database or a slow hash (resources.known_caller), so its limit joins
+            # the others; any other caller is authenticated after them, as the view does.
+            caller = resources.known_caller(credential_id, secret)
+            checks = [("test", *limits.FAILURES, address), ("hit", *limits.INTROSPECTION_PER_IP, address)]
+            if caller is not None:
+                checks.append(("hit", *limits.INTROSPECTION_PER_RESOURCE, caller.credential_id))
+            refused = limits.charge(*checks)
+            if refused is not None and refused < 2:
                 return None  # the view counts it again, finds the limit reached and answers 429
             environ[limits.ADDRESS_COUNTED] = True  # the view must not count this request against the address again
-            try:
-                caller = authenticate_caller(credential_id, secret)
-            except OAuth2Error:
-                return None  # Flask answers 401 or 429 (and counts a failure)
+            if refused is not None:
+                return None  # the resource server's own limit: the view answers 429
+            if caller is None:
+                try:
+                    caller = authenticate_caller(credential_id, secret)
+                except OAuth2Error:
+                    return None  # Flask answers 401 or 429 (and counts a failure)
             return self.endpoint.answer(caller, token), HEADERS.items()
 
     def token(self, environ, form: dict, request_id: str):
@@ -220,9 +230,8 @@ class FastLane:
         address = environ.get("REMOTE_ADDR") or "127.0.0.1"
         with self.app.app_context():
             g.request_id = request_id
-            if limits.failures_exceeded(address) is not None:
-                return None
-            if limits.hit(*limits.TOKEN_PER_IP, address) is not None:
+            # The view's address limits, in one round trip (the client's own follows its authentication).
+            if limits.charge(("test", *limits.FAILURES, address), ("hit", *limits.TOKEN_PER_IP, address)) is not None:
                 return None
             environ[limits.ADDRESS_COUNTED] = True
             lean = LEAN[form["grant_type"]]

@@ -10,7 +10,8 @@ import threading
 import time
 
 import psycopg
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, RedisClusterStorage, RedisStorage
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -119,6 +120,30 @@ class ThreadSafeMemoryStorage(MemoryStorage):
 MEMORY_STORAGE_URI = "authserver-memory://"
 
 
+#: Failover.charge's script: KEYS are limits' keys, ARGV three per key: 1 to hit (limits'
+#: incr_expire: increment, and start the window's expiry on the first hit) or 0 to test (limits'
+#: get), the window's seconds, the limit. Stops at the first key over its limit and returns its
+#: position (from 1); 0 when none is. A hit is refused past the limit, a test at it (cost 1).
+CHARGE_SCRIPT = """
+for i = 1, #KEYS do
+    local expiry = ARGV[3 * i - 1]
+    local amount = tonumber(ARGV[3 * i])
+    if ARGV[3 * i - 2] == "1" then
+        local current = redis.call("incrby", KEYS[i], 1)
+        if current == 1 then
+            redis.call("expire", KEYS[i], expiry)
+        end
+        if current > amount then
+            return i
+        end
+    elseif tonumber(redis.call("get", KEYS[i]) or "0") >= amount then
+        return i
+    end
+end
+return 0
+"""
+
+
 class Failover:
     """A rate-limit strategy (limits' hit/test/get_window_stats/clear) on the shared storage that
     counts in this process's memory while the storage is unreachable, and goes back to the shared
@@ -132,6 +157,10 @@ class Failover:
         self.recheck_seconds = float(recheck_seconds)
         self.memory = type(shared)(ThreadSafeMemoryStorage())
         self.down_since: float | None = None  # time.monotonic() of the first failure; None: up
+        self.script = None  # CHARGE_SCRIPT registered on the storage's client, where it applies
+        if (isinstance(shared, FixedWindowRateLimiter) and isinstance(self.storage, RedisStorage)
+                and not isinstance(self.storage, RedisClusterStorage)):
+            self.script = self.storage.get_connection().register_script(CHARGE_SCRIPT)
         self.next_check = 0.0
         self.lock = threading.Lock()
 
@@ -150,6 +179,29 @@ class Failover:
 
     def clear(self, item, *identifiers) -> None:
         return self._run("clear", item, *identifiers)
+
+    def charge(self, ops) -> int | None:
+        """Several limits in order, each (op, item, identifiers) with op "hit" or "test" (as the
+        methods of those names, cost 1), stopping at the first refused: its index, or None when
+        none is. On a plain Redis (or Sentinel) storage with the fixed-window strategy all of them
+        go in one round trip, a script doing what limits' own incr_expire and get do on the same
+        keys; otherwise (memory, a cluster, another strategy, or while Redis is down) one call
+        each, through the failover as ever."""
+        if self.down_since is None and self.script is not None:
+            keys, args = [], []
+            for op, item, identifiers in ops:
+                keys.append(self.storage.prefixed_key(item.key_for(*identifiers)))
+                args.extend((1 if op == "hit" else 0, item.get_expiry(), item.amount))
+            try:
+                refused = int(self.script(keys=keys, args=args))
+            except self.errors as error:
+                self._failed(error)
+            else:
+                return refused - 1 if refused else None
+        for index, (op, item, identifiers) in enumerate(ops):
+            if not getattr(self, op)(item, *identifiers):
+                return index
+        return None
 
     def check(self) -> bool:
         """Ask the shared storage now whether it answers (readiness asks on every call); moves to

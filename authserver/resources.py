@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, select, update
 from . import rawsql, scopes, store
 from .extensions import db
 from .models import ResourceServer
-from .secrets import RESOURCE_SECRET_PREFIX, hash_secret, new_credential, verify_secret
+from .secrets import LEGACY_SECRET_HASH_PREFIX, RESOURCE_SECRET_PREFIX, hash_secret, new_credential, verify_secret
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: ResourceServer.token_format values: opaque tokens the resource server introspects, or RFC 9068
@@ -143,6 +143,22 @@ def get_default() -> ResourceServer | None:
     if db.session.scalar(select(func.count()).select_from(ResourceServer)) == 1:
         return db.session.scalar(select(ResourceServer))
     return None
+
+
+def known_caller(credential_id: str | None, secret: str | None) -> Caller | None:
+    """The resource server these credentials prove when this process remembers it (get_caller's
+    cache) and its secret's hash is SHA-256: no database read and no slow hash, so this may run
+    before the rate limits. None means only "ask `authenticate`" (the secret may have been
+    rotated, or the caller not been seen here yet)."""
+    if not credential_id or not secret or len(credential_id) > 100:
+        return None
+    found = _credentials_cache().get(credential_id)
+    if found is None or found[0] <= time.monotonic():
+        return None
+    caller = found[1]
+    if caller.secret_hash.startswith(LEGACY_SECRET_HASH_PREFIX):
+        return None
+    return caller if verify_secret(caller.secret_hash, secret) else None
 
 
 def authenticate(credential_id: str | None, secret: str | None) -> Caller | None:

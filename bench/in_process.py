@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--database-url", help="PostgreSQL URL (a bench database is created beside it); default SQLite")
     parser.add_argument("--phases", default="refresh,dcr,dcr-new,introspect")
     parser.add_argument("-n", type=int, default=2000, help="operations per phase (after 200 warm-up ones)")
+    parser.add_argument("--redis-url", help="count the rate limits in this Redis (default: limits lifted)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's top N (by own time)")
     parser.add_argument("--profile-file", metavar="PATH", help="also save the profile there (pstats format)")
     args = parser.parse_args()
@@ -167,8 +168,14 @@ def main() -> None:
         data = seed(database_url, 8 + 2 * (args.n + 200))
         from authserver import create_app, rawsql
 
+        limits = {"RATELIMIT_ENABLED": False}
+        if args.redis_url:  # the production limits, counted in Redis (each high enough not to refuse)
+            limits = {"REDIS_URL": args.redis_url, "RATELIMIT_KEY_PREFIX": f"bench{os.getpid()}",
+                      **{name: "1000000 per minute" for name in (
+                          "TOKEN_RATE_LIMIT_PER_IP", "TOKEN_RATE_LIMIT", "INTROSPECTION_RATE_LIMIT_PER_IP",
+                          "INTROSPECTION_RATE_LIMIT", "REGISTRATION_RATE_LIMIT_PER_IP", "REGISTRATION_RATE_LIMIT_GLOBAL")}}
         app = create_app({"SECRET_KEY": "bench-secret-key-" + "x" * 40, "ISSUER": ISSUER, "DATABASE_URL": database_url,
-                          "RATELIMIT_ENABLED": False, "LOG_LEVEL": "WARNING"})
+                          "LOG_LEVEL": "WARNING", **limits})
         seen: list[str] = []
         rawsql.LISTENERS.append(seen.append)
         from sqlalchemy import event

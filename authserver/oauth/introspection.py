@@ -134,7 +134,7 @@ def authenticate_caller(credential_id: str | None, secret: str | None) -> resour
         # RFC 7662 §2.1 / RFC 6749 §5.2: 401 with a Basic challenge.
         raise InvalidClientError(status_code=401, description="Authenticate with the resource server's credentials.")
     # Counted only once the credential is proven, so nobody else can spend its budget.
-    retry_after = limits.hit("INTROSPECTION_RATE_LIMIT", "introspect-resource", resource.credential_id)
+    retry_after = limits.hit(*limits.INTROSPECTION_PER_RESOURCE, resource.credential_id)
     if retry_after is not None:
         raise RateLimitedError(retry_after)
     return resource
