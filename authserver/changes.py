@@ -64,6 +64,7 @@ WATCHED = {
     "memberships": None,
     "hubs": ("public_id",),
     "clients": ("client_id",),
+    "resource_servers": (),  # deleting one deletes its grants and tokens (ON DELETE CASCADE)
 }
 _TABLES = "|".join(WATCHED)
 _CHANGE = re.compile(
@@ -86,7 +87,7 @@ def changes_answers(sql: str) -> bool:
                 found = True
                 break
             columns = WATCHED[match.group(2).lower()]
-            if columns is None or any(c.lower() in columns for c in _ASSIGNED.findall(match.group(3))):
+            if columns is None or any(c.lower() in columns for c in _ASSIGNED.findall(match.group(3) or "")):
                 found = True
                 break
         if len(_CLASSIFIED) < 10000:

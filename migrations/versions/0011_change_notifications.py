@@ -12,7 +12,8 @@ the change (another worker, the CLI, an operator's SQL):
 
 - a token's access-token hash when a column an answer reads changes on its row;
 - "*" (forget everything) when a grant, user, hub or client changes in a column an answer reads,
-  when any membership changes, and when rows of these tables are deleted or truncated.
+  when any membership changes, and when rows of these tables or resource servers are deleted or
+  truncated.
 
 The column lists are authserver/changes.py WATCHED, which applies the same rule to this worker's
 own statements; tests/oauth/test_answer_cache.py checks that the two agree.
@@ -36,6 +37,7 @@ WATCHED = {
     'memberships': None,
     'hubs': ('public_id',),
     'clients': ('client_id',),
+    'resource_servers': (),
 }
 
 
@@ -59,10 +61,11 @@ def upgrade():
             op.execute(f"CREATE TRIGGER {table}_changed AFTER UPDATE OR DELETE OR TRUNCATE ON {table} "
                        f"FOR EACH STATEMENT EXECUTE FUNCTION authserver_changed()")
             continue
-        changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in columns)
-        function = 'authserver_token_changed' if table == 'tokens' else 'authserver_changed'
-        op.execute(f"CREATE TRIGGER {table}_changed AFTER UPDATE ON {table} FOR EACH ROW "
-                   f"WHEN ({changed}) EXECUTE FUNCTION {function}()")
+        if columns:
+            changed = " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in columns)
+            function = 'authserver_token_changed' if table == 'tokens' else 'authserver_changed'
+            op.execute(f"CREATE TRIGGER {table}_changed AFTER UPDATE ON {table} FOR EACH ROW "
+                       f"WHEN ({changed}) EXECUTE FUNCTION {function}()")
         op.execute(f"CREATE TRIGGER {table}_deleted AFTER DELETE OR TRUNCATE ON {table} "
                    f"FOR EACH STATEMENT EXECUTE FUNCTION authserver_changed()")
 

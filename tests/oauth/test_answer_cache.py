@@ -82,6 +82,8 @@ def test_every_column_an_answer_reads_is_watched():
     ("DELETE FROM memberships WHERE memberships.id = %(id)s", True),
     ("DELETE FROM tokens WHERE tokens.id IN (SELECT id FROM tokens LIMIT 10)", True),
     ("DELETE FROM audit_events WHERE id < 5", False),
+    ("DELETE FROM resource_servers WHERE resource_servers.id = %(id)s", True),
+    ("UPDATE resource_servers SET name=%(name)s WHERE resource_servers.id = %(id)s", False),
     ("TRUNCATE audit_events, tokens RESTART IDENTITY CASCADE", True),
     ("INSERT INTO memberships (user_id, hub_id, role) VALUES (1, 2, 'admin')", False),
     ("SELECT revoked_at FROM tokens", False),
@@ -207,6 +209,7 @@ ELSEWHERE = {
     "client deleted": ("DELETE FROM clients WHERE client_id LIKE 'pre-%%'", None),
     "hub renumbered": ("UPDATE hubs SET public_id = 10000009 WHERE public_id = 10000001", "hub 10000009"),
     "everything truncated": ("TRUNCATE tokens, grants CASCADE", None),
+    "resource server deleted": (f"DELETE FROM resource_servers WHERE uri = '{RESOURCE}'", None),
 }
 
 
