@@ -266,6 +266,10 @@ def init_app(app) -> None:
         return
     app.extensions["authserver.answers"] = _Pending(float(seconds), entries,
                                                     max(2, int(app.config["DATABASE_CONNECT_TIMEOUT"])))
+    from .extensions import db
+
+    with app.app_context():
+        watch(db.engine)  # before any answer is kept: no commit of this engine goes unseen
 
 
 class _Pending:
