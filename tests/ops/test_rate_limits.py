@@ -51,6 +51,9 @@ def test_route_limits_count_per_address_whatever_name_is_sent(client, register, 
 def test_failed_client_authentication_is_limited_per_address(client, preregistered, world):
     client_id, secret = preregistered()
     data = {"grant_type": "refresh_token", "refresh_token": "asr_nope"}
+    # The resource server introspected once, so the lane knows it without the database
+    # (resources.known_caller): its limits are then counted in one go, failures first.
+    assert client.post("/oauth/introspect", data={"token": "x"}, headers=world.mcp_auth).status_code == 200
     assert client.post("/oauth/token", data=data, auth=(client_id, "ass_wrong")).status_code == 401
     assert client.post("/oauth/introspect", data={"token": "x"}, auth=("rs_nope", "asrs_wrong")).status_code == 401
     # Over the limit, the address is refused before any authentication, at every client endpoint,
