@@ -44,10 +44,22 @@ def init_app(app: Flask) -> None:
     def start_timer():
         g.started_at = time.perf_counter()
 
+    # Each labelled child looked up once (prometheus_client's labels() takes a lock and builds its
+    # key on every call); endpoints, methods and statuses are few.
+    counters: dict = {}
+    histograms: dict = {}
+
     @app.after_request
     def observe(response):
         endpoint = request.endpoint or "unknown"
-        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        key = (endpoint, request.method, response.status_code)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = REQUESTS.labels(endpoint, request.method, str(response.status_code))
+        counter.inc()
         if "started_at" in g:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - g.started_at)
+            histogram = histograms.get(endpoint)
+            if histogram is None:
+                histogram = histograms[endpoint] = LATENCY.labels(endpoint)
+            histogram.observe(time.perf_counter() - g.started_at)
         return response

@@ -300,9 +300,9 @@ def _combined(statements: tuple[Statement, ...], many: Statement | None) -> Stat
     return found
 
 
-def _part(statement: Statement, values) -> tuple | None:
-    """`values` (a slice of the combined row) as `statement`'s own row; None when all are NULL."""
-    _, _, row_type, _ = statement.compiled(db.engine)
+def _part(row_type, values) -> tuple | None:
+    """`values` (a slice of the combined row) as a row of `row_type` (a statement's own row
+    type); None when all are NULL."""
     return None if all(value is None for value in values) else row_type(*values)
 
 
@@ -323,12 +323,15 @@ def read_ahead(reads: list[tuple[Statement, dict]], many: tuple[Statement, dict]
         raise ValueError("read_ahead: the reads' parameters must have distinct names")
     statements = tuple(statement for statement, _ in reads)
     rows = _outside(Transaction.all, _combined(statements, many[0] if many else None), params)
+    engine = db.engine
     ahead = db.session().info.setdefault(_AHEAD, {})
     position = 0
     for statement, values in reads:
-        width = len(statement.compiled(db.engine)[2]._fields)
-        ahead[_key(statement, values)] = _part(statement, rows[0][position:position + width])
+        row_type = statement.compiled(engine)[2]
+        width = len(row_type._fields)
+        ahead[_key(statement, values)] = _part(row_type, rows[0][position:position + width])
         position += width
     if many is not None:
-        found = (_part(many[0], row[position:]) for row in rows)
+        row_type = many[0].compiled(engine)[2]
+        found = (_part(row_type, row[position:]) for row in rows)
         ahead[_key(*many)] = [row for row in found if row is not None]

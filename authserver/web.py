@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, current_app, g, request
+from flask import Flask, abort, current_app, g, has_request_context, request, url_for
 from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .config import image_origin
@@ -90,6 +92,17 @@ def answers_in_json() -> bool:
     return is_machine_request() or asks_for_json()
 
 
+def _plainly_clean(source, limit: int) -> bool:
+    """Whether every key and value of `source` (a MultiDict) is printable ASCII of at most `limit`
+    characters: what check_parameters accepts for any blueprint, decided in a few string methods
+    over the whole; False sends it to the per-parameter checks, which give the exact error."""
+    texts = [*source.keys(), *(value for _, value in source.items(multi=True))]
+    if not texts:
+        return True
+    joined = "".join(texts)
+    return joined.isascii() and joined.isprintable() and max(map(len, texts)) <= limit
+
+
 def request_id(incoming: str) -> str:
     """The caller's X-Request-Id when it is a sane one (so logs line up across services), else new."""
     return incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
@@ -116,9 +129,20 @@ class App(Flask):
 
 
 class CachedSerializerSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the serializer built once per secret key."""
+    """Flask's signed-cookie sessions, with the serializer built once per secret key, and each
+    cookie's signature checked and its JSON decoded once per worker rather than on every request
+    (a signed-in person's browser sends the same cookie until the session changes)."""
 
     _serializers: dict = {}
+    #: Cookies whose signature was verified: (serializer, cookie) -> (data, signing time). Only
+    #: the signature's verdict and the decoding are remembered; the age is checked on every
+    #: request, as itsdangerous checks it, and a new secret key makes a new serializer (so no
+    #: cookie verified under the old one is found). Emptied when full: a worker sees few live
+    #: sessions, and a miss only costs the verification it saves.
+    _verified: dict = {}
+    VERIFIED_MAX = 4096
+    #: Values a cached session may hold: immutable, so every request's copy of the dict is its own.
+    _SCALARS = (str, int, float, bool, type(None))
 
     def get_signing_serializer(self, app: Flask):
         key = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
@@ -128,6 +152,32 @@ class CachedSerializerSessionInterface(SecureCookieSessionInterface):
             if serializer is not None:
                 self._serializers = {key: serializer}
         return serializer
+
+    def open_session(self, app: Flask, request):
+        """Flask's open_session (an unsigned, tampered or expired cookie opens an empty session),
+        answering a cookie already verified from what its verification found."""
+        serializer = self.get_signing_serializer(app)
+        if serializer is None:
+            return None
+        cookie = request.cookies.get(self.get_cookie_name(app))
+        if not cookie:
+            return self.session_class()
+        max_age = int(app.permanent_session_lifetime.total_seconds())
+        verified = self._verified.get((serializer, cookie))
+        if verified is not None:
+            data, signed_at = verified
+            # itsdangerous' rule (TimestampSigner.unsign): too old, or signed in the future.
+            if 0 <= int(time.time()) - signed_at <= max_age:
+                return self.session_class(data)
+        try:
+            data, signed = serializer.loads(cookie, max_age=max_age, return_timestamp=True)
+        except BadSignature:
+            return self.session_class()
+        if isinstance(data, dict) and all(type(value) in self._SCALARS for value in data.values()):
+            if len(self._verified) >= self.VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[(serializer, cookie)] = (data, int(signed.timestamp()))
+        return self.session_class(data)
 
 
 #: Browser-based MCP clients call the machine endpoints cross-origin; they carry no cookies, so
@@ -171,6 +221,8 @@ def init_app(app: Flask) -> None:
         if request.mimetype == "application/x-www-form-urlencoded":
             sources.append(request.form)
         for source in sources:
+            if _plainly_clean(source, limit):
+                continue
             for key, values in source.lists():
                 if "\x00" in key or any("\x00" in v for v in values):
                     abort(400, "Parameters must not contain NUL characters.")
@@ -185,9 +237,21 @@ def init_app(app: Flask) -> None:
     csp = content_security_policy(image_origin(app.config["PRODUCT_LOGO_URL"]))
     product = Product.from_config(app.config)
 
+    # The links every page's frame carries (base.html), built once per script root: url_for
+    # builds the same path for the same endpoint each time, at a noticeable share of a page.
+    frames: dict[str, dict[str, str]] = {}
+
     @app.context_processor
     def inject_product():
-        return {"product": product}
+        if not has_request_context():
+            return {"product": product}
+        links = frames.get(request.script_root)
+        if links is None:
+            links = frames[request.script_root] = {
+                "stylesheet": url_for("static", filename="style.css"), "home": url_for("auth.index"),
+                "apps": url_for("account.apps"), "logout": url_for("auth.logout"),
+            }
+        return {"product": product, "links": links}
 
     @app.after_request
     def security_headers(response):

@@ -94,7 +94,9 @@ class OAuthRequest(FlaskOAuth2Request):
     reads it, and the https check Authlib makes on it needs only the scheme and host."""
 
     def __init__(self, request):
-        OAuth2Request.__init__(self, request.method, f"{request.scheme}://{request.host}/", headers=request.headers)
+        OAuth2Request.__init__(self, request.method, f"{request.scheme}://{request.host}/")
+        # Set here rather than passed: Authlib's `headers or {}` would count the WSGI environ.
+        self.headers = request.headers
         self._request = request
 
     @property

@@ -163,3 +163,34 @@ def test_people_pages_never_fail_on_generated_forms(flow, register):
             assert not response.headers["Location"].startswith("//")
 
     check()
+
+
+@pytest.mark.parametrize("pairs", [
+    [],
+    [("client_id", "abc"), ("state", "x y~")],
+    [("state", "a\nb")],
+    [("state", "trailing\n")],  # OAUTH_CHARS' `$` lets one trailing newline through: kept as it was
+    [("state", "tab\there")],
+    [("state", "nul\x00")],
+    [("st\x00ate", "v")],
+    [("state", "é")],
+    [("state", "\x7f")],
+    [("state", "x" * 100)],
+    [("state", "x" * 101)],
+    [("x" * 101, "v")],
+    [("a", "1"), ("a", "2" * 101)],
+])
+def test_the_quick_parameter_check_accepts_only_what_the_full_check_accepts(pairs):
+    """web.check_parameters first tries _plainly_clean over all parameters at once; whatever it
+    accepts, the per-parameter checks accept too (for every blueprint, OAuth's included)."""
+    from werkzeug.datastructures import MultiDict
+
+    from authserver.web import OAUTH_CHARS, _plainly_clean
+
+    source, limit = MultiDict(pairs), 100
+    full = all("\x00" not in key and len(key) <= limit and OAUTH_CHARS.match(key)
+               and all("\x00" not in v and len(v) <= limit and OAUTH_CHARS.match(v) for v in values)
+               for key, values in source.lists())
+    assert not _plainly_clean(source, limit) or full
+    if all(c.isascii() and c.isprintable() for key, value in pairs for c in key + value):
+        assert _plainly_clean(source, limit) == full
