@@ -12,14 +12,25 @@ which they then join (so that a request reads what it wrote). `read_ahead` runs 
 reads a request is about to make as one statement, and `read` answers each from it.
 `transaction()` runs several statements in one transaction, committed when the block ends.
 Neither touches the ORM session, so a request using them must not hold session writes.
+
+On PostgreSQL the autocommit statements run on connections kept in autocommit for good
+(`_AutocommitPool`), not on the engine's pool: checking a connection out of SQLAlchemy's pool,
+switching it to autocommit and back, and its reset on return cost about as much CPU as the
+statement itself (measured: 65 µs against 31 µs for a one-row read), and a pooled connection loses
+its prepared statements whenever an ORM transaction on it is rolled back (psycopg then sends
+DEALLOCATE ALL).
 """
 
 from __future__ import annotations
 
 import collections
+import os
+import threading
+import time
 from contextlib import contextmanager
 
-from sqlalchemy import bindparam, insert, literal_column, select, true
+from psycopg.pq import TransactionStatus
+from sqlalchemy import bindparam, event, insert, literal_column, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -174,14 +185,15 @@ def is_postgresql() -> bool:
 @contextmanager
 def connection(autocommit: bool):
     """A pooled DBAPI connection. A connection the driver reports broken is discarded (invalidated)
-    rather than returned to the pool, so the next checkout gets a fresh one."""
+    rather than returned to the pool, so the next checkout gets a fresh one. On PostgreSQL an
+    autocommit one comes from the engine's _AutocommitPool."""
     engine = db.engine
+    if autocommit and _is_postgresql(engine):
+        with _AutocommitPool.of(engine).connection() as conn:
+            yield conn
+        return
     pooled = engine.raw_connection()
-    driver = pooled.driver_connection
-    postgresql = _is_postgresql(engine)
     try:
-        if autocommit and postgresql:
-            driver.autocommit = True  # client-side switch in psycopg: no statement is sent
         yield Transaction(engine, pooled)
     except BaseException:
         pooled.info.pop(changes.CHANGED, None)  # rolled back: nothing changed
@@ -192,9 +204,145 @@ def connection(autocommit: bool):
                 pooled.invalidate()
         raise
     finally:
-        if autocommit and postgresql and pooled.is_valid:
-            driver.autocommit = False
         pooled.close()
+
+
+class _Autocommit:
+    """A PostgreSQL connection that stays in autocommit, with the parts of SQLAlchemy's pooled
+    connection that Transaction uses (cursor, commit, driver_connection, is_valid, invalidate)."""
+
+    __slots__ = ("driver_connection", "pool", "born", "is_valid")
+
+    def __init__(self, driver_connection, pool, born: float):
+        self.driver_connection = driver_connection
+        self.pool = pool  # the engine's pool it was made from (a disposed engine has a new one)
+        self.born = born
+        self.is_valid = True
+
+    def cursor(self):
+        return self.driver_connection.cursor()
+
+    def commit(self) -> None:
+        """Nothing to commit: every statement committed itself."""
+
+    def invalidate(self, error: BaseException | None = None) -> None:
+        """Closed for good (Transaction.wrapped calls this, through the engine's pool, when the
+        database went away)."""
+        self.is_valid = False
+        try:
+            self.driver_connection.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped either way
+            pass
+
+    def idle(self) -> bool:
+        """Whether it can serve another statement: open, and not inside a transaction or a
+        statement (an interrupted one leaves it neither)."""
+        driver = self.driver_connection
+        return self.is_valid and not driver.closed and driver.info.transaction_status == TransactionStatus.IDLE
+
+
+class _AutocommitPool:
+    """The autocommit connections of one engine: a stack of idle ones (list.append and list.pop
+    are atomic), taken by one statement or one request's few at a time. A connection is made as
+    the engine's pool makes one (its connect events run: the bounded wait, the statement timeout),
+    then detached from it and switched to autocommit once. It is retired as the engine's pool
+    retires its own: past the engine's pool_recycle, when the pool has been invalidated since it
+    was made (the database went away: Transaction.wrapped), or disposed (the engine_disposed
+    event closes the idle ones; a busy one is closed when it comes back). At most `keep` idle
+    ones are kept; at most as many are in use as threads run statements at once."""
+
+    _pools: dict[int, _AutocommitPool] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.idle: list[_Autocommit] = []
+        self.keep = max(1, engine.pool.size()) if hasattr(engine.pool, "size") else 5
+        recycle = getattr(engine.pool, "_recycle", -1)
+        self.recycle = recycle if recycle and recycle > 0 else None
+
+    @classmethod
+    def of(cls, engine: Engine) -> _AutocommitPool:
+        found = cls._pools.get(id(engine))
+        if found is not None and found.engine is engine:
+            return found
+        with cls._lock:
+            found = cls._pools.get(id(engine))
+            if found is None or found.engine is not engine:
+                found = cls._pools[id(engine)] = cls(engine)
+                event.listen(engine, "engine_disposed", found.dispose)
+        return found
+
+    @contextmanager
+    def connection(self):
+        conn = self.take()
+        try:
+            yield Transaction(self.engine, conn)
+        except BaseException:
+            if not conn.idle():
+                conn.invalidate()
+            raise
+        finally:
+            self.give_back(conn)
+
+    def take(self) -> _Autocommit:
+        pool = self.engine.pool
+        while True:
+            try:
+                conn = self.idle.pop()
+            except IndexError:
+                return self.new()
+            if self.usable(conn, pool):
+                return conn
+            conn.invalidate()
+
+    def usable(self, conn: _Autocommit, pool) -> bool:
+        if conn.pool is not pool or conn.born < pool._invalidate_time:
+            return False
+        if self.recycle is not None and time.time() - conn.born > self.recycle:
+            return False
+        return conn.is_valid and not conn.driver_connection.closed
+
+    def new(self) -> _Autocommit:
+        pool = self.engine.pool
+        born = time.time()
+        pooled = pool.connect()
+        driver = pooled.driver_connection
+        pooled.detach()  # the engine's pool forgets it (and counts one connection fewer)
+        try:
+            driver.autocommit = True
+        except BaseException:
+            driver.close()
+            raise
+        return _Autocommit(driver, pool, born)
+
+    def give_back(self, conn: _Autocommit) -> None:
+        if conn.is_valid and conn.pool is self.engine.pool and len(self.idle) < self.keep and conn.idle():
+            self.idle.append(conn)
+        elif conn.is_valid:
+            conn.invalidate()
+
+    def dispose(self, engine: Engine | None = None) -> None:
+        """Close the idle connections (the engine was disposed of, or this process forked: then
+        they are only forgotten, their sockets being the parent's)."""
+        while True:
+            try:
+                conn = self.idle.pop()
+            except IndexError:
+                return
+            conn.invalidate()
+
+    @classmethod
+    def forget_all(cls) -> None:
+        """In a forked child: the parent's connections are not ours to use or close."""
+        _FORKED_AWAY.extend(cls._pools.values())  # kept referenced: their finalizers would close the parent's sockets
+        cls._pools = {}
+
+
+#: Pools inherited from a parent process, never used (see _AutocommitPool.forget_all).
+_FORKED_AWAY: list = []
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_AutocommitPool.forget_all)
 
 
 def read_one(statement: Statement, params: dict):
