@@ -24,12 +24,14 @@ DEALLOCATE ALL).
 from __future__ import annotations
 
 import collections
+import json
 import os
 import threading
 import time
 from contextlib import contextmanager
 
 from psycopg.pq import TransactionStatus
+from psycopg.types.json import set_json_loads
 from sqlalchemy import bindparam, event, insert, literal_column, select, true
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
@@ -189,8 +191,16 @@ def connection(autocommit: bool):
     autocommit one comes from the engine's _AutocommitPool."""
     engine = db.engine
     if autocommit and _is_postgresql(engine):
-        with _AutocommitPool.of(engine).connection() as conn:
-            yield conn
+        lane = _AutocommitPool.of(engine)
+        conn = lane.take()
+        try:
+            yield Transaction(engine, conn)
+        except BaseException:
+            if not conn.idle():
+                conn.invalidate()
+            raise
+        finally:
+            lane.give_back(conn)
         return
     pooled = engine.raw_connection()
     try:
@@ -238,7 +248,7 @@ class _Autocommit:
         """Whether it can serve another statement: open, and not inside a transaction or a
         statement (an interrupted one leaves it neither)."""
         driver = self.driver_connection
-        return self.is_valid and not driver.closed and driver.info.transaction_status == TransactionStatus.IDLE
+        return self.is_valid and not driver.closed and driver.pgconn.transaction_status == TransactionStatus.IDLE
 
 
 class _AutocommitPool:
@@ -273,18 +283,6 @@ class _AutocommitPool:
                 event.listen(engine, "engine_disposed", found.dispose)
         return found
 
-    @contextmanager
-    def connection(self):
-        conn = self.take()
-        try:
-            yield Transaction(self.engine, conn)
-        except BaseException:
-            if not conn.idle():
-                conn.invalidate()
-            raise
-        finally:
-            self.give_back(conn)
-
     def take(self) -> _Autocommit:
         pool = self.engine.pool
         while True:
@@ -311,6 +309,7 @@ class _AutocommitPool:
         pooled.detach()  # the engine's pool forgets it (and counts one connection fewer)
         try:
             driver.autocommit = True
+            set_json_loads(_json_loads, driver)
         except BaseException:
             driver.close()
             raise
@@ -337,6 +336,12 @@ class _AutocommitPool:
         """In a forked child: the parent's connections are not ours to use or close."""
         _FORKED_AWAY.extend(cls._pools.values())  # kept referenced: their finalizers would close the parent's sockets
         cls._pools = {}
+
+
+def _json_loads(data: bytes):
+    """json.loads, but for the empty list, which most rows' JSON lists are (a membership's
+    granted and denied permissions), answered without parsing."""
+    return [] if data == b"[]" else json.loads(data)
 
 
 #: Pools inherited from a parent process, never used (see _AutocommitPool.forget_all).

@@ -409,6 +409,23 @@ class RefreshTokenGrant(ReplayMixin, grants.RefreshTokenGrant):
         """Done atomically by store.consume_refresh_token in ReplayMixin.exchange."""
 
 
+class ClientColumns:
+    """The client a lean token request authenticates: its columns as read with the credential
+    (store.CLIENT_AUTH_COLUMNS), with the Client model's own rules (the same functions). A model
+    instance, which nothing here would add to a session, cost more than the rest of the
+    authentication."""
+
+    __slots__ = store.CLIENT_AUTH_COLUMNS
+    token_endpoint_auth_method = Client.token_endpoint_auth_method
+    grant_types = Client.grant_types
+    check_endpoint_auth_method = Client.check_endpoint_auth_method
+    check_grant_type = Client.check_grant_type
+
+    def __init__(self, row):
+        for name in self.__slots__:
+            setattr(self, name, getattr(row, "client__" + name))
+
+
 class LeanTokenRequest(ABC):
     """A plain successful token request for the WSGI lane (fastlane.py), made without Authlib's
     request, grant and hook objects and without the ORM session: one read (the client with the code
@@ -443,7 +460,7 @@ class LeanTokenRequest(ABC):
     def __init__(self, form: dict, basic: tuple[str, str] | None):
         self.form = form
         self.basic = basic
-        self.client: Client | None = None
+        self.client: ClientColumns | None = None
         self.method: str | None = None
         self.exchanged = None
 
@@ -470,7 +487,7 @@ class LeanTokenRequest(ABC):
         row = self.read(client_id, sha256_hex(form[self.CREDENTIAL]))
         if row is None:
             return None  # an unknown client: invalid_client, counted as a failure, by Authlib's path
-        client = Client(**{name: getattr(row, "client__" + name) for name in store.CLIENT_AUTH_COLUMNS})
+        client = ClientColumns(row)
         if not client.check_endpoint_auth_method(method, "token"):
             return None
         if secret is not None:
@@ -488,11 +505,11 @@ class LeanTokenRequest(ABC):
         rotate_refresh_token); the token, or None when the write lost the race."""
         client, form = self.client, self.form
         issued = new_token(exchanged, client, scope, None, include_refresh_token=include_refresh_token)
-        session = db.session()
-        if session.in_transaction():
+        if db.session.registry.has() and db.session().in_transaction():
             # Signing a JWT may have read the keys, or made one that signs at once (keys.py), in
             # the session: committed before the token that depends on it is written elsewhere.
-            session.commit()
+            # (No session yet, none made: an opaque token reads nothing through it.)
+            db.session.commit()
         grace = ReplayMixin.replay_grace() > timedelta(0)
         replay = seal(form[self.CREDENTIAL], replay_context, issued) if grace else None
         new_pair = stored_values(issued, grant_id=exchanged.grant_id, code_id=code_id, parent_id=parent_id,

@@ -10,6 +10,7 @@ import json
 import re
 import secrets as _secrets
 import time
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 from authlib.consts import default_json_headers
@@ -328,10 +329,12 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
             "client_id_issued_at": info["client_id_issued_at"],
             "dedupe_key": None if secret else key,  # secretless clients: deduplicated by their whole metadata
         }
-        client = Client(**values)
+        # The new client as its rules read it (Client's own accessors), with no model instance:
+        # nothing here adds it to a session, and building one costs more than the rest.
+        client = SimpleNamespace(client_id=values["client_id"], client_metadata=metadata)
         reused = audit.event_row("client.reused")
-        registered = audit.event_row("client.registered", client=client, client_name=client.client_name,
-                                     redirect_uris=client.redirect_uris)
+        registered = audit.event_row("client.registered", client=client, client_name=Client.client_name.fget(client),
+                                     redirect_uris=Client.redirect_uris.fget(client))
         existing = store.register_client(values, key, reused, registered)
         if existing is not None:
             audit.logged({**reused, "client_id": existing.client_id})
