@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from security.support import age_rotation, end_grace_window
 from sqlalchemy import inspect, select, text, update
 
@@ -202,3 +203,25 @@ def test_no_plaintext_code_token_or_secret_in_any_table(app, flow, register):
         # The answers kept for retries are there, sealed: on the redeemed code and the rotated token.
         assert db.session.scalar(select(AuthorizationCode.replay).where(AuthorizationCode.replay.is_not(None)))
         assert db.session.scalar(select(Token.replay).where(Token.replay.is_not(None)))
+
+
+@pytest.mark.parametrize("credential, context", [
+    ("rt_" + "a" * 43, ["refresh_token", "client", "", ""]),
+    ("", []),
+    ("ac_x", ["authorization_code", "c", "https://app.example/cb", "v" * 128, "https://mcp.example/"]),
+    ("\ud800 é", ["\x00", "ü" * 300]),
+])
+def test_the_replay_key_is_rfc_5869_hkdf_sha256(credential, context):
+    """The replay envelope's key (oauth/tokens.py _derive_key, made with the standard library's
+    HMAC) is byte for byte cryptography's HKDF-SHA256: answers sealed before it are still opened."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from authserver.oauth import tokens
+
+    material = "\x00".join([credential, *context]).encode("utf-8", "surrogatepass")
+    expected = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"authserver replay-cache v1").derive(material)
+    assert tokens._derive_key(credential, context) == expected
+    sealed = tokens.seal(credential, context, {"access_token": "at_1"})
+    assert tokens.unseal(credential, context, sealed) == {"access_token": "at_1"}
+    assert tokens.unseal(credential + "x", context, sealed) is None
