@@ -322,8 +322,11 @@ class _AutocommitPool:
             conn.invalidate()
 
     def dispose(self, engine: Engine | None = None) -> None:
-        """Close the idle connections (the engine was disposed of, or this process forked: then
-        they are only forgotten, their sockets being the parent's)."""
+        """The engine was disposed of: close the idle connections, and forget the engine (one used
+        again gets a new _AutocommitPool; a test run disposes of hundreds)."""
+        with self._lock:
+            if self._pools.get(id(self.engine)) is self:
+                del self._pools[id(self.engine)]
         while True:
             try:
                 conn = self.idle.pop()
