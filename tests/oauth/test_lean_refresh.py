@@ -261,3 +261,31 @@ def test_the_lean_exchange_leaves_every_other_exchange_to_the_grant(case, app, f
         assert answer.status_code == 200  # an identical retry inside the grace window: the same answer
     else:
         assert answer.status_code in (400, 401) and answer.get_json()["error"], answer.get_json()
+
+
+@pytest.mark.parametrize("metadata", [
+    {},
+    {"token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"]},
+    {"token_endpoint_auth_method": "client_secret_post", "grant_types": ["authorization_code"]},
+    {"token_endpoint_auth_method": "private_key_jwt", "grant_types": []},
+    {"grant_types": None},
+])
+def test_the_lean_paths_client_decides_as_the_model_does(metadata):
+    """The lean paths authenticate a client read as plain columns (grants.ClientColumns): the
+    registered method and grant types are decided by the Client model's own accessors."""
+    from collections import namedtuple
+
+    from authserver import store
+    from authserver.oauth.grants import TOKEN_ENDPOINT_AUTH_METHODS, ClientColumns
+
+    values = {"id": 7, "client_id": "c", "client_secret_hash": None, "client_metadata": metadata,
+              "registration": "dynamic", "last_used_at": None}
+    row = namedtuple("Row", ["client__" + name for name in store.CLIENT_AUTH_COLUMNS])(
+        *(values[name] for name in store.CLIENT_AUTH_COLUMNS))
+    columns, model = ClientColumns(row), Client(**values)
+    for name in store.CLIENT_AUTH_COLUMNS:
+        assert getattr(columns, name) == getattr(model, name)
+    for method in TOKEN_ENDPOINT_AUTH_METHODS:
+        assert columns.check_endpoint_auth_method(method, "token") == model.check_endpoint_auth_method(method, "token")
+    for grant_type in ("authorization_code", "refresh_token", "client_credentials"):
+        assert columns.check_grant_type(grant_type) == model.check_grant_type(grant_type)
