@@ -66,7 +66,8 @@ def test_disposing_of_the_engine_closes_them(app, lane):
         db.engine.dispose()
         assert conn.driver_connection.closed and lane.idle == []
         rawsql.read_one(store._CLIENT_BY_ID, {"client_id": "nobody"})
-        assert len(lane.idle) == 1 and lane.idle[0] is not conn
+        again = rawsql._AutocommitPool.of(db.engine)  # the disposed engine's was forgotten
+        assert again is not lane and len(again.idle) == 1 and again.idle[0] is not conn
 
 
 def test_a_dropped_connection_is_replaced(app, flow, register, lane, _schema_app):
