@@ -41,28 +41,35 @@ REDIRECT_URI = "http://127.0.0.1:8976/callback"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def backend_cpu(app) -> float:
-    """Seconds of CPU the PostgreSQL client backends connected to the app's database have used
-    (autovacuum workers come and go, and would take their CPU with them)."""
+def backend_cpu(app) -> dict[int, float]:
+    """Seconds of CPU each PostgreSQL client backend connected to the app's database has used, by
+    process id (autovacuum workers come and go, and would take their CPU with them)."""
     from sqlalchemy import text
 
     from authserver.extensions import db
 
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
-            return 0.0
+            return {}
         with db.engine.connect() as conn:
             pids = list(conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                                           " AND backend_type = 'client backend'"
                                           " AND application_name <> 'authserver-changes'")).scalars())
-    total = 0
+    used = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICKS
+        used[pid] = (int(fields[11]) + int(fields[12])) / TICKS
+    return used
+
+
+def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
+    """The CPU the backends used between two backend_cpu readings. A backend that ended in between
+    (the seeding app's connection, closed whenever it is garbage-collected) is left out: its
+    lifetime's CPU would otherwise be subtracted from the phase's."""
+    return sum(used - before.get(pid, 0.0) for pid, used in after.items())
 
 
 def environ(path: str, body: bytes, content_type: str, authorization: str | None = None) -> dict:
@@ -260,7 +267,7 @@ def main() -> None:
             seen.clear()
             backend_before = backend_cpu(app)
             cpu = run(args.n)
-            backend = backend_cpu(app) - backend_before
+            backend = cpu_since(backend_before, backend_cpu(app))
             statements = [s for s in seen if s != "COMMIT"]
             commits = len(seen) - len(statements)
             print(f"{name:10s} python CPU {cpu / args.n * 1000:6.3f} ms/op   database CPU "
