@@ -30,6 +30,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 from sqlalchemy import bindparam, event, insert, literal_column, select, true
@@ -221,16 +222,21 @@ class _Autocommit:
     """A PostgreSQL connection that stays in autocommit, with the parts of SQLAlchemy's pooled
     connection that Transaction uses (cursor, commit, driver_connection, is_valid, invalidate)."""
 
-    __slots__ = ("driver_connection", "pool", "born", "is_valid")
+    __slots__ = ("driver_connection", "pool", "born", "is_valid", "kept")
 
     def __init__(self, driver_connection, pool, born: float):
         self.driver_connection = driver_connection
         self.pool = pool  # the engine's pool it was made from (a disposed engine has a new one)
         self.born = born
         self.is_valid = True
+        self.kept: _KeptCursor | None = None
 
     def cursor(self):
-        return self.driver_connection.cursor()
+        """One cursor for every statement (a connection runs one at a time): making one per
+        statement cost a third of a one-row read's CPU on the client."""
+        if self.kept is None:
+            self.kept = _KeptCursor(self.driver_connection)
+        return self.kept
 
     def commit(self) -> None:
         """Nothing to commit: every statement committed itself."""
@@ -249,6 +255,15 @@ class _Autocommit:
         statement (an interrupted one leaves it neither)."""
         driver = self.driver_connection
         return self.is_valid and not driver.closed and driver.pgconn.transaction_status == TransactionStatus.IDLE
+
+
+class _KeptCursor(psycopg.Cursor):
+    """A cursor its connection keeps for the next statement: closing it after a statement (as
+    Transaction's callers do) does nothing (its next statement replaces the result); the
+    connection's close ends it."""
+
+    def close(self) -> None:
+        pass
 
 
 class _AutocommitPool:

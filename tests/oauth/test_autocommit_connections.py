@@ -37,9 +37,10 @@ def test_one_connection_serves_request_after_request(app, flow, register, lane):
     assert len(lane.idle) == 1
     (conn,) = lane.idle
     assert conn.driver_connection.autocommit
-    pid = _backend(conn)
-    flow.refresh(client_id, tokens["refresh_token"])
+    pid, cursor = _backend(conn), conn.kept
+    assert flow.refresh(client_id, tokens["refresh_token"]).status_code == 200
     assert [_backend(c) for c in lane.idle] == [pid]
+    assert conn.kept is cursor and not cursor.closed  # one cursor too, statement after statement
     with app.app_context():
         assert db.engine.pool.checkedout() == 0  # apart from the engine's pool: nothing held there
 
