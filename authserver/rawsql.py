@@ -197,6 +197,7 @@ def connection(autocommit: bool):
         try:
             yield Transaction(engine, conn)
         except BaseException:
+            conn.info.pop(changes.CHANGED, None)  # each statement that ran committed (and reported) itself
             if not conn.idle():
                 conn.invalidate()
             raise
@@ -222,7 +223,7 @@ class _Autocommit:
     """A PostgreSQL connection that stays in autocommit, with the parts of SQLAlchemy's pooled
     connection that Transaction uses (cursor, commit, driver_connection, is_valid, invalidate)."""
 
-    __slots__ = ("driver_connection", "pool", "born", "is_valid", "kept")
+    __slots__ = ("driver_connection", "pool", "born", "is_valid", "kept", "info")
 
     def __init__(self, driver_connection, pool, born: float):
         self.driver_connection = driver_connection
@@ -230,6 +231,7 @@ class _Autocommit:
         self.born = born
         self.is_valid = True
         self.kept: _KeptCursor | None = None
+        self.info: dict = {}  # as a pooled connection's (changes.py marks what a statement changed)
 
     def cursor(self):
         """One cursor for every statement (a connection runs one at a time): making one per
