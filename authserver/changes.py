@@ -193,8 +193,18 @@ _FEEDS: dict[tuple[int, str], Feed] = {}
 _FEEDS_LOCK = threading.Lock()
 
 
+def _conninfo(engine: Engine) -> str:
+    """libpq's connection string for the engine's database (rendered once per engine: every
+    commit that changed answers looks its feed up)."""
+    found = getattr(engine, "_authserver_conninfo", None)
+    if found is None:
+        found = engine._authserver_conninfo = engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False)
+    return found
+
+
 def feed_for(engine: Engine, connect_timeout: int) -> Feed:
-    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = _conninfo(engine)
     key = (os.getpid(), conninfo)
     with _FEEDS_LOCK:
         feed = _FEEDS.get(key)
@@ -204,8 +214,7 @@ def feed_for(engine: Engine, connect_timeout: int) -> Feed:
 
 
 def _feeds_of(engine: Engine) -> list[Feed]:
-    conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    feed = _FEEDS.get((os.getpid(), conninfo))
+    feed = _FEEDS.get((os.getpid(), _conninfo(engine)))
     return [feed] if feed is not None else []
 
 
