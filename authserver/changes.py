@@ -69,7 +69,8 @@ WATCHED = {
 _TABLES = "|".join(WATCHED)
 _CHANGE = re.compile(
     rf"\b(?:(UPDATE)\s+\"?({_TABLES})\"?\s+SET\s+(.*?)(?:\bWHERE\b|\bFROM\b|\bRETURNING\b|$)"
-    rf"|DELETE\s+FROM\s+\"?(?:{_TABLES})\b|TRUNCATE\b(?:\s+TABLE)?[^;]*\b(?:{_TABLES})\b)",
+    rf"|DELETE\s+FROM\s+\"?(?:{_TABLES})\b|TRUNCATE\b(?:\s+TABLE)?[^;]*\b(?:{_TABLES})\b"
+    rf"|INSERT\s+INTO\s+\"?(?:{_TABLES})\b.*\bON\s+CONFLICT\b.*\bDO\s+UPDATE\b)",
     re.IGNORECASE | re.DOTALL,
 )
 _ASSIGNED = re.compile(r"\"?(\w+)\"?\s*=")
@@ -83,7 +84,7 @@ def changes_answers(sql: str) -> bool:
     if found is None:
         found = False
         for match in _CHANGE.finditer(sql):
-            if not match.group(1):  # DELETE or TRUNCATE
+            if not match.group(1):  # DELETE, TRUNCATE, or an upsert that may update (its columns unread)
                 found = True
                 break
             columns = WATCHED[match.group(2).lower()]

@@ -86,6 +86,9 @@ def test_every_column_an_answer_reads_is_watched():
     ("UPDATE resource_servers SET name=%(name)s WHERE resource_servers.id = %(id)s", False),
     ("TRUNCATE audit_events, tokens RESTART IDENTITY CASCADE", True),
     ("INSERT INTO memberships (user_id, hub_id, role) VALUES (1, 2, 'admin')", False),
+    ("INSERT INTO memberships (user_id, hub_id, role) VALUES (1, 2, 'admin') "
+     "ON CONFLICT (user_id, hub_id) DO UPDATE SET role = excluded.role", True),
+    ("INSERT INTO audit_events (kind) VALUES ('x') ON CONFLICT DO NOTHING", False),
     ("SELECT revoked_at FROM tokens", False),
 ])
 def test_which_statements_reach_the_cache(sql, changes_answers):
