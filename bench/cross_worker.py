@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROUNDS, OPEN_CONNECTIONS, SECONDS = 5, 8, 2.0
 
@@ -34,25 +35,14 @@ def make_token(database_url: str) -> tuple[str, str]:
     os.environ["AUTHSERVER_DATABASE_URL"] = database_url
     from sqlalchemy import text
 
-    from authserver import accounts, create_app, resources
-    from authserver.cli import DEMO_EMAIL, DEMO_HUBS, DEMO_RESOURCE_URI
+    from authserver import create_app
     from authserver.extensions import db
-    from authserver.models import Client
     from authserver.secrets import sha256_hex
+    from seed_tokens import demo_owner
 
     app = create_app({"TESTING": True, "SECRET_KEY": secrets.token_urlsafe(48)})
     with app.app_context():
-        user, hub = accounts.get_user_by_email(DEMO_EMAIL), accounts.get_hub(DEMO_HUBS[0][0])
-        resource = resources.get_by_uri(DEMO_RESOURCE_URI)
-        if None in (user, hub, resource):
-            raise SystemExit("no demo data in this database: run `make bench-serve` first")
-        salt = secrets.token_hex(8)
-        client = Client(client_id=f"cross-worker-{salt}", registration="cli", client_metadata={
-            "client_name": "Cross-worker check", "redirect_uris": ["https://seeded.bench.example/cb"],
-            "token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"]})
-        db.session.add(client)
-        db.session.flush()
+        user, hub, resource, client = demo_owner(f"cross-worker-{secrets.token_hex(8)}", "Cross-worker check")
         grant_id = db.session.scalar(text(
             "INSERT INTO grants (user_id, hub_id, client_pk, resource_id, scope, redirect_uri, created_at) "
             "VALUES (:user_id, :hub_id, :client_pk, :resource_id, 'crm.objects.contacts.read', "

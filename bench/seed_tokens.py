@@ -49,11 +49,30 @@ TOKENS = text("""
 """)
 
 
-def seed_tokens(count: int, expired: int) -> None:
-    from authserver import accounts, create_app, resources
+def demo_owner(client_id: str, client_name: str):
+    """(user, hub, resource server, client): the demo user, the demo hub and resource server of
+    `make bench-serve`, and a new public client (added to the session) that tokens can hang from."""
+    from authserver import accounts, resources
     from authserver.cli import DEMO_EMAIL, DEMO_HUBS, DEMO_RESOURCE_URI
     from authserver.extensions import db
     from authserver.models import Client
+
+    user, hub = accounts.get_user_by_email(DEMO_EMAIL), accounts.get_hub(DEMO_HUBS[0][0])
+    resource = resources.get_by_uri(DEMO_RESOURCE_URI)
+    if None in (user, hub, resource):
+        raise SystemExit("no demo data in this database: run `make bench-serve` (or `flask demo seed`) first")
+    client = Client(client_id=client_id, registration="cli", client_metadata={
+        "client_name": client_name, "redirect_uris": ["https://seeded.bench.example/cb"],
+        "token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"]})
+    db.session.add(client)
+    db.session.flush()
+    return user, hub, resource, client
+
+
+def seed_tokens(count: int, expired: int) -> None:
+    from authserver import create_app
+    from authserver.extensions import db
 
     # A chunk of 200,000 rows can outlast the server's statement timeout (DATABASE_STATEMENT_TIMEOUT_MS,
     # 5 s by default) on a busy machine: a bulk load is the long job that setting says to lift.
@@ -61,16 +80,8 @@ def seed_tokens(count: int, expired: int) -> None:
     with app.app_context():
         if db.engine.dialect.name != "postgresql":
             raise SystemExit("bench/seed_tokens.py seeds PostgreSQL databases only")
-        user, hub = accounts.get_user_by_email(DEMO_EMAIL), accounts.get_hub(DEMO_HUBS[0][0])
-        resource = resources.get_by_uri(DEMO_RESOURCE_URI)
-        if None in (user, hub, resource):
-            raise SystemExit("no demo data in this database: run `make bench-serve` (or `flask demo seed`) first")
         salt = secrets.token_hex(8)
-        client = Client(client_id=f"seeded-{salt}", registration="cli", client_metadata={
-            "client_name": "Seeded tokens", "redirect_uris": ["https://seeded.bench.example/cb"],
-            "token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"]})
-        db.session.add(client)
+        user, hub, resource, client = demo_owner(f"seeded-{salt}", "Seeded tokens")
         db.session.commit()
         started, done = time.monotonic(), 0
         while done < count:
