@@ -299,7 +299,6 @@ def cache(app, engine: Engine) -> AnswerCache | None:
         return None
     if pending.pid == os.getpid():
         return pending.made
-    watch(engine)
     made = AnswerCache(feed_for(engine, pending.connect_timeout), pending.max_age, pending.max_entries)
     made.feed.caches.add(made)
     pending.made, pending.pid = made, os.getpid()

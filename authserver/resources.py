@@ -106,15 +106,23 @@ def _credentials_cache() -> dict[str, tuple[float, Caller | None]]:
     return current_app.extensions.setdefault("authserver.resource_credentials", {})
 
 
+def _remembered(credential_id: str) -> Caller | None:
+    """The caller get_caller remembers for this credential id, while still within
+    RESOURCE_SERVER_CACHE_SECONDS; else None."""
+    found = _credentials_cache().get(credential_id)
+    return found[1] if found is not None and found[0] > time.monotonic() else None
+
+
 def get_caller(credential_id: str, fresh: bool = False) -> Caller | None:
     """A resource server's credentials by credential id, remembered in this process for
     RESOURCE_SERVER_CACHE_SECONDS: introspection then needs no query to know its caller. Unknown ids
     are not remembered (anyone can invent them). `fresh` reads the database again."""
+    if not fresh:
+        remembered = _remembered(credential_id)
+        if remembered is not None:
+            return remembered
     cache = _credentials_cache()
     now = time.monotonic()
-    hit = cache.get(credential_id)
-    if hit is not None and hit[0] > now and not fresh:
-        return hit[1]
     row = rawsql.read_one(_CREDENTIALS, {"credential_id": credential_id})
     caller = Caller(row.id, row.uri, row.credential_id, row.credential_secret_hash) if row else None
     if caller is not None:
@@ -152,11 +160,8 @@ def known_caller(credential_id: str | None, secret: str | None) -> Caller | None
     rotated, or the caller not been seen here yet)."""
     if not credential_id or not secret or len(credential_id) > 100:
         return None
-    found = _credentials_cache().get(credential_id)
-    if found is None or found[0] <= time.monotonic():
-        return None
-    caller = found[1]
-    if caller.secret_hash.startswith(LEGACY_SECRET_HASH_PREFIX):
+    caller = _remembered(credential_id)
+    if caller is None or caller.secret_hash.startswith(LEGACY_SECRET_HASH_PREFIX):
         return None
     return caller if verify_secret(caller.secret_hash, secret) else None
 

@@ -53,7 +53,20 @@ class Introspection(IntrospectionEndpoint):
         business with refresh tokens, and answering for them would let a leaked refresh token pass
         as a bearer. The audience check is part of the query: another resource server's token
         finds no row."""
-        payload = self.payload(_row(sha256_hex(token), caller.id), caller.uri)
+        token_hash = sha256_hex(token)
+        # A repeated question is answered from the row this worker read moments ago, when nothing
+        # it depends on has changed since (changes.py: at most INTROSPECTION_CACHE_SECONDS old);
+        # the answer is computed afresh from the row, and only rows of active answers are kept.
+        cache = changes.cache(current_app, db.engine)
+        row = cache.get(token_hash, caller.id) if cache is not None else None
+        if row is not None:
+            payload = self.payload(row, caller.uri)
+        else:
+            generation = cache.generation if cache is not None else None
+            row = store.get_introspection_row(token_hash, caller.id)
+            payload = self.payload(row, caller.uri)
+            if cache is not None and payload is not INACTIVE:
+                cache.put(token_hash, caller.id, row, generation)
         if payload is INACTIVE:
             _INACTIVE_COUNT.inc()
             return _INACTIVE_BODY
@@ -96,22 +109,6 @@ class Introspection(IntrospectionEndpoint):
             "iat": to_epoch(row.issued_at),
             "token_type": "Bearer",
         }
-
-
-def _row(token_hash: str, resource_id: int):
-    """store.get_introspection_row, or the row this worker read for the same question moments ago
-    when nothing it depends on has changed since (changes.py: at most INTROSPECTION_CACHE_SECONDS
-    old). Only rows of active answers are kept; the answer is computed afresh from the row."""
-    cache = changes.cache(current_app, db.engine)
-    if cache is None:
-        return store.get_introspection_row(token_hash, resource_id)
-    row = cache.get(token_hash, resource_id)
-    if row is None:
-        generation = cache.generation
-        row = store.get_introspection_row(token_hash, resource_id)
-        if row is not None and Introspection.payload(row, "") is not INACTIVE:
-            cache.put(token_hash, resource_id, row, generation)
-    return row
 
 
 def caller_credentials(authorization: str | None, form) -> tuple[str | None, str | None]:
