@@ -12,7 +12,11 @@ those rows can make it stale, and every such change reaches every worker's cache
   when it commits: the token's access-token hash when a token is revoked, narrowed, shortened or
   deleted; "*" (forget everything) when a grant, user, membership, hub or client changes in a way
   an answer reads, or a table is truncated. Each worker has one thread LISTENing on its own
-  connection (a `Feed`), which drops what the notification names within milliseconds.
+  connection (a `Feed`), which drops what the notification names within milliseconds. One change
+  is not announced (migration 0012): a refresh ending the rotated pair's own access token
+  (housekeeping, not a revocation: its client holds the new pair). Announced, every refresh took
+  PostgreSQL's notification lock at commit and woke every worker's thread; unannounced, that
+  access token ends at once in the worker that rotated it (below) and within the bound elsewhere.
 - **In this worker**, at once: a statement that makes such a change (the same rule as the
   triggers', read from its SQL) marks its connection, and the commit forgets every answer before
   the request that committed it returns (so a revocation answered here is never followed by a

@@ -256,6 +256,55 @@ def test_a_refresh_ends_the_old_access_tokens_answer_at_once(issued, flow, state
     assert flow.introspect(refreshed.get_json()["access_token"]).get_json()["active"] is True
 
 
+@pytest.fixture
+def listener(app):
+    """A connection LISTENing on the triggers' channel: heard() is what it received since the last
+    call (waiting briefly, as a notification arrives within milliseconds of the commit)."""
+    conninfo = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).set(drivername="postgresql").render_as_string(
+        hide_password=False)
+    conn = psycopg.connect(conninfo, autocommit=True)
+    conn.execute(f"LISTEN {changes.CHANNEL}")
+
+    def heard() -> list[str]:
+        return [n.payload for n in conn.notifies(timeout=0.3)]
+
+    yield heard
+    conn.close()
+
+
+_ROTATE = "rotated_at = now(), access_revoked_at = coalesce(access_revoked_at, now())"
+#: Updates of the issued token's row, in turn -> whether each is announced (migration 0012: every
+#: change to what an answer reads, except a rotation ending the rotated pair's own access token).
+ROW_UPDATES = {
+    "a refresh's rotation": [(_ROTATE, False)],
+    "a rotation, then the reuse detected": [(_ROTATE, False), ("revoked_at = now()", True)],
+    "a rotation that also shortens": [(f"{_ROTATE}, access_expires_at = now()", True)],
+    "a rotation of a revoked pair": [("access_revoked_at = now()", True), (_ROTATE, False)],
+    "the access token revoked, then rotated": [("access_revoked_at = now()", True), ("rotated_at = now()", False)],
+    "the access token ended on a rotated row": [("rotated_at = now()", False), ("access_revoked_at = now()", True)],
+}
+
+
+@postgresql_only
+@pytest.mark.parametrize("updates", list(ROW_UPDATES))
+def test_what_the_token_trigger_announces(issued, elsewhere, listener, updates):
+    for assignments, announced in ROW_UPDATES[updates]:
+        elsewhere(f"UPDATE tokens SET {assignments} WHERE access_token_hash = %(hash)s", hash=issued.hash)
+        assert listener() == ([issued.hash] if announced else []), assignments
+
+
+@postgresql_only
+@pytest.mark.app_config(INTROSPECTION_CACHE_SECONDS=0.5)
+def test_a_refresh_made_elsewhere_ends_the_old_access_token_within_the_bound(issued, flow, statements, elsewhere):
+    """Another worker's refresh is not announced (migration 0012): here the rotated pair's access
+    token ends when its row's age reaches INTROSPECTION_CACHE_SECONDS."""
+    answers_from_cache(flow, statements, issued.access)
+    read_at = issued.cache.entries[issued.hash][2]
+    elsewhere(f"UPDATE tokens SET {_ROTATE} WHERE access_token_hash = %(hash)s", hash=issued.hash)
+    time.sleep(max(0.0, read_at + 0.55 - time.monotonic()))
+    assert flow.introspect(issued.access).get_json() == {"active": False}
+
+
 def _only_local(forget):
     """A feed's forget that ignores what its listening thread delivers (the notifications) and
     does what this worker's own commits ask."""
