@@ -256,7 +256,8 @@ class Defaults:
     RESOURCE_SERVER_CACHE_SECONDS = 30
     #: PostgreSQL: seconds a worker may answer a repeated introspection from the row it read
     #: (changes reach every worker through NOTIFY within milliseconds, and in the worker that made
-    #: them at once; this is the bound whatever happens to the notifications: authserver/changes.py);
+    #: them at once; this is the bound whatever happens to the notifications, and for the one change
+    #: not announced, a refresh ending the rotated pair's own access token: authserver/changes.py);
     #: `0` reads the database for every introspection. SQLite: always off
     INTROSPECTION_CACHE_SECONDS = 5.0
     #: PostgreSQL: how many tokens' rows each worker keeps at most (the oldest go first)
