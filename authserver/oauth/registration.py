@@ -13,6 +13,7 @@ import time
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+from authlib.common.urls import is_valid_url
 from authlib.consts import default_json_headers
 from authlib.integrations.flask_oauth2.requests import FlaskJsonPayload
 from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, JsonPayload, JsonRequest
@@ -167,6 +168,23 @@ _REFUSALS = {
 }
 
 
+def type_problem(metadata: dict) -> str | None:
+    """Which member of `metadata` is not of the type RFC 7591 §2 gives it, or None."""
+    for key in _STRING_MEMBERS:
+        if key in metadata and not isinstance(metadata[key], str):
+            return f"'{key}' must be a string."
+    for key in _STRING_LIST_MEMBERS:
+        if key in metadata and (not isinstance(metadata[key], list)
+                                or not all(isinstance(v, str) for v in metadata[key])):
+            return f"'{key}' must be an array of strings."
+    if "jwks" in metadata:
+        if not isinstance(metadata["jwks"], dict):
+            return "'jwks' must be a JSON object."
+        if not isinstance(metadata["jwks"].get("keys"), list):
+            return "'jwks' must have a 'keys' array."
+    return None
+
+
 class ClientMetadata(ClientMetadataClaims):
     """RFC 7591 §2 client metadata, validated by Authlib's claims against what this server supports
     (supported_client_metadata, as claims options), with our rules where Authlib has a hook for
@@ -198,17 +216,9 @@ class ClientMetadata(ClientMetadataClaims):
 
     def validate_types(self):
         """Each member of the type RFC 7591 §2 gives it, before any other check reads it."""
-        for key in _STRING_MEMBERS:
-            if key in self and not isinstance(self[key], str):
-                raise InvalidClientMetadataError(f"'{key}' must be a string.")
-        for key in _STRING_LIST_MEMBERS:
-            if key in self and (not isinstance(self[key], list) or not all(isinstance(v, str) for v in self[key])):
-                raise InvalidClientMetadataError(f"'{key}' must be an array of strings.")
-        if "jwks" in self:
-            if not isinstance(self["jwks"], dict):
-                raise InvalidClientMetadataError("'jwks' must be a JSON object.")
-            if not isinstance(self["jwks"].get("keys"), list):
-                raise InvalidClientMetadataError("'jwks' must have a 'keys' array.")
+        problem = type_problem(self)
+        if problem:
+            raise InvalidClientMetadataError(problem)
 
     def validate_redirect_uris(self):
         """RFC 7591 §2: at least one redirect URI, each allowed by redirect_uri_problem."""
@@ -238,6 +248,56 @@ class ClientMetadata(ClientMetadataClaims):
             raise InvalidClientMetadataError(f"jwks_uri: {error}") from None
 
 
+#: Members the lean path leaves to the claims: key material (private_key_jwt's keys, fetched or
+#: checked by the claims) and a software statement.
+_NOT_PLAIN = ("jwks", "jwks_uri", "software_statement")
+#: URL members Authlib's claims check with is_valid_url (absolute, a host, no fragment, no user).
+_URL_MEMBERS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
+_RESPONSE_TYPE_SETS = [set(item.split()) for item in RESPONSE_TYPES]
+
+
+def plain_client_metadata(data: dict) -> dict | None:
+    """The metadata ClientMetadata's claims register for `data` (a request that passed
+    check_request) when it is plain, worked out directly; None for anything else: key material,
+    or anything the claims refuse (they then decide, and say why).
+
+    The same rules as the claims (Authlib's ClientMetadataClaims with the options of
+    get_claims_options, and ours above: type_problem, redirect_uris_problem, authorization_code
+    always), without their machinery: the server metadata, options made of closures, a claims
+    registry and fifteen validate_ hooks cost several times the rules on the endpoint hosted AI
+    clients call on every connection. tests/oauth/test_registration_lean.py holds the two to the
+    same answers on generated metadata."""
+    if any(member in data for member in _NOT_PLAIN) or type_problem(data):
+        return None
+    # token_endpoint_auth_method: one of those in force when sent (client_secret_basic if not).
+    if "token_endpoint_auth_method" in data:
+        method = data["token_endpoint_auth_method"]
+        if method == KEY_METHOD or method not in token_endpoint_auth_methods():
+            return None
+    # grant_types: supported ones, authorization_code among them.
+    if "grant_types" in data:
+        grant_types = data["grant_types"]
+        if not set(grant_types).issubset(GRANT_TYPES) or AuthorizationCodeGrant.GRANT_TYPE not in grant_types:
+            return None
+    # response_types: each (a space-separated set) supported; an empty list is the default, code.
+    if not all(set(item.split()) in _RESPONSE_TYPE_SETS for item in data.get("response_types", ())):
+        return None
+    if redirect_uris_problem(data.get("redirect_uris")):
+        return None
+    if any(data.get(member) and not is_valid_url(data[member], fragments_allowed=False)
+           for member in _URL_MEMBERS):
+        return None
+    # The registered members in the claims' order (get_registered_claims), with their default
+    # token_endpoint_auth_method (RFC 7591 §2).
+    metadata = {}
+    for member in ClientMetadata.REGISTERED_CLAIMS:
+        if member in data:
+            metadata[member] = data[member]
+        elif member == "token_endpoint_auth_method":
+            metadata[member] = "client_secret_basic"
+    return metadata
+
+
 class MetadataValidation:
     """Validation shared by registration and update (RFC 7591 §2): the request as a whole here,
     its members by the ClientMetadata claims."""
@@ -260,10 +320,16 @@ class MetadataValidation:
 
     def extract_client_metadata(self, request):
         self.check_request(request.payload.data, request.body)
-        metadata = super().extract_client_metadata(request)
+        metadata = self.plain_metadata(request.payload.data)
+        if metadata is None:
+            metadata = super().extract_client_metadata(request)
         metadata.setdefault("grant_types", ["authorization_code"])
         metadata.setdefault("response_types", ["code"])
         return {k: v for k, v in metadata.items() if v is not None}
+
+    def plain_metadata(self, data: dict) -> dict | None:
+        """The registered metadata worked out without the claims, or None: the claims decide."""
+        return None
 
 
 class RegistrationRequest(JsonRequest):
@@ -331,6 +397,10 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
 
     def create_endpoint_request(self, request):
         return RegistrationRequest(flask_request)
+
+    def plain_metadata(self, data: dict) -> dict | None:
+        """A plain registration's metadata without Authlib's claims machinery (plain_client_metadata)."""
+        return plain_client_metadata(data)
 
     def authenticate_token(self, request):
         mode = current_app.config["REGISTRATION_MODE"]
