@@ -158,11 +158,12 @@ _TOUCH_CLIENT = rawsql.Statement(
 )
 
 
-def _typed(table, name: str):
-    """A bound parameter named and cast as the column (PostgreSQL types a bare parameter in a
-    SELECT list as text, which an INSERT ... SELECT cannot store in a timestamp or integer)."""
+def _typed(table, name: str, parameter: str | None = None):
+    """A bound parameter named `parameter` (the column's name by default) and cast as the column
+    (PostgreSQL types a bare parameter in a SELECT list as text, which an INSERT ... SELECT cannot
+    store in a timestamp or integer)."""
     column_type = table.c[name].type
-    return cast(bindparam(name, type_=column_type), column_type)
+    return cast(bindparam(parameter or name, type_=column_type), column_type)
 
 
 def _issuing_statement(consume, name: str, from_consumed: str) -> rawsql.Statement:
@@ -227,20 +228,35 @@ def _event_from(source, prefix: str, **from_source):
     )
 
 
+#: The columns both of a registration's possible audit events take from the one request (its
+#: origin and time, audit.event_values with no user or hub), bound once for both (_REGISTRATION).
+_REGISTRATION_EVENT_SHARED = {"created_at": "now", "ip": "ip", "request_id": "request_id"}
+
+
 def _registration_statement():
     """A registration's whole write as one PostgreSQL statement (data-modifying CTEs, run in
     autocommit): the hand-over of an identical deduplicated client (_HAND_OVER_DEDUPLICATED's
     conditional UPDATE, unchanged) or, when there is none, the new client's INSERT; and the audit
     event of whichever happened. Returns the handed-over client's row, or no row when the new
-    client was inserted."""
+    client was inserted.
+
+    What several parts share is one parameter (the time: the client's created_at and updated_at,
+    the hand-over's updated_at, the event's created_at; the request's address and id; no user, no
+    hub): about half the parameters, each one psycopg would dump and send."""
     handed = _HAND_OVER.cte("handed")
     clients = Client.__table__
+    events = AuditEvent.__table__
+    shared = {"created_at": "now", "updated_at": "now"}
     new_client = insert(clients).from_select(
         _CLIENT_COLUMNS,
-        select(*(_typed(clients, name) for name in _CLIENT_COLUMNS)).where(~select(handed.c.client_id).exists()),
+        select(*(_typed(clients, name, shared.get(name)) for name in _CLIENT_COLUMNS)).where(
+            ~select(handed.c.client_id).exists()),
     ).returning(clients.c.client_id).cte("new_client")
-    reused = _event_from(handed, "reused_", client_id=handed.c.client_id).cte("reused_event")
-    registered = _event_from(new_client, "registered_", client_id=new_client.c.client_id).cte("registered_event")
+    common = {**{name: _typed(events, name, parameter) for name, parameter in _REGISTRATION_EVENT_SHARED.items()},
+              **{name: cast(null(), events.c[name].type) for name in ("user_id", "hub_id")}}
+    reused = _event_from(handed, "reused_", client_id=handed.c.client_id, **common).cte("reused_event")
+    registered = _event_from(new_client, "registered_", client_id=new_client.c.client_id, **common).cte(
+        "registered_event")
     return rawsql.Statement(
         select(handed.c.client_id, handed.c.client_id_issued_at, handed.c.client_metadata).add_cte(
             new_client, reused, registered)
@@ -366,13 +382,15 @@ def register_client(values: dict, key: str | None, reused_event: dict, registere
     client_id, client_id_issued_at and client_metadata, or None when the new client was inserted.
 
     On PostgreSQL one statement in autocommit (_REGISTRATION), committed before the view's own
-    commit (which has nothing left to write); elsewhere the same statements in the request's
+    commit (which has nothing left to write); the two events are one request's, with no user or
+    hub, so their time, address and request id are `registered_event`'s, also the client row's
+    time (_REGISTRATION_EVENT_SHARED). Elsewhere the same statements in the request's
     transaction."""
     if rawsql.is_postgresql():
-        now = utcnow()
-        params = {**values, "key": key, "registration": "dynamic", "now": now, "created_at": now, "updated_at": now,
-                  **{"reused_" + k: v for k, v in reused_event.items()},
-                  **{"registered_" + k: v for k, v in registered_event.items()}}
+        shared = {parameter: registered_event[name] for name, parameter in _REGISTRATION_EVENT_SHARED.items()}
+        params = {**values, "key": key, "registration": "dynamic", **shared,
+                  "reused_event": reused_event["event"], "reused_detail": reused_event["detail"],
+                  "registered_event": registered_event["event"], "registered_detail": registered_event["detail"]}
         with rawsql.connection(autocommit=True) as conn:
             return conn.one(_REGISTRATION, params)
     existing = revoke_client_management(key) if key is not None else None

@@ -13,16 +13,19 @@ import time
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+from authlib.common.urls import is_valid_url
 from authlib.consts import default_json_headers
 from authlib.integrations.flask_oauth2.requests import FlaskJsonPayload
-from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, JsonRequest
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, JsonPayload, JsonRequest
 from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
 from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError, InvalidRedirectURIError
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context
 from flask import request as flask_request
 from joserfc.errors import ClaimError
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.wsgi import get_current_url
 
 from .. import audit, scopes, store
 from ..models import Client
@@ -165,6 +168,23 @@ _REFUSALS = {
 }
 
 
+def type_problem(metadata: dict) -> str | None:
+    """Which member of `metadata` is not of the type RFC 7591 §2 gives it, or None."""
+    for key in _STRING_MEMBERS:
+        if key in metadata and not isinstance(metadata[key], str):
+            return f"'{key}' must be a string."
+    for key in _STRING_LIST_MEMBERS:
+        if key in metadata and (not isinstance(metadata[key], list)
+                                or not all(isinstance(v, str) for v in metadata[key])):
+            return f"'{key}' must be an array of strings."
+    if "jwks" in metadata:
+        if not isinstance(metadata["jwks"], dict):
+            return "'jwks' must be a JSON object."
+        if not isinstance(metadata["jwks"].get("keys"), list):
+            return "'jwks' must have a 'keys' array."
+    return None
+
+
 class ClientMetadata(ClientMetadataClaims):
     """RFC 7591 §2 client metadata, validated by Authlib's claims against what this server supports
     (supported_client_metadata, as claims options), with our rules where Authlib has a hook for
@@ -196,17 +216,9 @@ class ClientMetadata(ClientMetadataClaims):
 
     def validate_types(self):
         """Each member of the type RFC 7591 §2 gives it, before any other check reads it."""
-        for key in _STRING_MEMBERS:
-            if key in self and not isinstance(self[key], str):
-                raise InvalidClientMetadataError(f"'{key}' must be a string.")
-        for key in _STRING_LIST_MEMBERS:
-            if key in self and (not isinstance(self[key], list) or not all(isinstance(v, str) for v in self[key])):
-                raise InvalidClientMetadataError(f"'{key}' must be an array of strings.")
-        if "jwks" in self:
-            if not isinstance(self["jwks"], dict):
-                raise InvalidClientMetadataError("'jwks' must be a JSON object.")
-            if not isinstance(self["jwks"].get("keys"), list):
-                raise InvalidClientMetadataError("'jwks' must have a 'keys' array.")
+        problem = type_problem(self)
+        if problem:
+            raise InvalidClientMetadataError(problem)
 
     def validate_redirect_uris(self):
         """RFC 7591 §2: at least one redirect URI, each allowed by redirect_uri_problem."""
@@ -236,6 +248,56 @@ class ClientMetadata(ClientMetadataClaims):
             raise InvalidClientMetadataError(f"jwks_uri: {error}") from None
 
 
+#: Members the lean path leaves to the claims: key material (private_key_jwt's keys, fetched or
+#: checked by the claims) and a software statement.
+_NOT_PLAIN = ("jwks", "jwks_uri", "software_statement")
+#: URL members Authlib's claims check with is_valid_url (absolute, a host, no fragment, no user).
+_URL_MEMBERS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
+_RESPONSE_TYPE_SETS = [set(item.split()) for item in RESPONSE_TYPES]
+
+
+def plain_client_metadata(data: dict) -> dict | None:
+    """The metadata ClientMetadata's claims register for `data` (a request that passed
+    check_request) when it is plain, worked out directly; None for anything else: key material,
+    or anything the claims refuse (they then decide, and say why).
+
+    The same rules as the claims (Authlib's ClientMetadataClaims with the options of
+    get_claims_options, and ours above: type_problem, redirect_uris_problem, authorization_code
+    always), without their machinery: the server metadata, options made of closures, a claims
+    registry and fifteen validate_ hooks cost several times the rules on the endpoint hosted AI
+    clients call on every connection. tests/oauth/test_registration_lean.py holds the two to the
+    same answers on generated metadata."""
+    if any(member in data for member in _NOT_PLAIN) or type_problem(data):
+        return None
+    # token_endpoint_auth_method: one of those in force when sent (client_secret_basic if not).
+    if "token_endpoint_auth_method" in data:
+        method = data["token_endpoint_auth_method"]
+        if method == KEY_METHOD or method not in token_endpoint_auth_methods():
+            return None
+    # grant_types: supported ones, authorization_code among them.
+    if "grant_types" in data:
+        grant_types = data["grant_types"]
+        if not set(grant_types).issubset(GRANT_TYPES) or AuthorizationCodeGrant.GRANT_TYPE not in grant_types:
+            return None
+    # response_types: each (a space-separated set) supported; an empty list is the default, code.
+    if not all(set(item.split()) in _RESPONSE_TYPE_SETS for item in data.get("response_types", ())):
+        return None
+    if redirect_uris_problem(data.get("redirect_uris")):
+        return None
+    if any(data.get(member) and not is_valid_url(data[member], fragments_allowed=False)
+           for member in _URL_MEMBERS):
+        return None
+    # The registered members in the claims' order (get_registered_claims), with their default
+    # token_endpoint_auth_method (RFC 7591 §2).
+    metadata = {}
+    for member in ClientMetadata.REGISTERED_CLAIMS:
+        if member in data:
+            metadata[member] = data[member]
+        elif member == "token_endpoint_auth_method":
+            metadata[member] = "client_secret_basic"
+    return metadata
+
+
 class MetadataValidation:
     """Validation shared by registration and update (RFC 7591 §2): the request as a whole here,
     its members by the ClientMetadata claims."""
@@ -243,9 +305,9 @@ class MetadataValidation:
     def get_server_metadata(self):
         return supported_client_metadata()
 
-    def check_request(self, data) -> None:
+    def check_request(self, data, body: bytes) -> None:
         """A JSON object of a sane size and text, before any member is read."""
-        if len(flask_request.get_data(cache=True)) > current_app.config["REGISTRATION_MAX_BYTES"]:
+        if len(body) > current_app.config["REGISTRATION_MAX_BYTES"]:
             raise InvalidClientMetadataError("The client metadata is too large.")
         if not isinstance(data, dict) or not data:
             raise InvalidClientMetadataError("The request body must be a JSON object of client metadata.")
@@ -257,27 +319,74 @@ class MetadataValidation:
             raise InvalidClientMetadataError("The client metadata must not contain NUL characters.")
 
     def extract_client_metadata(self, request):
-        self.check_request(request.payload.data)
-        metadata = super().extract_client_metadata(request)
+        self.check_request(request.payload.data, request.body)
+        metadata = self.plain_metadata(request.payload.data)
+        if metadata is None:
+            metadata = super().extract_client_metadata(request)
         metadata.setdefault("grant_types", ["authorization_code"])
         metadata.setdefault("response_types", ["code"])
         return {k: v for k, v in metadata.items() if v is not None}
 
+    def plain_metadata(self, data: dict) -> dict | None:
+        """The registered metadata worked out without the claims, or None: the claims decide."""
+        return None
+
 
 class RegistrationRequest(JsonRequest):
-    """Authlib's Flask JSON request, except that the request URL is built only if read: nothing on
-    the registration path reads it, and building it (host, path and IRI decoding) is a noticeable
-    share of a registration, the one endpoint hosted AI clients call on every connection."""
+    """Authlib's Flask JSON request, with everything the registration endpoints read: the body
+    (for its size), where it came from (for the audit trail), the metadata. The request URL is
+    built only if read: nothing on the registration path reads it, and building it (host, path and
+    IRI decoding) is a noticeable share of a registration, the one endpoint hosted AI clients call
+    on every connection."""
 
     def __init__(self, request):
         self._request = request
         self.method = request.method
         self.headers = request.headers
         self.payload = FlaskJsonPayload(request)
+        self.remote_addr = request.remote_addr
+        self.request_id = g.get("request_id")
 
     @property
     def uri(self) -> str:
         return self._request.url
+
+    @property
+    def body(self) -> bytes:
+        return self._request.get_data(cache=True)
+
+
+class _ParsedPayload(JsonPayload):
+    def __init__(self, data):
+        self._data = data
+
+    @property
+    def data(self):
+        return self._data
+
+
+class WSGIRegistrationRequest(RegistrationRequest):
+    """The same request read straight from the WSGI environ and its body, for the lane
+    (fastlane.py), which registers without a Flask request context: pushing and popping one (the
+    Request object, its URL adapter, the teardown) was about a fifth of a registration's CPU, and
+    nothing here needs it. `data` is the body parsed as Flask's get_json parses it (app.json)."""
+
+    def __init__(self, environ, body: bytes, data, request_id: str):
+        self._environ = environ
+        self.method = environ["REQUEST_METHOD"]
+        self.headers = EnvironHeaders(environ)
+        self.payload = _ParsedPayload(data)
+        self.remote_addr = environ.get("REMOTE_ADDR")  # what Flask's request.remote_addr reads
+        self.request_id = request_id
+        self._body = body
+
+    @property
+    def uri(self) -> str:
+        return get_current_url(self._environ)
+
+    @property
+    def body(self) -> bytes:
+        return self._body
 
 
 class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
@@ -288,6 +397,10 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
 
     def create_endpoint_request(self, request):
         return RegistrationRequest(flask_request)
+
+    def plain_metadata(self, data: dict) -> dict | None:
+        """A plain registration's metadata without Authlib's claims machinery (plain_client_metadata)."""
+        return plain_client_metadata(data)
 
     def authenticate_token(self, request):
         mode = current_app.config["REGISTRATION_MODE"]
@@ -332,9 +445,13 @@ class ClientRegistration(MetadataValidation, ClientRegistrationEndpoint):
         # The new client as its rules read it (Client's own accessors), with no model instance:
         # nothing here adds it to a session, and building one costs more than the rest.
         client = SimpleNamespace(client_id=values["client_id"], client_metadata=metadata)
-        reused = audit.event_row("client.reused")
-        registered = audit.event_row("client.registered", client=client, client_name=Client.client_name.fget(client),
-                                     redirect_uris=Client.redirect_uris.fget(client))
+        # From the request itself, not from Flask's (the lane has none); no one acts for another
+        # at this endpoint (audit.attribute is the admin API's).
+        origin = {"ip": request.remote_addr, "request_id": request.request_id}
+        reused = audit.event_values("client.reused", **origin)
+        registered = audit.event_values("client.registered", **origin, client=client,
+                                        client_name=Client.client_name.fget(client),
+                                        redirect_uris=Client.redirect_uris.fget(client))
         existing = store.register_client(values, key, reused, registered)
         if existing is not None:
             audit.logged({**reused, "client_id": existing.client_id})
@@ -383,6 +500,9 @@ class ClientConfiguration(MetadataValidation, ClientConfigurationEndpoint):
 
     def __init__(self, server=None):
         super().__init__(server, claims_classes=[ClientMetadata])
+
+    def create_endpoint_request(self, request):
+        return RegistrationRequest(flask_request)
 
     def authenticate_token(self, request):
         token = bearer_token(request.headers.get("Authorization"))

@@ -302,6 +302,50 @@ def test_lane_registers_like_flask_and_passes_refusals_on(app, paths):
         assert db.session.scalar(db.select(db.func.count()).select_from(Client)) == 5  # 2 + 2 + Twice: the later identical ones were handed over
 
 
+def test_lane_registers_without_a_request_context_and_audits_as_flask(app, paths, monkeypatch):
+    # The lane reads the request from the environ (registration.WSGIRegistrationRequest): no
+    # Flask request is built or pushed, and the audit trail names the same address and request id.
+    from flask.ctx import RequestContext
+
+    from authserver.models import AuditEvent
+
+    lane, flask, calls = paths
+    pushed = []
+    push = RequestContext.push
+    monkeypatch.setattr(RequestContext, "push", lambda self: (pushed.append(self), push(self))[1])
+    public = {"client_name": "Audited", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"}
+    ids = []
+    for client, name, address in ((lane, "lane", "203.0.113.7"), (flask, "flask", "203.0.113.8")):
+        response = client.post("/oauth/register", json={**public, "client_name": name},
+                               headers={"X-Request-Id": f"{name}-registration"}, environ_base={"REMOTE_ADDR": address})
+        assert response.status_code == 201 and response.headers["X-Request-Id"] == f"{name}-registration"
+        ids.append(response.get_json()["client_id"])
+        if client is lane:
+            assert calls == [] and pushed == []
+    assert len(pushed) == 1  # the Flask path's own request
+    with app.app_context():
+        events = {e.client_id: (e.event, e.ip, e.request_id, e.detail) for e in db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.client_id.in_(ids)))}
+    assert events == {
+        client_id: ("client.registered", address, f"{name}-registration",
+                    {"client_name": name, "redirect_uris": [REDIRECT_URI]})
+        for client_id, name, address in zip(ids, ("lane", "flask"), ("203.0.113.7", "203.0.113.8"))
+    }
+
+
+def test_the_lane_registration_request_tells_the_url_flask_would(app):
+    from flask import request
+
+    from authserver.oauth.registration import WSGIRegistrationRequest
+
+    with app.test_request_context("/oauth/register?x=1", method="POST", base_url="https://auth.test",
+                                  json={"client_name": "x"}):
+        built = WSGIRegistrationRequest(request.environ, b"{}", {}, "id")
+        assert built.uri == request.url == "https://auth.test/oauth/register?x=1"
+        assert built.method == "POST" and built.remote_addr == request.remote_addr
+        assert dict(built.headers) == dict(request.headers)
+
+
 @pytest.mark.app_config(REGISTRATION_RATE_LIMIT_PER_IP="2 per minute")
 def test_a_registration_the_lane_passes_on_counts_once_against_its_address(paths):
     lane, _, calls = paths
