@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Boolean, bindparam, case, cast, delete, func, insert, null, select, update
+from sqlalchemy import Boolean, bindparam, case, cast, delete, func, insert, null, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, make_transient_to_detached
 
@@ -193,22 +193,29 @@ def _issuing_statement(consume, name: str, from_consumed: str) -> rawsql.Stateme
     return rawsql.Statement(select(consumed.c.id).add_cte(new_pair, new_event, touch_grant, touch_client))
 
 
-# Registration runs on every connection of a hosted AI client, and is answered from these two raw
+# Registration runs on every connection of a hosted AI client, and is answered from these raw
 # statements on the session's connection (rawsql): the ORM's SELECT, flush and reload cost several
 # times as much. The hand-over finds the oldest client (lowest id) deduplicated under the key and
-# revokes its registration token in one conditional UPDATE (see revoke_client_management).
+# revokes its registration token in one conditional UPDATE (see revoke_client_management); on
+# PostgreSQL, once an earlier hand-over did, the client is only read (_registration_statement).
+_OLDEST_DEDUPLICATED = (
+    select(func.min(Client.id))
+    .where(Client.dedupe_key == bindparam("key"), Client.registration == bindparam("registration"))
+    .scalar_subquery()
+)
+_HANDED_COLUMNS = (Client.client_id, Client.client_id_issued_at, Client.client_metadata)
 _HAND_OVER = (
     update(Client)
-    .where(
-        Client.id == select(func.min(Client.id))
-        .where(Client.dedupe_key == bindparam("key"), Client.registration == bindparam("registration"))
-        .scalar_subquery(),
-        Client.dedupe_key == bindparam("key"),
-    )
+    .where(Client.id == _OLDEST_DEDUPLICATED, Client.dedupe_key == bindparam("key"))
     .values(registration_access_token_hash=null(), updated_at=bindparam("now"))
-    .returning(Client.client_id, Client.client_id_issued_at, Client.client_metadata)
+    .returning(*_HANDED_COLUMNS)
 )
 _HAND_OVER_DEDUPLICATED = rawsql.Statement(_HAND_OVER)
+# The client _HAND_OVER would match, with whether anyone still manages it (_REGISTRATION's).
+_DEDUPLICATED = (
+    select(Client.id, *_HANDED_COLUMNS, Client.registration_access_token_hash.is_(None).label("handed_over"))
+    .where(Client.id == _OLDEST_DEDUPLICATED, Client.dedupe_key == bindparam("key"))
+)
 _CLIENT_COLUMNS = ("client_id", "client_secret_hash", "registration_access_token_hash", "client_metadata",
                    "registration", "client_id_issued_at", "dedupe_key", "created_at", "updated_at")
 _INSERT_CLIENT = rawsql.insert_into(Client, *_CLIENT_COLUMNS)
@@ -235,30 +242,50 @@ _REGISTRATION_EVENT_SHARED = {"created_at": "now", "ip": "ip", "request_id": "re
 
 def _registration_statement():
     """A registration's whole write as one PostgreSQL statement (data-modifying CTEs, run in
-    autocommit): the hand-over of an identical deduplicated client (_HAND_OVER_DEDUPLICATED's
-    conditional UPDATE, unchanged) or, when there is none, the new client's INSERT; and the audit
-    event of whichever happened. Returns the handed-over client's row, or no row when the new
-    client was inserted.
+    autocommit): the hand-over of an identical deduplicated client or, when there is none, the new
+    client's INSERT; and the audit event of whichever happened. Returns the handed-over client's
+    row, or no row when the new client was inserted.
+
+    The hand-over is _HAND_OVER_DEDUPLICATED's conditional UPDATE, unchanged, while the client
+    still has a registration token; once it has none (every hand-over after the first) the client
+    is only read. Rewriting that row made every identical registration wait for the previous one's
+    row lock until its commit was on disk: registrations of one hosted client went one at a time
+    (the peer benchmark's `dcr` phase spent most of its database time waiting for that lock).
+    Racing hand-overs of a client that still has its token both find its row, as before: the one
+    that waits re-checks only that the row is the one deduplicated under the key; a client that
+    left deduplication meanwhile (update_managed_client) is not handed out.
 
     What several parts share is one parameter (the time: the client's created_at and updated_at,
     the hand-over's updated_at, the event's created_at; the request's address and id; no user, no
     hub): about half the parameters, each one psycopg would dump and send."""
-    handed = _HAND_OVER.cte("handed")
+    candidate = _DEDUPLICATED.cte("candidate")
+    handed = (
+        update(Client)
+        .where(Client.id == select(candidate.c.id).where(~candidate.c.handed_over).scalar_subquery(),
+               Client.dedupe_key == bindparam("key"))
+        .values(registration_access_token_hash=null(), updated_at=bindparam("now"))
+        .returning(*_HANDED_COLUMNS)
+        .cte("handed")
+    )
+    already = select(candidate.c.client_id, candidate.c.client_id_issued_at, candidate.c.client_metadata).where(
+        candidate.c.handed_over)
+    given = union_all(select(handed.c.client_id, handed.c.client_id_issued_at, handed.c.client_metadata),
+                      already).cte("given")
     clients = Client.__table__
     events = AuditEvent.__table__
     shared = {"created_at": "now", "updated_at": "now"}
     new_client = insert(clients).from_select(
         _CLIENT_COLUMNS,
         select(*(_typed(clients, name, shared.get(name)) for name in _CLIENT_COLUMNS)).where(
-            ~select(handed.c.client_id).exists()),
+            ~select(given.c.client_id).exists()),
     ).returning(clients.c.client_id).cte("new_client")
     common = {**{name: _typed(events, name, parameter) for name, parameter in _REGISTRATION_EVENT_SHARED.items()},
               **{name: cast(null(), events.c[name].type) for name in ("user_id", "hub_id")}}
-    reused = _event_from(handed, "reused_", client_id=handed.c.client_id, **common).cte("reused_event")
+    reused = _event_from(given, "reused_", client_id=given.c.client_id, **common).cte("reused_event")
     registered = _event_from(new_client, "registered_", client_id=new_client.c.client_id, **common).cte(
         "registered_event")
     return rawsql.Statement(
-        select(handed.c.client_id, handed.c.client_id_issued_at, handed.c.client_metadata).add_cte(
+        select(given.c.client_id, given.c.client_id_issued_at, given.c.client_metadata).add_cte(
             new_client, reused, registered)
     )
 
@@ -319,11 +346,12 @@ def revoke_client_management(key: str):
     registrant uses). Returns its client_id, client_id_issued_at and client_metadata, or None when
     there is no such client (then the caller registers a new one).
 
-    Finding the client and revoking its registration token are one conditional UPDATE: it matches
-    only while the row is still deduplicated under `key`, so a client that left deduplication
-    meanwhile (managed or deleted) is never handed out. Racing `update_managed_client` on
-    PostgreSQL, the row lock makes exactly one of the two match: the second re-checks its WHERE
-    clause against the row the first committed."""
+    Revoking its registration token is one conditional UPDATE: it matches only while the row is
+    still deduplicated under `key`, so a client that left deduplication meanwhile (managed or
+    deleted) is never handed out. Racing `update_managed_client` on PostgreSQL, the row lock makes
+    exactly one of the two match: the second re-checks its WHERE clause against the row the first
+    committed. (PostgreSQL's _REGISTRATION only reads a client whose token an earlier hand-over
+    revoked; here, with one writer at a time, rewriting it makes nobody wait.)"""
     return rawsql.in_session().one(_HAND_OVER_DEDUPLICATED, {"key": key, "registration": "dynamic", "now": utcnow()})
 
 

@@ -144,3 +144,45 @@ def test_management_racing_a_registration_never_changes_what_the_registrant_gets
         else:
             assert status == 200
         assert EVIL_URI not in _stored(app, second["client_id"]).redirect_uris
+
+
+def _row_version(app, client_id) -> str:
+    """PostgreSQL's xmin of the client's row: it changes whenever the row is written."""
+    with app.app_context():
+        return db.session.execute(db.text("SELECT xmin::text FROM clients WHERE client_id = :c"),
+                                  {"c": client_id}).scalar_one()
+
+
+def test_identical_registrations_at_once_are_all_handed_the_one_client(app, db_backend):
+    """Many registrants of the same metadata at the same moment, first while the client still has
+    its registration token and then after: every one gets the first client, nobody can manage it,
+    no second client is made; once handed over, the row is only read (an identical registration
+    rewrote it before, so each waited for the previous one's row lock: store._registration_statement)."""
+    if db_backend != "postgresql":
+        pytest.skip("row-lock concurrency is asserted on PostgreSQL (SQLite serialises writers)")
+    body = {**POPULAR, "client_name": "Many at once"}
+    with app.test_client() as c:
+        first = _register(c, body)
+    for round_ in range(2):
+        barrier, results = threading.Barrier(6), []
+
+        def register():
+            with app.test_client() as c:
+                barrier.wait()
+                results.append(_register(c, body))
+
+        version = _row_version(app, first["client_id"])
+        threads = [threading.Thread(target=register) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert [r["client_id"] for r in results] == [first["client_id"]] * 6
+        assert not any("registration_access_token" in r for r in results)
+        if round_ == 1:
+            assert _row_version(app, first["client_id"]) == version, "a handed-over client's row was rewritten"
+        with app.test_client() as c:
+            assert _manage(c, first, "PUT", _update_body(first, redirect_uris=[APP_URI, EVIL_URI])).status_code == 401
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count()).select_from(Client)
+                                 .where(Client.dedupe_key.is_not(None))) == 1
