@@ -1,0 +1,55 @@
+"""The authorization response's Location is built as Authlib builds it: `iss` (RFC 9207) added by
+oauth/server.py's with_issuer, which skips decoding and encoding again the query Authlib has just
+encoded, gives the very URL Authlib's own add_params_to_uri gives, for every redirect URI shape."""
+
+from __future__ import annotations
+
+import pytest
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749 import AccessDeniedError, InvalidScopeError
+
+from authserver.oauth.server import with_issuer
+
+REDIRECT_URIS = [
+    "http://127.0.0.1:8976/callback",
+    "http://[::1]/cb",
+    "HTTP://LocalHost:1/cb",
+    "https://app.example/callback",
+    "https://app.example/callback?",
+    "https://app.example/cb?tenant=a",
+    "https://app.example/cb?tenant=a&empty=&flag",
+    "https://app.example/cb?x=a+b&y=%2B%20%7e%7E%41&z=%FF%e2%82%ac",
+    "https://app.example/cb?=v&&k==&%26=%3D",
+    "https://app.example/p;params/cb?q=1",
+    "https://app.example/cb?caf%C3%A9=th%C3%A9",
+    "com.example.app:/oauth2redirect",
+    "com.example.app:/oauth2redirect?from=app",
+    "myapp://callback",
+]
+STATES = [None, "s", "a b+c&d=e%20f", "état ✓", "x" * 200, "%", "&&=="]
+ISSUERS = ["https://auth.example", "http://127.0.0.1:5200", "https://auth.example/with path?q"]
+
+
+@pytest.mark.parametrize("redirect_uri", REDIRECT_URIS)
+@pytest.mark.parametrize("state", STATES)
+def test_success_location_matches_authlib(redirect_uri, state):
+    params = [("code", "ac_code-with_chars.~")] + ([("state", state)] if state is not None else [])
+    location = add_params_to_uri(redirect_uri, params)
+    for issuer in ISSUERS:
+        assert with_issuer(location, issuer) == add_params_to_uri(location, {"iss": issuer})
+
+
+@pytest.mark.parametrize("redirect_uri", REDIRECT_URIS)
+@pytest.mark.parametrize("error", [AccessDeniedError, InvalidScopeError])
+def test_error_location_matches_authlib(redirect_uri, error):
+    _, _, headers = error(description="No, thanks: a+b & more=100%", redirect_uri=redirect_uri, state="st ate")()
+    location = dict(headers)["Location"]
+    for issuer in ISSUERS:
+        assert with_issuer(location, issuer) == add_params_to_uri(location, {"iss": issuer})
+
+
+@pytest.mark.parametrize("location", ["https://app.example/cb?x=1#frag", "https://app.example/cb#code=c&state=s",
+                                      "https://app.example/cb"])
+def test_fragment_or_no_query_is_left_to_authlib(location):
+    assert with_issuer(location, "https://auth.example") == add_params_to_uri(location, {"iss": "https://auth.example"})
+
