@@ -53,3 +53,40 @@ def test_error_location_matches_authlib(redirect_uri, error):
 def test_fragment_or_no_query_is_left_to_authlib(location):
     assert with_issuer(location, "https://auth.example") == add_params_to_uri(location, {"iss": "https://auth.example"})
 
+
+# --- the consent page's CSRF token (web.CsrfTokens) -----------------------------------------------
+def test_csrf_token_is_flask_wtfs(app, monkeypatch):
+    """The signed token is Flask-WTF's, byte for byte, for the same session token and second, and
+    Flask-WTF's validate_csrf accepts it; a request signs once, and a session without a token gets
+    one as Flask-WTF gives it."""
+    import itsdangerous.timed
+    from flask import g, session
+    from flask_wtf.csrf import generate_csrf, validate_csrf
+
+    from authserver.web import csrf_token
+
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: 1_800_000_000.25)
+    for raw in ("0" * 40, "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678", "é ✓ \\\" quoted"):
+        with app.test_request_context("/"):
+            session["csrf_token"] = raw
+            ours = csrf_token()
+            assert csrf_token() is ours and g.csrf_token == ours
+            del g.csrf_token
+            assert generate_csrf() == ours
+            if raw.isascii():  # Flask-WTF's compare_digest takes ASCII only
+                validate_csrf(ours)
+    with app.test_request_context("/"):
+        token = csrf_token()
+        assert len(session["csrf_token"]) == 40
+        del g.csrf_token
+        assert generate_csrf() == token
+
+
+def test_pages_call_the_cheaper_csrf_token(app):
+    from authserver.web import csrf_token
+
+    with app.test_request_context("/"):
+        app.update_template_context(context := {})
+        assert context["csrf_token"] is csrf_token
+        assert app.jinja_env.globals["csrf_token"] is csrf_token
+
