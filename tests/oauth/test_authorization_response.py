@@ -90,3 +90,43 @@ def test_pages_call_the_cheaper_csrf_token(app):
         assert context["csrf_token"] is csrf_token
         assert app.jinja_env.globals["csrf_token"] is csrf_token
 
+
+# --- rows adopted into the session (store.adopt) --------------------------------------------------
+def test_adopted_rows_are_as_the_orm_loads_them(app, make_user, make_hub):
+    """An adopted row is in the session as make_transient_to_detached then Session.add leave it:
+    the same identity, nothing pending or modified, its relationships loaded on first use, and
+    a change to it flushed like any other."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import make_transient_to_detached
+    from sqlalchemy.orm.attributes import instance_state
+
+    from authserver import store
+    from authserver.extensions import db
+    from authserver.models import User
+
+    hub = make_hub("Adopted")
+    user_id = make_user(email="adopted@example.com", hubs=[hub]).id
+    with app.app_context():
+        row = db.session.execute(select(*User.__table__.columns).where(User.id == user_id)).one()
+        db.session.remove()
+        reference = User.__mapper__.class_manager.new_instance()
+        reference.__dict__.update(row._asdict())
+        make_transient_to_detached(reference)
+        expected = instance_state(reference)
+        expected_expired = set(expected.expired_attributes)
+
+        session = db.session()
+        adopted = store.adopt(User, row)
+        state = instance_state(adopted)
+        assert store.adopt(User, row) is adopted
+        assert state.key == expected.key and state.persistent and adopted in session
+        assert session.identity_map.get(state.key) is adopted
+        assert state.expired_attributes == expected_expired and state.unloaded == expected.unloaded
+        assert not state.committed_state and not state.modified and not session.dirty and not session.new
+        assert {k: v for k, v in state.dict.items() if k != "_sa_instance_state"} == row._asdict()
+        assert [m.hub_id for m in adopted.memberships] == [hub.id]  # lazy-loaded through the session
+        adopted.display_name = "Renamed"
+        assert session.dirty
+        db.session.commit()
+        db.session.remove()
+        assert db.session.get(User, user_id).display_name == "Renamed"
