@@ -79,9 +79,15 @@ class Payload(OAuth2Payload):
     omitted (OAuth 2.1 §3.1)."""
 
     def __init__(self, source):
-        self._data = {k: v for k, v in source.items() if v != ""}
-        self._datalist = {k: [v for v in source.getlist(k) if v != ""] for k in source}
-        self._datalist = {k: v for k, v in self._datalist.items() if v}
+        # One pass over the MultiDict's lists: `data` is each key's first value (MultiDict.items()),
+        # `datalist` its non-empty values.
+        self._data, self._datalist = data, datalist = {}, {}
+        for key, values in source.lists():
+            if values[0] != "":
+                data[key] = values[0]
+            kept = [v for v in values if v != ""]
+            if kept:
+                datalist[key] = kept
 
     @property
     def data(self):
