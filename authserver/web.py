@@ -314,6 +314,15 @@ def init_app(app: Flask) -> None:
     # builds the same path for the same endpoint each time, at a noticeable share of a page.
     frames: dict[str, dict[str, str]] = {}
 
+    # templates/oauth/_client.html's macro, for the consent page and the sign-in page in front of
+    # it, as a global rather than imported by each: Jinja computes, on every render of a page that
+    # imports from another template, whether the two templates' globals differ (a few percent of
+    # a consent page); the macro module is the one the import gave (made once, without context).
+    def client_identity(identity):
+        return current_app.jinja_env.get_template("oauth/_client.html").module.client_identity(identity)
+
+    app.jinja_env.globals["client_identity"] = client_identity
+
     # Flask-WTF's csrf_token() in templates, made cheaper (CsrfTokens); registered after
     # CSRFProtect's own context processor and global, so this one is what templates call.
     app.jinja_env.globals["csrf_token"] = csrf_token
