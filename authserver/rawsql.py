@@ -31,6 +31,7 @@ import time
 from contextlib import contextmanager
 
 import psycopg
+from flask import g
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import set_json_loads
 from sqlalchemy import bindparam, event, insert, literal_column, select, true
@@ -394,6 +395,8 @@ def in_transaction() -> bool:
     (read or written through it), or objects added or changed and not yet flushed. (Adding a
     loaded row, as store.adopt does, begins the session's transaction object but no database
     transaction: SQLAlchemy's SessionTransaction keeps its connections in `_connections`.)"""
+    if not db.session.registry.has():
+        return False  # no session yet: nothing in one (and none is made just to ask)
     session = db.session()
     transaction = session.get_transaction()
     if transaction is not None and transaction._connections:
@@ -432,8 +435,8 @@ def transaction():
         conn.commit()
 
 
-#: Where a request keeps the answers of its read_ahead until `read` takes them (its session's
-#: info: the session lives as long as the request's app context).
+#: Where a request keeps the answers of its read_ahead until `read` takes them (in g: as long as
+#: the request's app context, as its session; kept there so that reading ahead makes no session).
 _AHEAD = "authserver.read_ahead"
 #: The combined statement of each tuple of reads read_ahead has run (built and compiled once).
 _COMBINED: dict[tuple, Statement] = {}
@@ -445,7 +448,7 @@ def _key(statement: Statement, params: dict) -> tuple:
 
 def _take(statement: Statement, params: dict):
     """What read_ahead read for this read, once (then forgotten); _MISSING when it read nothing."""
-    ahead = db.session().info.get(_AHEAD)
+    ahead = g.get(_AHEAD)
     if ahead:
         return ahead.pop(_key(statement, params), _MISSING)
     return _MISSING
@@ -497,7 +500,7 @@ def read_ahead(reads: list[tuple[Statement, dict]], many: tuple[Statement, dict]
     statements = tuple(statement for statement, _ in reads)
     rows = _outside(Transaction.all, _combined(statements, many[0] if many else None), params)
     engine = db.engine
-    ahead = db.session().info.setdefault(_AHEAD, {})
+    ahead = g.setdefault(_AHEAD, {})
     position = 0
     for statement, values in reads:
         row_type = statement.compiled(engine)[2]

@@ -84,7 +84,9 @@ def _read_ahead() -> None:
     (rawsql.read_ahead): the signed-in user, the client and the resource server it names, and the
     user's hubs with their live grants to that client and resource. current_user, query_client,
     the resource indicator and consent then read each as always and find it there. A
-    metadata-document client is left to its own loader."""
+    metadata-document client is left to its own loader. Those rows are only read here: they are
+    taken as values (store.read_as_values)."""
+    store.read_as_values()
     client_id = request.args.get("client_id")
     signed_in = current_user_read()
     client = None if cimd.is_url_client_id(client_id or "") else store.client_read(client_id)

@@ -94,3 +94,29 @@ def test_read_ahead_keeps_the_order_and_every_row_of_a_many_row_read(app, world,
         # A user with no hub: no rows (not one row of NULLs).
         rawsql.read_ahead([store.client_read(client_id)], store.hubs_and_grants_read(10**6, client_id, RESOURCE))
         assert rawsql.read_all(*store.hubs_and_grants_read(10**6, client_id, RESOURCE)) == []
+
+
+def test_rows_read_as_values_are_detached_until_the_request_has_a_session(app, world, register):
+    """store.read_as_values: with no session, an adopted row is left detached (its columns read as
+    loaded, a relationship refuses to load rather than answer empty, and no session is made);
+    once the request has a session, rows are adopted into it as before."""
+    import pytest
+    from sqlalchemy.orm.attributes import instance_state
+    from sqlalchemy.orm.exc import DetachedInstanceError
+
+    client_id = register()["client_id"]
+    with app.test_request_context():
+        store.read_as_values()
+        client = store.get_client(client_id)
+        user = store.get_session_user(world.alice_id, "no-such-session")
+        assert not db.session.registry.has()
+        assert (client.client_id, user.email) == (client_id, "alice@example.com")
+        state = instance_state(user)
+        assert state.detached and state.key == User.__mapper__.identity_key_from_primary_key((world.alice_id,))
+        assert not rawsql.in_transaction() and not db.session.registry.has()
+        with pytest.raises(DetachedInstanceError):
+            user.memberships  # noqa: B018
+        db.session()  # the request now has a session: rows are adopted into it
+        adopted = store.get_session_user(world.alice_id, "no-such-session")
+        assert adopted is not user and instance_state(adopted).persistent
+        assert store.get_session_user(world.alice_id, "no-such-session") is adopted

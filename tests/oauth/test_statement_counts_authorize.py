@@ -223,3 +223,37 @@ def test_login_page_and_sign_in(client, world, statements):
                                                "email": "alice@example.com", "password": PASSWORD})
     assert response.status_code == 302
     assert shape(seen) == ["SELECT users", "INSERT audit_events"]
+
+
+@pytest.fixture
+def sessions(app, monkeypatch):
+    """A list that counts the ORM sessions the app's requests make (one entry per session)."""
+    made: list = []
+    with app.app_context():
+        registry = db.session.registry
+    createfunc = registry.createfunc
+
+    def counted(**kwargs):
+        made.append(1)
+        return createfunc(**kwargs)
+
+    monkeypatch.setattr(registry, "createfunc", counted)
+    return made
+
+
+def test_signed_in_consent_page_and_post_make_no_orm_session(flow, register, sessions, dialect):
+    """The signed-in user, the client and the resource server are only read at the authorization
+    endpoint (store.read_as_values): on PostgreSQL, where the code and its grant are written in one
+    autocommit statement, neither the consent page nor the consent POST makes an ORM session
+    (SQLite writes in the session's transaction)."""
+    client_id = register()["client_id"]
+    params = authorize_params(client_id, PKCE(), scope=READ)
+    sessions.clear()
+    page = flow.consent_page(params, "10000001")
+    assert page.status_code == 200 and sessions == []
+    html = page.get_data(as_text=True)
+    data = {"csrf_token": csrf_token(html), "hub": "10000001", "shown_hub": shown_hub(html), "decision": "allow",
+            "scope": [READ]}
+    response = flow.client.post("/oauth/authorize", query_string=params, data=data)
+    assert response.status_code == 302 and query(response.headers["Location"])["code"]
+    assert sessions == ([] if dialect == "postgresql" else [1])
