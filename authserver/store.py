@@ -205,17 +205,30 @@ _OLDEST_DEDUPLICATED = (
     .where(Client.dedupe_key == bindparam("key"), Client.registration == bindparam("registration"))
     .scalar_subquery()
 )
-_HANDED_COLUMNS = (Client.client_id, Client.client_id_issued_at, Client.client_metadata)
-_HAND_OVER = (
-    update(Client)
-    .where(Client.id == _OLDEST_DEDUPLICATED, Client.dedupe_key == bindparam("key"))
-    .values(registration_access_token_hash=null(), updated_at=bindparam("now"))
-    .returning(*_HANDED_COLUMNS)
-)
-_HAND_OVER_DEDUPLICATED = rawsql.Statement(_HAND_OVER)
-# The client _HAND_OVER would match, with whether anyone still manages it (_REGISTRATION's).
+_HANDED_COLUMNS = ("client_id", "client_id_issued_at", "client_metadata")
+
+
+def _hand_over(client_id):
+    """The conditional UPDATE handing the client with id `client_id` over (its registration token
+    revoked) while it is still deduplicated under the key; returns _HANDED_COLUMNS."""
+    return (
+        update(Client)
+        .where(Client.id == client_id, Client.dedupe_key == bindparam("key"))
+        .values(registration_access_token_hash=null(), updated_at=bindparam("now"))
+        .returning(*(Client.__table__.c[name] for name in _HANDED_COLUMNS))
+    )
+
+
+def _handed(source):
+    """_HANDED_COLUMNS of `source` (a CTE of clients)."""
+    return select(*(source.c[name] for name in _HANDED_COLUMNS))
+
+
+_HAND_OVER_DEDUPLICATED = rawsql.Statement(_hand_over(_OLDEST_DEDUPLICATED))
+# The client _HAND_OVER_DEDUPLICATED would match, with whether anyone still manages it (_REGISTRATION's).
 _DEDUPLICATED = (
-    select(Client.id, *_HANDED_COLUMNS, Client.registration_access_token_hash.is_(None).label("handed_over"))
+    select(Client.id, *(Client.__table__.c[name] for name in _HANDED_COLUMNS),
+           Client.registration_access_token_hash.is_(None).label("handed_over"))
     .where(Client.id == _OLDEST_DEDUPLICATED, Client.dedupe_key == bindparam("key"))
 )
 _CLIENT_COLUMNS = ("client_id", "client_secret_hash", "registration_access_token_hash", "client_metadata",
@@ -248,7 +261,7 @@ def _registration_statement():
     client's INSERT; and the audit event of whichever happened. Returns the handed-over client's
     row, or no row when the new client was inserted.
 
-    The hand-over is _HAND_OVER_DEDUPLICATED's conditional UPDATE, unchanged, while the client
+    The hand-over is _HAND_OVER_DEDUPLICATED's conditional UPDATE (_hand_over), unchanged, while the client
     still has a registration token; once it has none (every hand-over after the first) the client
     is only read. Rewriting that row made every identical registration wait for the previous one's
     row lock until its commit was on disk: registrations of one hosted client went one at a time
@@ -261,18 +274,8 @@ def _registration_statement():
     the hand-over's updated_at, the event's created_at; the request's address and id; no user, no
     hub): about half the parameters, each one psycopg would dump and send."""
     candidate = _DEDUPLICATED.cte("candidate")
-    handed = (
-        update(Client)
-        .where(Client.id == select(candidate.c.id).where(~candidate.c.handed_over).scalar_subquery(),
-               Client.dedupe_key == bindparam("key"))
-        .values(registration_access_token_hash=null(), updated_at=bindparam("now"))
-        .returning(*_HANDED_COLUMNS)
-        .cte("handed")
-    )
-    already = select(candidate.c.client_id, candidate.c.client_id_issued_at, candidate.c.client_metadata).where(
-        candidate.c.handed_over)
-    given = union_all(select(handed.c.client_id, handed.c.client_id_issued_at, handed.c.client_metadata),
-                      already).cte("given")
+    handed = _hand_over(select(candidate.c.id).where(~candidate.c.handed_over).scalar_subquery()).cte("handed")
+    given = union_all(_handed(handed), _handed(candidate).where(candidate.c.handed_over)).cte("given")
     clients = Client.__table__
     events = AuditEvent.__table__
     shared = {"created_at": "now", "updated_at": "now"}
@@ -286,10 +289,7 @@ def _registration_statement():
     reused = _event_from(given, "reused_", client_id=given.c.client_id, **common).cte("reused_event")
     registered = _event_from(new_client, "registered_", client_id=new_client.c.client_id, **common).cte(
         "registered_event")
-    return rawsql.Statement(
-        select(given.c.client_id, given.c.client_id_issued_at, given.c.client_metadata).add_cte(
-            new_client, reused, registered)
-    )
+    return rawsql.Statement(_handed(given).add_cte(new_client, reused, registered))
 
 
 _ROTATION = _issuing_statement(_ROTATE, "rotated", "parent_id")
