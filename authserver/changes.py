@@ -20,7 +20,11 @@ those rows can make it stale, and every such change reaches every worker's cache
 - **In this worker**, at once: a statement that makes such a change (the same rule as the
   triggers', read from its SQL) marks its connection, and the commit forgets every answer before
   the request that committed it returns (so a revocation answered here is never followed by a
-  stale answer from here).
+  stale answer from here). A refresh's rotation, whose only such change is the end of the
+  rotated pair's own access token, forgets that token's answer alone when the statement is run
+  naming it (store.rotate_refresh_token, store.consume_refresh_token): a worker that answers
+  both refreshes and introspections keeps its other answers. Run without the name, it forgets
+  every answer, as any other change does.
 - **Never later than INTROSPECTION_CACHE_SECONDS** after the row was read, whatever happens to
   the notifications: the bound is what is configured and documented, the notifications make the
   usual delay milliseconds.
@@ -53,6 +57,9 @@ CHANNEL = "authserver_changes"
 EVERYTHING = "*"
 #: Set on a DBAPI connection's info when a statement on it changed what answers depend on.
 CHANGED = "authserver.changed"
+#: On a DBAPI connection's info: the access-token hashes whose answers rotations on it ended
+#: (statement_ran's `ends`), forgotten one by one at the commit unless CHANGED is set too.
+ENDED = "authserver.ended"
 #: Seconds between attempts to listen again after the listening connection failed (doubling).
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0
 
@@ -78,26 +85,44 @@ _CHANGE = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _ASSIGNED = re.compile(r"\"?(\w+)\"?\s*=")
-_CLASSIFIED: dict[str, bool] = {}
+#: What a refresh's rotation assigns on the rotated row (store._ROTATE): of the watched columns
+#: only access_revoked_at, the end of the rotated pair's own access token (migration 0012's
+#: trigger does not announce it either).
+ROTATION = frozenset({"rotated_at", "access_revoked_at", "replay"})
+#: What a statement does to cached answers (changes_of).
+NOTHING, ROTATES, EVERYTHING_CHANGES = "nothing", "rotates", "everything"
+_CLASSIFIED: dict[str, str] = {}
 
 
-def changes_answers(sql: str) -> bool:
-    """Whether a statement can change a cached introspection answer (remembered per SQL text:
-    statements repeat)."""
+def changes_of(sql: str) -> str:
+    """What a statement can do to cached introspection answers: NOTHING; ROTATES, when its only
+    change to what they read is tokens rows' rotation (ROTATION's columns); else
+    EVERYTHING_CHANGES. Remembered per SQL text: statements repeat."""
     found = _CLASSIFIED.get(sql)
     if found is None:
-        found = False
+        found = NOTHING
         for match in _CHANGE.finditer(sql):
             if not match.group(1):  # DELETE, TRUNCATE, or an upsert that may update (its columns unread)
-                found = True
+                found = EVERYTHING_CHANGES
                 break
-            columns = WATCHED[match.group(2).lower()]
-            if columns is None or any(c.lower() in columns for c in _ASSIGNED.findall(match.group(3) or "")):
-                found = True
-                break
+            table = match.group(2).lower()
+            columns = WATCHED[table]
+            assigned = {c.lower() for c in _ASSIGNED.findall(match.group(3) or "")}
+            if columns is not None and not assigned & set(columns):
+                continue
+            if table == "tokens" and assigned <= ROTATION:
+                found = ROTATES
+                continue
+            found = EVERYTHING_CHANGES
+            break
         if len(_CLASSIFIED) < 10000:
             _CLASSIFIED[sql] = found
     return found
+
+
+def changes_answers(sql: str) -> bool:
+    """Whether a statement can change a cached introspection answer."""
+    return changes_of(sql) != NOTHING
 
 
 class AnswerCache:
@@ -225,10 +250,22 @@ def _feeds_of(engine: Engine) -> list[Feed]:
 
 def committed(engine: Engine, info: dict) -> None:
     """A connection of `engine` committed: if it changed what answers depend on, forget them all
-    in this process, before the request returns."""
-    if info.pop(CHANGED, False):
+    in this process, before the request returns (only the access tokens its rotations ended, when
+    those were its only changes)."""
+    everything, ended = info.pop(CHANGED, False), info.pop(ENDED, None)
+    if everything or ended:
         for feed in _feeds_of(engine):
-            feed.forget(None)
+            if everything:
+                feed.forget(None)
+            else:
+                for token_hash in ended:
+                    feed.forget(token_hash)
+
+
+def rolled_back(info: dict) -> None:
+    """A connection's transaction was rolled back: what its statements changed did not happen."""
+    info.pop(CHANGED, None)
+    info.pop(ENDED, None)
 
 
 def watch(engine: Engine) -> None:
@@ -251,15 +288,22 @@ def watch(engine: Engine) -> None:
 
     @event.listens_for(engine, "rollback")
     def _rollback(conn):
-        conn.info.pop(CHANGED, None)
+        rolled_back(conn.info)
 
 
-def statement_ran(engine: Engine, info: dict, sql: str, autocommit: bool) -> None:
-    """rawsql ran `sql` on a connection whose info is `info` (in autocommit: already committed)."""
-    if changes_answers(sql):
+def statement_ran(engine: Engine, info: dict, sql: str, autocommit: bool, ends: str | None = None) -> None:
+    """rawsql ran `sql` on a connection whose info is `info` (in autocommit: already committed).
+    `ends`: the hash of the access token a rotation ends (the rotated row's own), whose answer
+    alone is then forgotten if the statement's only change is that rotation."""
+    kind = changes_of(sql)
+    if kind == NOTHING:
+        return
+    if kind == ROTATES and ends is not None:
+        info.setdefault(ENDED, []).append(ends)
+    else:
         info[CHANGED] = True
-        if autocommit:
-            committed(engine, info)
+    if autocommit:
+        committed(engine, info)
 
 
 def init_app(app) -> None:

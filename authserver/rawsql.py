@@ -111,8 +111,9 @@ class Transaction:
         self.engine = engine
         self.connection = connection
 
-    def execute(self, statement: Statement, params: dict):
-        """Run a statement; returns the cursor (rowcount) for DML without RETURNING."""
+    def execute(self, statement: Statement, params: dict, ends: str | None = None):
+        """Run a statement; returns the cursor (rowcount) for DML without RETURNING. `ends`: the
+        hash of the access token a rotation ends (changes.statement_ran)."""
         sql, bound = statement.bind(self.engine, params)
         for listener in LISTENERS:
             listener(sql)
@@ -123,7 +124,7 @@ class Transaction:
             raise self.wrapped(error, sql, bound, cursor) from error
         if getattr(self.engine, "_authserver_watched", False):  # answers are cached: changes.py
             changes.statement_ran(self.engine, self.connection.info, sql,
-                                  self.connection.driver_connection.autocommit)
+                                  self.connection.driver_connection.autocommit, ends)
         return cursor
 
     def commit(self) -> None:
@@ -147,9 +148,9 @@ class Transaction:
                                    hide_parameters=True, connection_invalidated=invalidated,
                                    dialect=self.engine.dialect)
 
-    def one(self, statement: Statement, params: dict):
+    def one(self, statement: Statement, params: dict, ends: str | None = None):
         """The first row (with attribute access) of a SELECT or a RETURNING statement, or None."""
-        cursor = self.execute(statement, params)
+        cursor = self.execute(statement, params, ends)
         row = cursor.fetchone()
         cursor.close()
         return statement.rows(self.engine, [row])[0] if row is not None else None
@@ -198,7 +199,7 @@ def connection(autocommit: bool):
         try:
             yield Transaction(engine, conn)
         except BaseException:
-            conn.info.pop(changes.CHANGED, None)  # each statement that ran committed (and reported) itself
+            changes.rolled_back(conn.info)  # each statement that ran committed (and reported) itself
             if not conn.idle():
                 conn.invalidate()
             raise
@@ -209,7 +210,7 @@ def connection(autocommit: bool):
     try:
         yield Transaction(engine, pooled)
     except BaseException:
-        pooled.info.pop(changes.CHANGED, None)  # rolled back: nothing changed
+        changes.rolled_back(pooled.info)  # rolled back: nothing changed
         if pooled.is_valid:  # not already retired by Transaction.execute
             try:
                 pooled.rollback()

@@ -112,6 +112,8 @@ _REFRESH_COLUMNS = (
     Token.id, Token.grant_id, Token.code_id, Token.client_pk, Token.refresh_token_hash, Token.scope,
     Token.authorized_scope, Token.rotated_at, Token.revoked_at, Token.refresh_expires_at, Token.replay,
     Token.auth_time,
+    # The rotation ends this access token: its cached answer is forgotten (changes.statement_ran).
+    Token.access_token_hash,
 )
 _REFRESH_FOR_EXCHANGE = _exchange_read(*_REFRESH_COLUMNS, key=Token.refresh_token_hash)
 #: The client's columns a refresh in the WSGI lane authenticates with (oauth/grants.py LeanRefresh).
@@ -935,7 +937,8 @@ def get_refresh_for_exchange(token_hash: str):
 def consume_refresh_token(token, replay: bytes | None) -> bool:
     """Mark a refresh token rotated, end its access token and keep `replay` (the sealed answer)
     on it. True for exactly one caller, however many race."""
-    cursor = rawsql.in_session().execute(_CONSUME_REFRESH, {"id": token.id, "now": utcnow(), "replay": replay})
+    cursor = rawsql.in_session().execute(_CONSUME_REFRESH, {"id": token.id, "now": utcnow(), "replay": replay},
+                                         ends=token.access_token_hash)
     return cursor.rowcount == 1
 
 
@@ -949,33 +952,36 @@ def get_client_and_refresh(client_id: str, token_hash: str):
 
 
 def rotate_refresh_token(token_id: int, replay: bytes | None, new_pair: dict, event: dict, *,
-                         client_last_used_at: datetime | None, grant_last_used_at: datetime | None) -> bool:
+                         client_last_used_at: datetime | None, grant_last_used_at: datetime | None,
+                         access_token_hash: str) -> bool:
     """A refresh's whole write, committed: rotate the token (consume_refresh_token's conditional
-    UPDATE), store `new_pair` (save_token's columns, parent_id excepted), the audit `event`
+    UPDATE), which ends its access token (`access_token_hash`, the rotated row's own), store
+    `new_pair` (save_token's columns, parent_id excepted), the audit `event`
     (audit.event_values), and the client's and grant's last-used times as touch_usage rewrites
     them. True for exactly one caller, however many race; a caller that gets False wrote nothing.
 
     On PostgreSQL one statement in autocommit (_ROTATION); elsewhere the same statements in one
     transaction on a pooled connection (SQLite has no data-modifying CTEs)."""
     return _issue(_CONSUME_REFRESH, _ROTATION, "parent_id", token_id, replay, new_pair, event,
-                  client_last_used_at, grant_last_used_at)
+                  client_last_used_at, grant_last_used_at, ends=access_token_hash)
 
 
 def _issue(consume: rawsql.Statement, write: rawsql.Statement, from_consumed: str, consumed_id: int,
            replay: bytes | None, new_pair: dict, event: dict, client_last_used_at: datetime | None,
-           grant_last_used_at: datetime | None) -> bool:
+           grant_last_used_at: datetime | None, ends: str | None = None) -> bool:
     """rotate_refresh_token and redeem_code: on PostgreSQL the one statement `write` in autocommit;
     elsewhere `consume` and the same writes in one transaction on a pooled connection (SQLite has
-    no data-modifying CTEs). Last-used times are rewritten as touch_usage rewrites them."""
+    no data-modifying CTEs). Last-used times are rewritten as touch_usage rewrites them. `ends`:
+    the access token a rotation ends (changes.statement_ran)."""
     now = utcnow()
     touch_client, touch_grant = _stale(client_last_used_at, now), _stale(grant_last_used_at, now)
     if rawsql.is_postgresql():
         params = {**new_pair, **event, "id": consumed_id, "now": now, "replay": replay,
                   "touch_client": touch_client, "touch_grant": touch_grant}
         with rawsql.connection(autocommit=True) as conn:
-            return conn.one(write, params) is not None
+            return conn.one(write, params, ends) is not None
     with rawsql.transaction() as conn:
-        if conn.execute(consume, {"id": consumed_id, "now": now, "replay": replay}).rowcount != 1:
+        if conn.execute(consume, {"id": consumed_id, "now": now, "replay": replay}, ends).rowcount != 1:
             return False  # nothing written: the empty transaction is committed
         conn.execute(_INSERT_TOKEN, {**new_pair, from_consumed: consumed_id}).close()
         conn.execute(audit.INSERT_EVENT, event).close()

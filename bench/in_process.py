@@ -9,7 +9,9 @@ of Flask, as served) for each phase: `refresh` (8 chains of rotating refresh tok
 benchmark's workers), `dcr` (an identical public client, as the peer benchmark registers),
 `dcr-new` (a new public client each time), `introspect` (a new token each time),
 `introspect-again` (8 tokens in turn, as the peer benchmark's workers: on PostgreSQL answered from
-the answer cache, authserver/changes.py), `flow` (the signed-in flow of a public
+the answer cache, authserver/changes.py), `mixed` (one refresh in ten, the others as
+introspect-again: what a worker serving both sees; statements per operation show whether the
+refreshes cost the cached answers), `flow` (the signed-in flow of a public
 loopback client: consent page, consent, code exchange, through Flask's test client, whose own
 CPU is counted too; each request's share is printed on a second line). For each it prints the Python CPU per
 operation (time.process_time around the WSGI call: our code, the driver's client side) and, on
@@ -38,6 +40,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from hot_paths import ISSUER, RESOURCE, SCOPE, make_database, seed  # noqa: E402
 
 REDIRECT_URI = "http://127.0.0.1:8976/callback"
+#: The `mixed` phase: one refresh in every MIXED_EVERY operations, introspect-again's the others.
+MIXED_EVERY = 10
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -227,10 +231,17 @@ def main() -> None:
             return environ("/oauth/introspect", form({"token": repeated[counter[0] % len(repeated)]}),
                            "application/x-www-form-urlencoded", basic)
 
+        def mixed_env():
+            return refresh_env() if counter[0] % MIXED_EVERY == 0 else introspect_again_env()
+
+        def mixed_done(body):
+            if counter[0] % MIXED_EVERY == 0:
+                refresh_done(body)
+
         browser = SignedInFlow(app, resource=RESOURCE, scope=SCOPE) if "flow" in args.phases.split(",") else None
         phases = {"refresh": (refresh_env, refresh_done), "dcr": (dcr_env, None), "dcr-new": (dcr_new_env, None),
                   "introspect": (introspect_env, None), "introspect-again": (introspect_again_env, None),
-                  "flow": (None, None)}
+                  "mixed": (mixed_env, mixed_done), "flow": (None, None)}
         for name in args.phases.split(","):
             make_env, done = phases[name]
 

@@ -7,6 +7,7 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, InvalidGrantError, InvalidScopeError, OAuth2Error
 from authlib.oauth2.rfc6749 import grants
@@ -565,7 +566,8 @@ class LeanRefresh(LeanTokenRequest):
         scope = refreshed_scope(token, scope)
         return self.finish(token, scope, refresh_replay_context(self.client.client_id, form),
                            token.get_authorized_scope(), include_refresh_token=True, code_id=token.code_id,
-                           parent_id=token.id, write=store.rotate_refresh_token)
+                           parent_id=token.id,
+                           write=partial(store.rotate_refresh_token, access_token_hash=token.access_token_hash))
 
 
 class LeanExchange(LeanTokenRequest):

@@ -28,7 +28,7 @@ from authserver.config import ConfigError
 from authserver.extensions import db
 from authserver.secrets import sha256_hex
 
-from .support import REDIRECT_URI, RESOURCE
+from .support import PKCE, REDIRECT_URI, RESOURCE, authorize_params, query
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What a change elsewhere may take to arrive through NOTIFY on a busy test machine; far below
@@ -93,6 +93,36 @@ def test_every_column_an_answer_reads_is_watched():
 ])
 def test_which_statements_reach_the_cache(sql, changes_answers):
     assert changes.changes_answers(sql) is changes_answers
+
+
+def _postgresql_sql(statement) -> str:
+    from sqlalchemy.dialects import postgresql
+
+    return str(statement.statement.compile(dialect=postgresql.dialect()))
+
+
+@pytest.mark.parametrize("sql, kind", [
+    # What the token endpoint runs: a refresh's rotation (one statement on PostgreSQL, the
+    # conditional UPDATE elsewhere and on Authlib's path) ends only the rotated pair's access token.
+    (_postgresql_sql(store._ROTATION), changes.ROTATES),
+    (_postgresql_sql(store._CONSUME_REFRESH), changes.ROTATES),
+    (_postgresql_sql(store._REDEMPTION), changes.NOTHING),
+    ("UPDATE tokens SET rotated_at=%(now)s, access_revoked_at=%(now)s, replay=%(r)s WHERE id=%(id)s",
+     changes.ROTATES),
+    # A rotation with anything else an answer reads is no longer only a rotation.
+    ("UPDATE tokens SET rotated_at=%(now)s, access_revoked_at=%(now)s, access_expires_at=%(now)s WHERE id=%(id)s",
+     changes.EVERYTHING_CHANGES),
+    ("UPDATE tokens SET rotated_at=%(now)s, revoked_at=%(now)s WHERE id=%(id)s", changes.EVERYTHING_CHANGES),
+    ("WITH r AS (UPDATE tokens SET rotated_at=%(now)s, access_revoked_at=%(now)s WHERE id=%(id)s RETURNING id) "
+     "UPDATE grants SET revoked_at=%(now)s WHERE grants.id = %(g)s", changes.EVERYTHING_CHANGES),
+    ("WITH r AS (UPDATE grants SET revoked_at=%(now)s WHERE grants.id = %(g)s RETURNING id) "
+     "UPDATE tokens SET rotated_at=%(now)s, access_revoked_at=%(now)s WHERE id=%(id)s", changes.EVERYTHING_CHANGES),
+    ("WITH r AS (UPDATE tokens SET rotated_at=%(now)s, access_revoked_at=%(now)s WHERE id=%(id)s RETURNING id) "
+     "DELETE FROM memberships WHERE id = %(m)s", changes.EVERYTHING_CHANGES),
+    ("UPDATE grants SET access_revoked_at=%(now)s WHERE id=%(id)s", changes.NOTHING),
+])
+def test_a_rotation_is_told_apart_from_every_other_change(sql, kind):
+    assert changes.changes_of(sql) == kind
 
 
 def test_the_settings_are_checked(make_app):
@@ -176,7 +206,7 @@ def issued(app, flow, preregistered):
     tokens = response.get_json()
     assert flow.introspect(tokens["access_token"]).get_json()["scope"] == SCOPE
     return SimpleNamespace(access=tokens["access_token"], refresh=tokens["refresh_token"], auth=auth, cache=cache,
-                           hash=sha256_hex(tokens["access_token"]))
+                           hash=sha256_hex(tokens["access_token"]), client_id=client_id)
 
 
 def answers_from_cache(flow, statements, token) -> dict:
@@ -254,6 +284,50 @@ def test_a_refresh_ends_the_old_access_tokens_answer_at_once(issued, flow, state
     assert refreshed.status_code == 200, refreshed.get_json()
     assert flow.introspect(issued.access).get_json() == {"active": False}
     assert flow.introspect(refreshed.get_json()["access_token"]).get_json()["active"] is True
+
+
+@postgresql_only
+@pytest.mark.app_config(INTROSPECTION_CACHE_SECONDS=LONG_AGE)
+@pytest.mark.parametrize("through", ["lane", "flask"])
+def test_a_refresh_here_ends_its_own_access_token_and_keeps_every_other_answer(
+        issued, flow, statements, paths, monkeypatch, through):
+    """The property: a refresh made in this worker ends the rotated pair's access token at once,
+    and no other cached answer (another family's, of the same client, user and grant) is lost to
+    it, on the lane's path and on Authlib's (notifications ignored: this is the worker's own
+    doing)."""
+    monkeypatch.setattr(issued.cache.feed, "forget", _only_local(issued.cache.feed.forget))
+    pkce = PKCE()
+    remembered = flow.consent_page(authorize_params(issued.client_id, pkce, scope=SCOPE))  # consented before
+    code = query(remembered.headers["Location"])["code"]
+    other = flow.client.post("/oauth/token", headers=issued.auth, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
+        "code_verifier": pkce.verifier, "resource": RESOURCE}).get_json()["access_token"]
+    flow.introspect(other)
+    kept = {token: answers_from_cache(flow, statements, token) for token in (issued.access, other)}
+    client = paths[0] if through == "lane" else paths[1]
+    paths[2].clear()
+    refreshed = client.post("/oauth/token", headers=issued.auth,
+                            data={"grant_type": "refresh_token", "refresh_token": issued.refresh})
+    assert refreshed.status_code == 200, refreshed.get_json()
+    assert paths[2] == [], "the lane passed the refresh on"
+    assert flow.introspect(issued.access).get_json() == {"active": False}
+    assert answers_from_cache(flow, statements, other) == kept[other]
+    assert flow.introspect(refreshed.get_json()["access_token"]).get_json()["active"] is True
+
+
+@postgresql_only
+@pytest.mark.app_config(INTROSPECTION_CACHE_SECONDS=LONG_AGE)
+def test_a_rotation_run_without_naming_its_token_forgets_every_answer(issued, app):
+    """Only the caller knows which access token a rotation ends: unnamed, it is any change."""
+    rotation = _postgresql_sql(store._CONSUME_REFRESH)
+    with app.app_context():
+        changes.statement_ran(db.engine, {}, rotation, True, ends="0" * 64)
+        assert issued.hash in issued.cache.entries
+        changes.statement_ran(db.engine, {}, rotation, True, ends=issued.hash)
+        assert issued.hash not in issued.cache.entries
+        issued.cache.entries["x"] = issued.cache.entries.get(issued.hash, (0, None, time.monotonic()))
+        changes.statement_ran(db.engine, {}, rotation, True)
+        assert issued.cache.entries == {}
 
 
 @pytest.fixture
