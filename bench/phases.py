@@ -13,6 +13,8 @@ with its own keep-alive connection):
                   forms (hidden fields and CSRF tokens are read from the pages)
   refresh         each thread follows its own chain of rotating refresh tokens
   introspect      the resource server introspects live access tokens (each must be active)
+  mixed           what a worker serving both sees: each thread refreshes its chain once in every
+                  ten operations and otherwise introspects its current access token
 
 For each it prints ops/s, latency p50/p99, HTTP requests per operation and the server's CPU time
 per operation, read from /proc for the processes listening on the port and their descendants
@@ -37,7 +39,9 @@ import time
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
-PHASES = ("registration", "signed-in flow", "flow", "refresh", "introspect")
+PHASES = ("registration", "signed-in flow", "flow", "refresh", "introspect", "mixed")
+#: The mixed phase: one refresh in every MIXED_EVERY operations of a thread, introspections between.
+MIXED_EVERY = 10
 REDIRECT_URI = "https://bench-client.example/callback"
 
 
@@ -253,9 +257,13 @@ class Worker:
         self.connection = Connection(server.base)
         self.browser = Browser(self.connection)
         self.tokens = server.flow(self.browser)  # signs in and consents once: later flows are signed in
+        self.ops = 0
 
     def op(self, phase: str) -> None:
         s = self.server
+        self.ops += 1
+        if phase == "mixed":
+            phase = "refresh" if self.ops % MIXED_EVERY == 0 else "introspect"
         if phase == "registration":
             s.register(self.connection)
         elif phase == "signed-in flow":
