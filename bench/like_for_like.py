@@ -28,7 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      add_help=False)
     parser.add_argument("--peer-bench", type=Path,
-                        default=Path(__file__).resolve().parents[1].parent / "shared" / "peer-bench",
+                        default=Path(__file__).resolve().parents[2] / "shared" / "peer-bench",
                         help="the peer benchmark's directory (compare.py, flow_bench.py)")
     parser.add_argument("--redirect-uri", default="https://app.example.com/callback",
                         help="the redirect URI both servers' clients register")
