@@ -5,16 +5,17 @@ only the refresh's two statements, on the same machine, database, server and cli
 
 A refresh here is one read (the client with its refresh token, store._CLIENT_AND_REFRESH) and one
 write (the rotation, the new pair, the audit event: store._ROTATION), each a prepared statement in
-autocommit on PostgreSQL, with a durable commit. How far can a Python WSGI server on PostgreSQL
-go before any of our rules run? This measures it: `floor` serves, under the same granian settings
-as `make bench-serve`, an app that hashes the refresh token, runs those two statements (their SQL
-taken from authserver.store, so it follows every change to them) with psycopg, and answers a
-token JSON carrying a new refresh token; no Flask, no checks, no token format, no sealing (it
-stores random bytes as long as the sealed retry answer in its place), no metrics. `authserver` is `wsgi:app` as served by `make bench-serve`, refreshing
-the same way. Both run against one fresh database (`authserver_bench_<pid>` beside the given URL,
-dropped afterwards), seeded as bench/hot_paths.py seeds it, driven in alternating rounds by one
-client: 8 keep-alive connections (as the peer benchmark's), each following its own chain of
-rotating refresh tokens, from an asyncio loop in this process.
+autocommit on PostgreSQL, with a durable commit. How far can a Python WSGI server on PostgreSQL go
+before any of our rules run? This measures it: `floor` serves, under the same granian settings as
+`make bench-serve`, an app that hashes the refresh token, runs those two statements (their SQL
+taken from authserver.store, so it follows every change to them) with psycopg, and answers a token
+JSON carrying a new refresh token; no Flask, no checks, no token format, no sealing (it stores
+random bytes as long as the sealed retry answer in its place), no metrics. `authserver` is
+`wsgi:app` as served by `make bench-serve`, refreshing the same way. Both run against one fresh
+database (`authserver_bench_<pid>` beside the given URL, dropped afterwards), seeded as
+bench/hot_paths.py seeds it, driven in alternating rounds by one client: 8 keep-alive connections
+(as the peer benchmark's), each following its own chain of rotating refresh tokens, from an
+asyncio loop in this process.
 
 For each round it prints refreshes per second and CPU milliseconds per refresh from /proc: the
 server's processes, the machine's PostgreSQL and Redis processes (all of them: run it when nothing
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from hot_paths import ISSUER, SCOPE, free_port, make_database, seed  # noqa: E402
 from phases import cpu_seconds, server_pids, store_pids  # noqa: E402
 import psycopg  # noqa: E402
+
+from authserver.timeutil import utcnow  # noqa: E402
 
 #: Concurrent connections, each with its own chain (the peer benchmark's -c 8).
 CONNECTIONS = 8
@@ -77,14 +80,16 @@ def app(environ, start_response):
     row = conn.execute(spec["read"], {"hash": hashlib.sha256(refresh).hexdigest(), "client_id": spec["client_id"]},
                        prepare=True).fetchone()
     token_id = row[spec["id_column"]]
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = utcnow()
     new_access, new_refresh = "ast_" + secrets.token_urlsafe(32), "asr_" + secrets.token_urlsafe(32)
     answer = json.dumps({"token_type": "Bearer", "expires_in": 3600, "scope": spec["scope"],
                          "access_token": new_access, "refresh_token": new_refresh}).encode()
     params = {
         # As long as the sealed answer authserver keeps for an identical retry (nonce and tag added).
-        "id": token_id, "now": now, "replay": os.urandom(len(answer) + 28), "grant_id": row[spec["grant_column"]], "code_id": None,
-        "client_pk": row[0], "access_token_hash": hashlib.sha256(new_access.encode()).hexdigest(),
+        "id": token_id, "now": now, "replay": os.urandom(len(answer) + 28),
+        "grant_id": row[spec["grant_column"]], "code_id": None,
+        "client_pk": row[spec["client_pk_column"]],
+        "access_token_hash": hashlib.sha256(new_access.encode()).hexdigest(),
         "refresh_token_hash": hashlib.sha256(new_refresh.encode()).hexdigest(), "scope": spec["scope"],
         "authorized_scope": spec["scope"], "issued_at": now, "access_expires_at": now + timedelta(hours=1),
         "refresh_expires_at": now + timedelta(days=30), "auth_time": None, "created_at": now,
@@ -118,6 +123,7 @@ def write_spec(database_url: str, client_id: str, scope: str, path: Path) -> Non
     path.write_text(json.dumps({
         "url": database_url.replace("postgresql+psycopg://", "postgresql://"), "read": read, "write": write,
         "client_id": client_id, "scope": scope, "id_column": columns.index("id"),
+        "client_pk_column": columns.index("client__id"),
         "grant_column": columns.index("grant_id"), "user_column": columns.index("user_id"),
         "hub_column": columns.index("hub_id"),
     }))
